@@ -1,0 +1,50 @@
+# Mirage task runner. `just test` is the gate every commit on main must pass.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+export PYTHONPATH := justfile_directory()
+
+default: test
+
+# Install what Mirage needs: Debian packages (cross toolchain, QEMU as a reference) and Python deps.
+setup:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    need=()
+    command -v riscv64-linux-gnu-gcc >/dev/null || need+=(gcc-riscv64-linux-gnu binutils-riscv64-linux-gnu)
+    command -v qemu-system-riscv64 >/dev/null || need+=(qemu-system-misc)
+    command -v gdb-multiarch >/dev/null || need+=(gdb-multiarch)
+    if [ ${#need[@]} -gt 0 ]; then
+        sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+        echo "setup: installing ${need[*]} (apt)" >&2
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+    fi
+    if ! python3 -c "import llvmlite, elftools, cffi, click, capstone, rich, unicorn, pytest, ruff" 2>/dev/null \
+        || ! command -v mirage >/dev/null; then
+        echo "setup: installing Python dependencies (pip)" >&2
+        python3 -m pip install -q -e '.[test]'
+    fi
+
+# Run Mirage's main job (default: the bundled demo), e.g. `just run demo` or `just run path/to/prog.elf`.
+run *ARGS: setup
+    python3 -m runtime jit-run {{ if ARGS == "" { "demo" } else { ARGS } }}
+
+# The full test suite (the per-commit gate).
+test *ARGS: setup
+    python3 -m ruff check translator runtime vfm platforms tests
+    python3 -m pytest -q {{ ARGS }}
+
+# Slow cases, not part of the per-commit gate.
+test-slow *ARGS: setup
+    python3 -m pytest -q -m slow {{ ARGS }}
+
+# Larger differential-testing seed sweep against unicorn.
+fuzz *ARGS: setup
+    python3 -m pytest -q -m slow tests/test_diff_unicorn.py {{ ARGS }}
+
+# CPU benchmarks side by side with QEMU.
+bench *ARGS: setup
+    python3 -m tests.bench.run {{ ARGS }}
+
+# Check that every commit not yet verified passes `just test`.
+gate *ARGS: setup
+    python3 -m runtime gate {{ ARGS }}

@@ -1,0 +1,1 @@
+"""Machine descriptions: memory maps, devices, device trees."""

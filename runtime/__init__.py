@@ -1,0 +1,1 @@
+"""The machine at run time: harts, memory, dispatch, devices, loaders, CLI."""

@@ -1,0 +1,95 @@
+"""NS16550A UART (qemu-virt: 0x10000000, PLIC source 10): the console."""
+
+from __future__ import annotations
+
+import sys
+from collections import deque
+
+# Register offsets (DLAB = 0)
+RBR_THR, IER, IIR_FCR, LCR, MCR, LSR, MSR, SCR = range(8)
+LSR_DR, LSR_THRE, LSR_TEMT = 0x01, 0x20, 0x40
+IER_RDI, IER_THRI = 0x01, 0x02
+
+
+class Uart16550:
+    def __init__(self, out=None) -> None:
+        self.out = out or sys.stdout.buffer
+        self.rx: deque[int] = deque()
+        self.ier = 0
+        self.lcr = 0
+        self.mcr = 0
+        self.scr = 0
+        self.dll = 0
+        self.dlm = 0
+        self.thr_empty_pending = False
+        self.irq_line = None  # fn(level: bool), set by the platform (PLIC source)
+
+    def push_input(self, data: bytes) -> None:
+        self.rx.extend(data)
+        self._update_irq()
+
+    def _pending(self) -> int:
+        """IIR identification of the highest-priority pending interrupt (0x1 = none)."""
+        if self.ier & IER_RDI and self.rx:
+            return 0x4
+        if self.ier & IER_THRI and self.thr_empty_pending:
+            return 0x2
+        return 0x1
+
+    def _update_irq(self) -> None:
+        if self.irq_line is not None:
+            self.irq_line(self._pending() != 0x1)
+
+    def read(self, offset: int, size: int) -> int:
+        dlab = self.lcr & 0x80
+        if offset == RBR_THR:
+            if dlab:
+                return self.dll
+            v = self.rx.popleft() if self.rx else 0
+            self._update_irq()
+            return v
+        if offset == IER:
+            return self.dlm if dlab else self.ier
+        if offset == IIR_FCR:
+            iid = self._pending()
+            if iid == 0x2:
+                self.thr_empty_pending = False
+                self._update_irq()
+            return 0xC0 | iid
+        if offset == LCR:
+            return self.lcr
+        if offset == MCR:
+            return self.mcr
+        if offset == LSR:
+            return LSR_THRE | LSR_TEMT | (LSR_DR if self.rx else 0)
+        if offset == MSR:
+            return 0xB0
+        if offset == SCR:
+            return self.scr
+        return 0
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        dlab = self.lcr & 0x80
+        value &= 0xFF
+        if offset == RBR_THR:
+            if dlab:
+                self.dll = value
+                return
+            self.out.write(bytes([value]))
+            self.out.flush()
+            self.thr_empty_pending = True
+            self._update_irq()
+        elif offset == IER:
+            if dlab:
+                self.dlm = value
+            else:
+                self.ier = value & 0x0F
+                if self.ier & IER_THRI:
+                    self.thr_empty_pending = True
+                self._update_irq()
+        elif offset == LCR:
+            self.lcr = value
+        elif offset == MCR:
+            self.mcr = value
+        elif offset == SCR:
+            self.scr = value

@@ -1,0 +1,1 @@
+"""Named guest images (`mirage jit-run NAME`), built from source on first use and cached."""

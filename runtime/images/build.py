@@ -1,0 +1,44 @@
+"""Builds named images from the sources beside this file (cached under ~/.cache/mirage/images)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+HERE = Path(__file__).parent
+CC = "riscv64-linux-gnu-gcc"
+
+
+class ImageError(Exception):
+    """A named image cannot be built; the message says what to do."""
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("MIRAGE_CACHE_DIR", Path.home() / ".cache" / "mirage"))
+
+
+def demo() -> Path:
+    """The bundled demo program (C, cross-compiled)."""
+    if shutil.which(CC) is None:
+        raise ImageError(f"{CC} not found: install it with `apt-get install gcc-riscv64-linux-gnu` "
+                         "(or run `just setup`)")
+    src, ld = HERE / "demo.c", HERE / "demo.ld"
+    flags = ["-march=rv64gc", "-mabi=lp64d", "-O2", "-nostdlib", "-nostartfiles", "-static",
+             "-mcmodel=medany", "-ffreestanding", "-fno-builtin"]
+    key = hashlib.sha256(src.read_bytes() + ld.read_bytes() + " ".join(flags).encode()).hexdigest()[:16]
+    out = cache_root() / "images" / f"demo-{key}.elf"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    r = subprocess.run([CC, *flags, "-T", str(ld), "-o", str(tmp), str(src)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise ImageError(f"building the demo failed: {r.stderr.strip()}")
+    tmp.rename(out)
+    return out
+
+
+NAMED = {"demo": demo}

@@ -1,0 +1,436 @@
+"""The machine: harts, physical memory, softmmu, translation cache, callouts and the run loop.
+
+Native code runs guest blocks back to back; the loop here only handles translation misses, polls
+(device time, interrupts, instruction limits) and stops. Everything at M-level (traps that are
+not delegated, firmware privileged instructions) goes to the monitor through `Monitor`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Protocol
+
+from runtime.hart import Hart, Trap
+from runtime.memory import PhysicalMemory
+from runtime.mmu import Mmu
+from runtime.tcache import TranslationCache
+from translator import abi
+from translator import csrs as C
+from translator.abi import ffi
+from translator.block import FetchFault
+from translator.dispatch import dispatcher_ir
+from translator.isa import decode
+from translator.jit import Engine
+
+MASK64 = (1 << 64) - 1
+SLICE = 1 << 22  # Instructions between polls of devices and timers
+
+
+class GuestExit(Exception):  # noqa: N818 (control flow, not an error)
+    """The guest asked the machine to stop (test finisher, HTIF, poweroff)."""
+
+    def __init__(self, code: int, message: str = "") -> None:
+        super().__init__(message or f"exit {code}")
+        self.code = code
+        self.message = message
+
+
+class Monitor(Protocol):
+    """What sits at M-level: the virtual firmware monitor (vfm/), or a test stand-in."""
+
+    def attach(self, machine: Machine) -> None: ...
+
+    def on_trap(self, hart: Hart, cause: int, tval: int, epc: int) -> None: ...
+
+    def on_interrupt(self, hart: Hart, irq: int) -> None: ...
+
+    def pending_m_interrupt(self, hart: Hart) -> int | None: ...
+
+
+class Machine:
+    def __init__(self, ram_base: int = 0x8000_0000, ram_size: int = 256 << 20, harts: int = 1,
+                 opt: int = 2, icount: bool = False, timebase_hz: int = 10_000_000) -> None:
+        self.mem = PhysicalMemory(ram_base, ram_size)
+        self.mmu = Mmu(self.mem)
+        self.harts = [Hart(i) for i in range(harts)]
+        self.engine = Engine(opt=opt)
+        self.icount = icount
+        self.timebase_hz = timebase_hz
+        self._t0 = time.monotonic()
+        self.halted: GuestExit | None = None
+        self.monitor: Monitor | None = None
+        self.max_insns: int | None = None
+        self.callout_error: BaseException | None = None
+        self.misaligned_trap = True
+        self.pollers: list = []  # Devices polled between slices: fn(machine) -> None
+        self.trace = None  # runtime.trace.Tracer when -d is given
+        self.stats_callouts = {"mem": 0, "sys": 0, "miss": 0, "poll": 0}
+        self.store_watchers: list = []  # fn(hart, paddr, size) after slow-path stores to watched pages
+        self._watch_pages: set[int] = set()
+        self.timer_sources: list = []  # Devices with next_deadline(machine) -> mtime or None
+        self.waiters: list = []  # fn(seconds): block until input may have arrived
+        self.counteren = 0  # Physical mcounteren, owned by the monitor
+        self._install_callouts()
+        rt = self.engine.compile(dispatcher_ir(), ["mirage_dispatch"])[0]
+        self.dispatch_addr = rt["mirage_dispatch"]
+        self.engine.add_import("mirage_dispatch", self.dispatch_addr)
+        self._enter = ffi.cast("int64_t(*)(hart_t *)", self.dispatch_addr)
+        self.tcache = TranslationCache(self.engine, self.dispatch_addr)
+        for h in self.harts:
+            h.s.ram = ffi.cast("uint8_t *", self.mem.host_base)
+            self.mmu.flush(h)
+            self.tcache.jc_flush(h, "reset")
+            h.update_flags()
+        self.tcache.invalidations.clear()
+
+    # Callouts from generated code
+    def _install_callouts(self) -> None:
+        @ffi.callback("int64_t(hart_t *, uint64_t, uint64_t, uint64_t, uint64_t)")
+        def mem_cb(hp, vaddr, value, desc, pc):
+            try:
+                return self._mem_slow(self._hart_of(hp), vaddr, value, desc, pc)
+            except BaseException as e:  # noqa: BLE001 (reported after native code returns)
+                return self._callout_failed(hp, e)
+
+        @ffi.callback("int64_t(hart_t *, uint64_t, uint64_t, uint64_t)")
+        def sys_cb(hp, raw, pc, desc):
+            try:
+                self._sys(self._hart_of(hp), raw, pc, desc)
+            except BaseException as e:  # noqa: BLE001
+                return self._callout_failed(hp, e)
+            return 0
+
+        @ffi.callback("int64_t(hart_t *, int64_t, uint64_t, uint64_t)")
+        def helper_cb(hp, op, a, b):
+            try:
+                from runtime import helpers
+                return helpers.call(op, a, b)
+            except BaseException as e:  # noqa: BLE001
+                return self._callout_failed(hp, e)
+
+        self._callbacks = (mem_cb, sys_cb, helper_cb)
+        for name, cb in (("mirage_mem", mem_cb), ("mirage_sys", sys_cb), ("mirage_helper", helper_cb)):
+            self.engine.add_import(name, int(ffi.cast("uintptr_t", cb)))
+        self._by_ptr: dict[int, Hart] = {}
+
+    def _hart_of(self, hp) -> Hart:
+        ptr = int(ffi.cast("uintptr_t", hp))
+        h = self._by_ptr.get(ptr)
+        if h is None:
+            self._by_ptr = {x.ptr: x for x in self.harts}
+            h = self._by_ptr[ptr]
+        return h
+
+    def _callout_failed(self, hp, e: BaseException) -> int:
+        if self.callout_error is None:
+            self.callout_error = e
+        hp.exit_now = 1
+        hp.exit_request = 1
+        return 0
+
+    # Memory slow path
+    def _mem_slow(self, hart: Hart, vaddr: int, value: int, desc: int, pc: int) -> int:
+        self.stats_callouts["mem"] += 1
+        size = 1 << (desc & 15)
+        store = bool(desc & abi.DESC_STORE)
+        mmu = (desc >> abi.DESC_MMU_SHIFT) & 15
+        remain = (desc >> abi.DESC_REMAIN_SHIFT) & 0xFF
+        amo = bool(desc & abi.DESC_AMO)
+        access = "w" if (store or amo) else "r"
+        try:
+            if vaddr & (size - 1):
+                if self.misaligned_trap or amo:
+                    raise Trap(C.STORE_MISALIGNED if access == "w" else C.LOAD_MISALIGNED, vaddr)
+                return self._misaligned(hart, vaddr, value, size, store, mmu, desc)
+            paddr = self.mmu.translate(hart, vaddr, access, mmu)
+            if store:
+                if not self.mem.write(paddr, size, value):
+                    raise Trap(C.STORE_ACCESS, vaddr)
+                self._after_store(hart, paddr, size, pc, desc, remain)
+                if self.mem.is_ram(paddr, size):
+                    self.mmu.fill(hart, mmu, vaddr, paddr, True)
+                return 0
+            v = self.mem.read(paddr, size)
+            if v is None:
+                raise Trap(C.STORE_ACCESS if amo else C.LOAD_ACCESS, vaddr)
+            if self.mem.is_ram(paddr, size):
+                self.mmu.fill(hart, mmu, vaddr, paddr, amo)
+            if desc & abi.DESC_SIGNED and v >> (8 * size - 1):
+                v -= 1 << (8 * size)
+            return v & MASK64
+        except Trap as t:
+            hart.uncount(remain + 1)
+            self.take_trap(hart, t.cause, t.tval, pc)
+            hart.s.exit_now = 1
+            return 0
+
+    def _misaligned(self, hart, vaddr, value, size, store, mmu, desc) -> int:
+        out = 0
+        for i in range(size):
+            paddr = self.mmu.translate(hart, vaddr + i, "w" if store else "r", mmu)
+            if store:
+                if not self.mem.write(paddr, 1, value >> (8 * i)):
+                    raise Trap(C.STORE_ACCESS, vaddr)
+            else:
+                b = self.mem.read(paddr, 1)
+                if b is None:
+                    raise Trap(C.LOAD_ACCESS, vaddr)
+                out |= b << (8 * i)
+        if not store and desc & abi.DESC_SIGNED and out >> (8 * size - 1):
+            out -= 1 << (8 * size)
+        return out & MASK64
+
+    def _after_store(self, hart: Hart, paddr: int, size: int, pc: int, desc: int, remain: int) -> None:
+        """A store reached RAM through the slow path: invalidate code it overwrote, run watchers."""
+        ppn = paddr >> abi.PAGE_BITS
+        if ppn in self.mmu.write_watch:
+            if self.tcache.page_has_code(ppn):
+                n = self.tcache.invalidate_range(paddr, size, "code-write", self.harts)
+                if n:
+                    # The running block may be among them: stop after this store.
+                    hart.pc = pc + (2 if desc & abi.DESC_COMPRESSED else 4)
+                    hart.uncount(remain)
+                    hart.s.exit_now = 1
+                if not self.tcache.page_has_code(ppn) and ppn not in self._watch_pages:
+                    self.mmu.unwatch_page(ppn)
+            if ppn in self._watch_pages:
+                for watch in self.store_watchers:
+                    watch(hart, paddr, size)
+
+    def watch_store(self, paddr: int, fn) -> None:
+        """Calls fn(hart, paddr, size) after every store to the page of paddr (e.g. HTIF tohost)."""
+        self.store_watchers.append(fn)
+        ppn = paddr >> abi.PAGE_BITS
+        self._watch_pages.add(ppn)
+        self.mmu.watch_page(ppn, self.harts)
+
+    # Instruction fetch for the translator
+    def _fetcher(self, hart: Hart):
+        page_cache: dict[int, int] = {}
+
+        def fetch16(vaddr: int) -> int:
+            vpage = vaddr >> abi.PAGE_BITS
+            base = page_cache.get(vpage)
+            if base is None:
+                try:
+                    paddr = self.mmu.fetch_translate(hart, vaddr)
+                except Trap as t:
+                    raise FetchFault(vaddr) from t
+                base = (paddr >> abi.PAGE_BITS) << abi.PAGE_BITS
+                page_cache[vpage] = base
+            paddr = base | (vaddr & (abi.PAGE_SIZE - 1))
+            if not self.mem.is_ram(paddr, 2):
+                raise FetchFault(vaddr)
+            return self.mem.read(paddr, 2)
+        return fetch16
+
+    def _translate_at(self, hart: Hart) -> None:
+        self.stats_callouts["miss"] += 1
+        pc = hart.pc
+        flags = hart.s.flags
+        if pc & 1:
+            self.take_trap(hart, C.INSN_MISALIGNED, pc, pc)
+            return
+        try:
+            ppc = self.mmu.fetch_translate(hart, pc)
+        except Trap as t:
+            self.take_trap(hart, t.cause, t.tval, pc)
+            return
+        if not self.mem.is_ram(ppc, 2):
+            self.take_trap(hart, C.INSN_ACCESS, pc, pc)
+            return
+        blk = self.tcache.lookup(pc, ppc, flags)
+        if blk is not None and len(blk.pages) > 1:
+            # Cross-page block: valid only if the second page still maps to the same frame.
+            try:
+                p2 = self.mmu.fetch_translate(hart, (pc | (abi.PAGE_SIZE - 1)) + 1)
+            except Trap:
+                p2 = None
+            if p2 is None or p2 >> abi.PAGE_BITS != blk.pages[-1]:
+                self.tcache._drop(blk)
+                blk = None
+        if blk is None:
+            fetch16 = self._fetcher(hart)
+            try:
+                blk = self.tcache.translate(hart, pc, ppc, flags, fetch16, None)
+            except FetchFault as f:
+                try:
+                    self.mmu.fetch_translate(hart, f.pc)
+                    cause = C.INSN_ACCESS
+                except Trap as t:
+                    cause = t.cause
+                self.take_trap(hart, cause, f.pc, pc)
+                return
+            for p in blk.pages:
+                self.mmu.watch_page(p, self.harts)
+        self.tcache.jc_insert(hart, blk)
+
+    # Traps
+    def take_trap(self, hart: Hart, cause: int, tval: int, epc: int) -> None:
+        """Raises a synchronous exception at epc: to S-mode if delegated, else to the monitor."""
+        hart.s.resv = MASK64
+        if self.trace is not None:
+            self.trace.trap(hart, cause, tval, epc, False)
+        if hart.priv != C.PRV_M and hart.medeleg >> cause & 1:
+            self.trap_to_s(hart, cause, tval, epc)
+        else:
+            self.require_monitor().on_trap(hart, cause, tval, epc)
+
+    def trap_to_s(self, hart: Hart, cause: int, tval: int, epc: int) -> None:
+        """S-mode trap entry (privileged spec 4.1.1 and 3.1.6.1)."""
+        s = hart.s
+        ms = s.mstatus
+        ms = (ms & ~C.MSTATUS_SPP) | (C.MSTATUS_SPP if hart.priv == C.PRV_S else 0)
+        ms = (ms & ~C.MSTATUS_SPIE) | (C.MSTATUS_SPIE if ms & C.MSTATUS_SIE else 0)
+        ms &= ~C.MSTATUS_SIE
+        s.mstatus = ms
+        hart.sepc = epc
+        hart.scause = cause
+        hart.stval = tval & MASK64
+        base = hart.stvec & ~3
+        if cause & C.INTERRUPT_BIT and hart.stvec & 1:
+            hart.pc = base + 4 * (cause & 0x3F)
+        else:
+            hart.pc = base
+        self.set_priv(hart, C.PRV_S)
+
+    def set_priv(self, hart: Hart, priv: int) -> None:
+        hart.priv = priv
+        hart.update_flags()
+
+    def require_monitor(self) -> Monitor:
+        if self.monitor is None:
+            raise RuntimeError("no monitor attached to take an M-level trap")
+        return self.monitor
+
+    # System instructions (the system callout)
+    def _sys(self, hart: Hart, raw: int, pc: int, desc: int) -> None:
+        self.stats_callouts["sys"] += 1
+        kind = desc & 0xFF
+        remain = (desc >> abi.DESC_REMAIN_SHIFT) & 0xFF
+        length = 2 if desc & abi.DESC_COMPRESSED else 4
+        try:
+            if kind == abi.SYS_ILLEGAL:
+                raise Trap(C.ILLEGAL_INSN, raw)
+            insn = decode(raw)
+            if insn is None:
+                raise Trap(C.ILLEGAL_INSN, raw)
+            hart.pc = pc + length
+            from runtime import system
+            system.execute(self, hart, insn, pc)
+        except Trap as t:
+            hart.uncount(remain + 1)
+            self.take_trap(hart, t.cause, t.tval, pc)
+        if self.halted is not None or self.callout_error is not None:
+            hart.s.exit_now = 1
+
+    # Time
+    def time(self) -> int:
+        """The platform timer (mtime) in timebase ticks."""
+        if self.icount:
+            return sum(h.retired() for h in self.harts) // 10
+        return int((time.monotonic() - self._t0) * self.timebase_hz)
+
+    # The run loop
+    def request_exit(self, hart: Hart | None = None) -> None:
+        for h in (self.harts if hart is None else [hart]):
+            h.s.exit_request = 1
+
+    def run(self, hart_index: int = 0) -> GuestExit:
+        """Runs until the guest stops the machine; returns how it stopped."""
+        hart = self.harts[hart_index]
+        enter = self._enter
+        s = hart.s
+        while self.halted is None:
+            budget = SLICE
+            if self.max_insns is not None:
+                left = self.max_insns - hart.retired()
+                if left <= 0:
+                    self.halted = GuestExit(3, f"instruction limit reached ({self.max_insns} instructions) "
+                                               f"at pc {hart.pc:#x}")
+                    break
+                budget = min(budget, left)
+            hart.set_budget(budget)
+            if hart.wfi:
+                self._wait_for_interrupt(hart)
+                continue
+            code = enter(s)
+            if self.callout_error is not None:
+                err, self.callout_error = self.callout_error, None
+                if isinstance(err, GuestExit):
+                    self.halted = err
+                    break
+                raise err
+            if code == abi.EXIT_MISS:
+                self._translate_at(hart)
+            elif code == abi.EXIT_POLL:
+                self.stats_callouts["poll"] += 1
+                s.exit_request = 0
+                self.poll(hart)
+            elif code == abi.EXIT_CALLOUT:
+                s.exit_now = 0
+                s.exit_request = 0
+                self.poll(hart)
+        hart.set_budget(0)
+        return self.halted
+
+    def poll(self, hart: Hart) -> None:
+        for p in self.pollers:
+            p(self)
+        self.check_interrupts(hart)
+
+    def check_interrupts(self, hart: Hart) -> None:
+        """Takes the highest-priority pending and enabled interrupt (privileged spec 3.1.9)."""
+        mon = self.monitor
+        if mon is not None:
+            irq = mon.pending_m_interrupt(hart)
+            if irq is not None:
+                hart.wfi = False
+                mon.on_interrupt(hart, irq)
+                return
+        pending = hart.mip & hart.mie & hart.mideleg
+        if not pending:
+            return
+        if hart.priv == C.PRV_M:
+            return
+        if hart.priv == C.PRV_S and not hart.s.mstatus & C.MSTATUS_SIE:
+            if hart.wfi:
+                hart.wfi = False
+            return
+        for irq in (C.IRQ_SEI, C.IRQ_SSI, C.IRQ_STI):
+            if pending >> irq & 1:
+                hart.wfi = False
+                self.trap_to_s(hart, C.INTERRUPT_BIT | irq, 0, hart.pc)
+                return
+
+    def _wait_for_interrupt(self, hart: Hart) -> None:
+        """wfi: sleep the host until a device or timer may have raised an interrupt."""
+        deadline = None
+        for d in self.timer_sources:
+            t = d.next_deadline(self)
+            if t is not None and (deadline is None or t < deadline):
+                deadline = t
+        if self.icount:
+            if deadline is None:
+                self.halted = GuestExit(4, "wfi with no possible wake-up in --icount mode")
+                return
+            # Time advances with instructions: skip ahead.
+            now = self.time()
+            if deadline > now:
+                hart.retired_base += (deadline - now) * 10
+        else:
+            wait = 0.01
+            if deadline is not None:
+                wait = max(0.0, min(wait, (deadline - self.time()) / self.timebase_hz))
+            for w in self.waiters:
+                w(wait)
+                wait = 0
+            if wait:
+                time.sleep(wait)
+        self.poll(hart)
+        if not hart.wfi:
+            return
+
+    def finish_output(self) -> None:
+        sys.stdout.flush()

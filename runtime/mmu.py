@@ -1,0 +1,157 @@
+"""Softmmu: Sv39 page walks, permission checks and the TLB the generated code probes inline.
+
+The TLB is QEMU's design: per MMU index, a direct-mapped table of (read tag, write tag, code tag,
+addend); a tag matches `vaddr & (PAGE_MASK | (size - 1))`, so a miss, a misaligned address or a
+page that must be watched (translated code, MMIO, tohost) takes the slow path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+from runtime.hart import Hart, Trap
+from runtime.memory import PhysicalMemory
+from translator import abi
+from translator import csrs as C
+
+MASK64 = (1 << 64) - 1
+PAGE_MASK = ~(abi.PAGE_SIZE - 1) & MASK64
+INVALID = abi.TLB_INVALID
+
+ACCESS_FAULT = {"r": C.LOAD_ACCESS, "w": C.STORE_ACCESS, "x": C.INSN_ACCESS}
+PAGE_FAULT = {"r": C.LOAD_PAGE_FAULT, "w": C.STORE_PAGE_FAULT, "x": C.INSN_PAGE_FAULT}
+
+# PTE bits (privileged spec 4.3.1)
+PTE_V, PTE_R, PTE_W, PTE_X, PTE_U, PTE_G, PTE_A, PTE_D = (1 << i for i in range(8))
+
+
+class Mmu:
+    """Address translation for the harts of one machine."""
+
+    def __init__(self, mem: PhysicalMemory) -> None:
+        self.mem = mem
+        # Physical pages that must not get fast-path write entries (code, watched words).
+        self.write_watch: set[int] = set()
+        # Reverse map: physical page -> TLB slots (hart ptr, mmu, index) holding a fast write entry.
+        self._writers: dict[int, set[tuple[int, int, int]]] = {}
+        self.stats_walks = 0
+        self.stats_fills = 0
+        self.pmp_check = None  # Set by the monitor: fn(hart, paddr, size, access, priv) -> bool
+
+    # Translation
+    def translate(self, hart: Hart, vaddr: int, access: str, mmu: int) -> int:
+        """Virtual to physical for one access; raises Trap on a fault."""
+        if mmu == abi.MMU_M:
+            paddr = vaddr
+            priv = C.PRV_M
+        else:
+            priv = C.PRV_U if mmu == abi.MMU_U else C.PRV_S
+            paddr = self.walk(hart, vaddr, access, priv, mmu == abi.MMU_S_SUM)
+        if self.pmp_check is not None and not self.pmp_check(hart, paddr, 1, access, priv):
+            raise Trap(ACCESS_FAULT[access], vaddr)
+        return paddr
+
+    def fetch_translate(self, hart: Hart, vaddr: int) -> int:
+        if hart.priv == C.PRV_M:
+            return self.translate(hart, vaddr, "x", abi.MMU_M)
+        return self.translate(hart, vaddr, "x", abi.MMU_U if hart.priv == C.PRV_U else abi.MMU_S)
+
+    def walk(self, hart: Hart, vaddr: int, access: str, priv: int, sum_: bool) -> int:
+        satp = hart.satp
+        mode = satp >> 60
+        if mode == 0:
+            return vaddr & MASK64
+        # Sv39 (privileged spec 4.4): bits 63:39 must equal bit 38.
+        self.stats_walks += 1
+        top = vaddr >> 38
+        if top != 0 and top != (MASK64 >> 38):
+            raise Trap(PAGE_FAULT[access], vaddr)
+        a = (satp & ((1 << 44) - 1)) << 12
+        mxr = bool(hart.s.mstatus & C.MSTATUS_MXR)
+        for level in (2, 1, 0):
+            vpn = (vaddr >> (12 + 9 * level)) & 0x1FF
+            pte_addr = a + vpn * 8
+            pte = self.mem.read(pte_addr, 8) if self.mem.is_ram(pte_addr, 8) else None
+            if pte is None:
+                raise Trap(ACCESS_FAULT[access], vaddr)
+            if not pte & PTE_V or (not pte & PTE_R and pte & PTE_W) or pte >> 54:
+                raise Trap(PAGE_FAULT[access], vaddr)
+            if pte & (PTE_R | PTE_X):
+                self._check_leaf(pte, access, priv, sum_, mxr, vaddr)
+                ppn = (pte >> 10) & ((1 << 44) - 1)
+                if level and ppn & ((1 << (9 * level)) - 1):
+                    raise Trap(PAGE_FAULT[access], vaddr)  # Misaligned superpage
+                want = PTE_A | (PTE_D if access == "w" else 0)
+                if pte & want != want:
+                    # Hardware A/D update, as QEMU does (privileged spec 4.3.1 permits either).
+                    self.mem.write(pte_addr, 8, pte | want)
+                offset_mask = (1 << (12 + 9 * level)) - 1
+                return ((ppn << 12) & ~offset_mask) | (vaddr & offset_mask)
+            a = ((pte >> 10) & ((1 << 44) - 1)) << 12
+        raise Trap(PAGE_FAULT[access], vaddr)
+
+    @staticmethod
+    def _check_leaf(pte: int, access: str, priv: int, sum_: bool, mxr: bool, vaddr: int) -> None:
+        if pte & PTE_U:
+            if priv == C.PRV_S and (access == "x" or not sum_):
+                raise Trap(PAGE_FAULT[access], vaddr)
+        elif priv == C.PRV_U:
+            raise Trap(PAGE_FAULT[access], vaddr)
+        ok = {"r": pte & PTE_R or (mxr and pte & PTE_X), "w": pte & PTE_W, "x": pte & PTE_X}[access]
+        if not ok:
+            raise Trap(PAGE_FAULT[access], vaddr)
+
+    # TLB
+    def fill(self, hart: Hart, mmu: int, vaddr: int, paddr: int, write: bool) -> None:
+        """Installs a fast-path entry for a RAM page after a successful access."""
+        ppage = paddr & PAGE_MASK
+        if not self.mem.is_ram(ppage, abi.PAGE_SIZE):
+            return
+        self.stats_fills += 1
+        vpage = vaddr & PAGE_MASK
+        idx = (vaddr >> abi.PAGE_BITS) & (abi.TLB_SIZE - 1)
+        e = hart.s.tlb[mmu][idx]
+        addend = (ppage - self.mem.ram_base - vpage) & MASK64
+        if e.addend != addend or e.read != vpage:
+            e.write = INVALID
+        e.read = vpage
+        e.addend = addend
+        if write and (ppage >> abi.PAGE_BITS) not in self.write_watch:
+            e.write = vpage
+            self._writers.setdefault(ppage >> abi.PAGE_BITS, set()).add((hart.ptr, mmu, idx))
+
+    def can_write_fast(self, hart: Hart, mmu: int, vaddr: int, paddr: int) -> bool:
+        return (paddr >> abi.PAGE_BITS) not in self.write_watch
+
+    def watch_page(self, ppn: int, harts: list[Hart]) -> None:
+        """Removes fast write entries that map physical page `ppn` (it now holds code)."""
+        if ppn in self.write_watch:
+            return
+        self.write_watch.add(ppn)
+        slots = self._writers.pop(ppn, None)
+        if not slots:
+            return
+        by_ptr = {h.ptr: h for h in harts}
+        for ptr, mmu, idx in slots:
+            h = by_ptr.get(ptr)
+            if h is not None:
+                h.s.tlb[mmu][idx].write = INVALID
+
+    def unwatch_page(self, ppn: int) -> None:
+        self.write_watch.discard(ppn)
+
+    def flush(self, hart: Hart, mmus: tuple[int, ...] = (abi.MMU_U, abi.MMU_S, abi.MMU_S_SUM, abi.MMU_M)) -> None:
+        """Invalidates whole TLBs (satp writes, sfence.vma, permission changes)."""
+        for mmu in mmus:
+            base = hart.ptr + abi.OFF_TLB + mmu * abi.TLB_SIZE * abi.TLB_ENTRY
+            ctypes.memset(base, 0xFF, abi.TLB_SIZE * abi.TLB_ENTRY)
+        if len(self._writers) > 4096:
+            self._writers.clear()
+        else:
+            for slots in self._writers.values():
+                slots.difference_update({s for s in slots if s[0] == hart.ptr and s[1] in mmus})
+
+    # Reads for the page walker and instruction fetch
+    def read_phys(self, paddr: int, size: int) -> int | None:
+        return self.mem.read(paddr, size)
+

@@ -1,0 +1,250 @@
+"""System instructions of the physical machine at S and U level (privileged spec, chapter 4).
+
+The firmware world runs physically in U-mode: its privileged instructions and M-level CSRs raise
+illegal-instruction traps here, which the monitor takes and emulates (trap-and-emulate).
+Each S-level CSR's rule lives in exactly one place: the table at the bottom.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from runtime.hart import Hart, Trap
+from translator import csrs as C
+from translator.isa import Insn
+
+MASK64 = (1 << 64) - 1
+
+# sstatus is a restricted view of mstatus (privileged spec 4.1.1).
+SSTATUS_READ = (C.MSTATUS_SIE | C.MSTATUS_SPIE | C.MSTATUS_UBE | C.MSTATUS_SPP | C.MSTATUS_FS | C.MSTATUS_XS
+                | C.MSTATUS_SUM | C.MSTATUS_MXR | C.MSTATUS_UXL | C.MSTATUS_SD)
+SSTATUS_WRITE = C.MSTATUS_SIE | C.MSTATUS_SPIE | C.MSTATUS_SPP | C.MSTATUS_FS | C.MSTATUS_SUM | C.MSTATUS_MXR
+S_INTERRUPTS = (1 << C.IRQ_SSI) | (1 << C.IRQ_STI) | (1 << C.IRQ_SEI)
+
+
+def fix_sd(mstatus: int) -> int:
+    """SD summarizes FS/XS dirty state (privileged spec 3.1.6.6)."""
+    dirty = (mstatus & C.MSTATUS_FS) == C.MSTATUS_FS or (mstatus & C.MSTATUS_XS) == C.MSTATUS_XS
+    return (mstatus & ~C.MSTATUS_SD) | (C.MSTATUS_SD if dirty else 0)
+
+
+def _illegal(insn_raw: int) -> Trap:
+    return Trap(C.ILLEGAL_INSN, insn_raw)
+
+
+def _fs_on(hart: Hart) -> bool:
+    return bool(hart.s.mstatus & C.MSTATUS_FS)
+
+
+def _set_fs_dirty(hart: Hart) -> None:
+    hart.s.mstatus = fix_sd(hart.s.mstatus | C.MSTATUS_FS)
+
+
+class CsrContext:
+    """What a CSR rule may touch: the machine and the hart performing the access."""
+
+    def __init__(self, machine, hart: Hart, raw: int) -> None:
+        self.m = machine
+        self.h = hart
+        self.raw = raw
+
+
+# Rules: number -> (read(ctx) -> int, write(ctx, value) or None for read-only, required privilege)
+Rule = tuple[Callable[[CsrContext], int], Callable[[CsrContext, int], None] | None, int]
+
+
+def _r_sstatus(c: CsrContext) -> int:
+    return fix_sd(c.h.s.mstatus | (2 << 32)) & SSTATUS_READ
+
+
+def _w_sstatus(c: CsrContext, v: int) -> None:
+    old = c.h.s.mstatus
+    new = fix_sd((old & ~SSTATUS_WRITE) | (v & SSTATUS_WRITE))
+    c.h.s.mstatus = new
+    if (old ^ new) & C.MSTATUS_MXR:
+        c.m.mmu.flush(c.h)
+    c.h.update_flags()
+    c.m.request_exit(c.h)  # SIE may have unmasked a pending interrupt
+
+
+def _r_sie(c: CsrContext) -> int:
+    return c.h.mie & c.h.mideleg
+
+
+def _w_sie(c: CsrContext, v: int) -> None:
+    mask = c.h.mideleg & S_INTERRUPTS
+    c.h.mie = (c.h.mie & ~mask) | (v & mask)
+    c.m.request_exit(c.h)
+
+
+def _r_sip(c: CsrContext) -> int:
+    return c.h.mip & c.h.mideleg
+
+
+def _w_sip(c: CsrContext, v: int) -> None:
+    # Only SSIP is writable from S-mode (privileged spec 4.1.3).
+    mask = c.h.mideleg & (1 << C.IRQ_SSI)
+    c.h.mip = (c.h.mip & ~mask) | (v & mask)
+    c.m.request_exit(c.h)
+
+
+def _w_stvec(c: CsrContext, v: int) -> None:
+    # Modes 0 (direct) and 1 (vectored); reserved modes keep the previous mode (WARL).
+    mode = v & 3
+    if mode > 1:
+        mode = c.h.stvec & 3
+    c.h.stvec = (v & ~3 & MASK64) | mode
+
+
+def _w_satp(c: CsrContext, v: int) -> None:
+    # Bare and Sv39 only: "If satp is written with an unsupported MODE, the entire write has no
+    # effect" (privileged spec 4.1.11). ASIDs are not implemented (ASIDLEN = 0).
+    mode = v >> 60
+    if mode not in (0, 8):
+        return
+    new = v & ((0xF << 60) | ((1 << 44) - 1))
+    if new != c.h.satp:
+        c.h.satp = new
+        c.m.mmu.flush(c.h, (0, 1, 2))
+        c.m.tcache.jc_flush(c.h, "satp")
+
+
+def _counter(which: str) -> Rule:
+    def read(c: CsrContext) -> int:
+        idx = {"cycle": 0, "time": 1, "instret": 2}[which]
+        h = c.h
+        if h.priv != C.PRV_M:
+            if not c.m.counteren >> idx & 1:
+                raise _illegal(c.raw)
+            if h.priv == C.PRV_U and not h.scounteren >> idx & 1:
+                raise _illegal(c.raw)
+        if which == "time":
+            return c.m.time()
+        return h.retired()
+    return (read, None, C.PRV_U)
+
+
+def _fp(which: str) -> Rule:
+    def read(c: CsrContext) -> int:
+        if not _fs_on(c.h):
+            raise _illegal(c.raw)
+        s = c.h.s
+        return {"fflags": s.fflags, "frm": s.frm, "fcsr": s.fflags | (s.frm << 5)}[which]
+
+    def write(c: CsrContext, v: int) -> None:
+        s = c.h.s
+        if which == "fflags":
+            s.fflags = v & 0x1F
+        elif which == "frm":
+            s.frm = v & 7
+        else:
+            s.fflags = v & 0x1F
+            s.frm = (v >> 5) & 7
+        _set_fs_dirty(c.h)
+    return (read, write, C.PRV_U)
+
+
+def _plain(attr: str, mask: int = MASK64) -> Rule:
+    def read(c: CsrContext) -> int:
+        return getattr(c.h, attr)
+
+    def write(c: CsrContext, v: int) -> None:
+        setattr(c.h, attr, v & mask)
+    return (read, write, C.PRV_S)
+
+
+S_CSRS: dict[int, Rule] = {
+    0x001: _fp("fflags"),
+    0x002: _fp("frm"),
+    0x003: _fp("fcsr"),
+    0xC00: _counter("cycle"),
+    0xC01: _counter("time"),
+    0xC02: _counter("instret"),
+    0x100: (_r_sstatus, _w_sstatus, C.PRV_S),
+    0x104: (_r_sie, _w_sie, C.PRV_S),
+    0x105: (lambda c: c.h.stvec, _w_stvec, C.PRV_S),
+    0x106: _plain("scounteren", 0x7),
+    0x10A: _plain("senvcfg", 0x1),
+    0x140: _plain("sscratch"),
+    0x141: _plain("sepc", ~1 & MASK64),
+    0x142: _plain("scause"),
+    0x143: _plain("stval"),
+    0x144: (_r_sip, _w_sip, C.PRV_S),
+    0x180: (lambda c: c.h.satp, _w_satp, C.PRV_S),
+}
+
+FP_CSRS = (0x001, 0x002, 0x003)
+
+
+def csr_op(machine, hart: Hart, insn: Insn) -> None:
+    """csrrw/csrrs/csrrc and immediates (Zicsr, chapter 9): read unless csrrw with rd=x0,
+    write unless csrrs/csrrc with a zero source."""
+    num = insn.csr
+    rule = S_CSRS.get(num)
+    if hart.priv == C.PRV_M and num not in FP_CSRS:
+        # Firmware world: physically U-mode, so this traps to the monitor.
+        raise _illegal(insn.raw)
+    if rule is None or hart.priv < rule[2]:
+        raise _illegal(insn.raw)
+    if num == 0x180 and hart.priv == C.PRV_S and hart.tvm:
+        raise _illegal(insn.raw)
+    read, write, _ = rule
+    name = insn.name
+    src = insn.imm if name.endswith("i") else hart.get_x(insn.rs1)
+    does_write = name.startswith("csrrw") or (insn.imm if name.endswith("i") else insn.rs1) != 0
+    if does_write and (write is None or (num >> 10) == 3):
+        raise _illegal(insn.raw)
+    ctx = CsrContext(machine, hart, insn.raw)
+    old = read(ctx) if not (name.startswith("csrrw") and insn.rd == 0) else 0
+    if does_write:
+        if name.startswith("csrrw"):
+            new = src
+        elif name.startswith("csrrs"):
+            new = old | src
+        else:
+            new = old & ~src
+        write(ctx, new & MASK64)
+    hart.set_x(insn.rd, old)
+
+
+def execute(machine, hart: Hart, insn: Insn, pc: int) -> None:
+    """Performs a system instruction; pc already points past it. Raises Trap on a fault."""
+    name = insn.name
+    priv = hart.priv
+    if name.startswith("csrr"):
+        csr_op(machine, hart, insn)
+    elif name == "ecall":
+        raise Trap({C.PRV_U: C.ECALL_U, C.PRV_S: C.ECALL_S, C.PRV_M: C.ECALL_U}[priv], 0)
+    elif name == "ebreak":
+        raise Trap(C.BREAKPOINT, pc)
+    elif name == "fence.i":
+        # Stores to translated code were caught when they happened; nothing is stale here.
+        machine.tcache.fence_i += 1
+    elif priv == C.PRV_M:
+        raise _illegal(insn.raw)  # mret, sret, wfi, sfence.vma of the firmware: the monitor's
+    elif name == "sret":
+        if priv == C.PRV_U or (priv == C.PRV_S and hart.tsr):
+            raise _illegal(insn.raw)
+        s = hart.s
+        ms = s.mstatus
+        spp = C.PRV_S if ms & C.MSTATUS_SPP else C.PRV_U
+        ms = (ms & ~C.MSTATUS_SIE) | (C.MSTATUS_SIE if ms & C.MSTATUS_SPIE else 0)
+        ms = (ms | C.MSTATUS_SPIE) & ~C.MSTATUS_SPP
+        s.mstatus = ms
+        hart.pc = hart.sepc
+        machine.set_priv(hart, spp)
+        machine.request_exit(hart)
+    elif name == "wfi":
+        if priv == C.PRV_U or hart.tw:
+            raise _illegal(insn.raw)
+        hart.wfi = True
+        hart.s.exit_now = 1
+    elif name == "sfence.vma":
+        if priv == C.PRV_U or hart.tvm:
+            raise _illegal(insn.raw)
+        machine.mmu.flush(hart, (0, 1, 2))
+        machine.tcache.jc_flush(hart, "sfence.vma")
+    elif name == "mret":
+        raise _illegal(insn.raw)  # From S or U: mret is M-only
+    else:
+        raise _illegal(insn.raw)

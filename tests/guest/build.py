@@ -1,0 +1,72 @@
+"""Builds small guest programs for the tests with Debian's riscv64 cross toolchain (cached)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+HERE = Path(__file__).parent
+LINK_LD = HERE / "link.ld"
+CC = "riscv64-linux-gnu-gcc"
+CFLAGS = ["-march=rv64gc", "-mabi=lp64d", "-nostdlib", "-nostartfiles", "-static", "-mcmodel=medany",
+          "-ffreestanding", "-fno-builtin"]
+
+# Prologue/epilogue macros for assembly tests: HTIF pass/fail and a trap vector that fails.
+PRELUDE = r"""
+  .macro PASS
+  li t6, 1
+  la t5, tohost
+  sd t6, 0(t5)
+99: j 99b
+  .endm
+  .macro FAIL n
+  li t6, (\n << 1) | 1
+  la t5, tohost
+  sd t6, 0(t5)
+98: j 98b
+  .endm
+  .section .text.init, "ax"
+  .globl _start
+_start:
+"""
+TOHOST = r"""
+  .section .tohost, "aw"
+  .align 6
+  .globl tohost
+tohost: .dword 0
+  .align 6
+  .globl fromhost
+fromhost: .dword 0
+"""
+
+
+def cache_dir() -> Path:
+    root = Path(os.environ.get("MIRAGE_CACHE_DIR", Path.home() / ".cache" / "mirage"))
+    d = root / "test-guests"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def have_toolchain() -> bool:
+    return shutil.which(CC) is not None
+
+
+def build(source: str, suffix: str = ".S", extra: list[str] | None = None, prelude: bool = True) -> Path:
+    """Compiles and links `source` (assembly by default) at 0x80000000; returns the ELF path."""
+    text = (PRELUDE + source + TOHOST) if prelude and suffix == ".S" else source
+    flags = CFLAGS + (extra or [])
+    key = hashlib.sha256((text + suffix + " ".join(flags) + LINK_LD.read_text()).encode()).hexdigest()[:20]
+    out = cache_dir() / f"{key}.elf"
+    if out.exists():
+        return out
+    src = cache_dir() / f"{key}{suffix}"
+    src.write_text(text)
+    tmp = out.with_suffix(".tmp")
+    res = subprocess.run([CC, *flags, "-T", str(LINK_LD), "-o", str(tmp), str(src)], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"cross compile failed:\n{res.stderr}\n--- source ---\n{text}")
+    tmp.rename(out)
+    return out

@@ -1,0 +1,121 @@
+"""Running bare-metal programs: HTIF and finisher exits, signatures, limits, bad input."""
+
+from __future__ import annotations
+
+from tests.conftest import mirage
+
+SUM_LOOP = r"""
+  la t0, trap
+  csrw mtvec, t0
+  li a0, 0
+  li a1, 100
+1: add a0, a0, a1
+  addi a1, a1, -1
+  bnez a1, 1b
+  li t1, 5050
+  bne a0, t1, bad
+  PASS
+bad: FAIL 2
+trap: FAIL 7
+"""
+
+
+def test_htif_pass(asm):
+    r = mirage("jit-run", str(asm(SUM_LOOP)))
+    assert r.returncode == 0, r.stderr
+
+
+def test_htif_fail_names_test(asm):
+    r = mirage("jit-run", str(asm("  FAIL 5\n")))
+    assert r.returncode != 0
+    assert b"test 5" in r.stderr
+
+
+def test_htif_putchar(asm):
+    src = r"""
+  la t0, tohost
+  li t1, (1 << 56) | (1 << 48) | 'h'
+  sd t1, 0(t0)
+  li t1, (1 << 56) | (1 << 48) | 'i'
+  sd t1, 0(t0)
+  PASS
+"""
+    r = mirage("jit-run", str(asm(src)))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"hi"
+
+
+def test_finisher_pass_and_fail(asm):
+    ok = asm("  li t0, 0x100000\n  li t1, 0x5555\n  sw t1, 0(t0)\n1: j 1b\n")
+    bad = asm("  li t0, 0x100000\n  li t1, (9 << 16) | 0x3333\n  sw t1, 0(t0)\n1: j 1b\n")
+    assert mirage("jit-run", str(ok)).returncode == 0
+    r = mirage("jit-run", str(bad))
+    assert r.returncode == 9
+    assert b"code 9" in r.stderr
+
+
+def test_uart_output(asm):
+    src = r"""
+  li t0, 0x10000000
+  li t1, 'o'
+  sb t1, 0(t0)
+  li t1, 'k'
+  sb t1, 0(t0)
+  PASS
+"""
+    r = mirage("jit-run", str(asm(src)))
+    assert r.returncode == 0
+    assert r.stdout == b"ok"
+
+
+def test_max_insns_stops_runaway(asm):
+    r = mirage("jit-run", "--max-insns", "100000", str(asm("1: j 1b\n")))
+    assert r.returncode != 0
+    assert b"instruction limit" in r.stderr
+
+
+def test_signature(asm, tmp_path):
+    src = r"""
+  la t0, begin_signature
+  li t1, 0x11223344
+  sw t1, 0(t0)
+  li t1, -1
+  sw t1, 4(t0)
+  PASS
+  .data
+  .align 4
+  .globl begin_signature
+begin_signature: .word 0, 0, 0xdeadbeef, 0
+  .globl end_signature
+end_signature:
+"""
+    sig = tmp_path / "sig"
+    r = mirage("jit-run", "--signature", str(sig), str(asm(src)))
+    assert r.returncode == 0, r.stderr
+    assert sig.read_text().split() == ["11223344", "ffffffff", "deadbeef", "00000000"]
+    sig8 = tmp_path / "sig8"
+    r = mirage("jit-run", "--signature", str(sig8), "--signature-granularity", "8", str(asm(src)))
+    assert sig8.read_text().split() == ["ffffffff11223344", "00000000deadbeef"]
+
+
+def test_bad_inputs(tmp_path, asm):
+    missing = mirage("jit-run", str(tmp_path / "nope.elf"))
+    notelf = tmp_path / "x.elf"
+    notelf.write_bytes(b"\x7fELF" + b"\0" * 10)
+    trunc = tmp_path / "t.elf"
+    trunc.write_bytes(asm(SUM_LOOP).read_bytes()[:200])
+    wrong = tmp_path / "w.elf"
+    import sys
+    wrong.write_bytes(open(sys.executable, "rb").read(1 << 16))
+    for r in (missing, mirage("jit-run", str(notelf)), mirage("jit-run", str(trunc)),
+              mirage("jit-run", str(wrong))):
+        assert r.returncode == 2, r
+        lines = r.stderr.decode().strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("mirage: error:"), r.stderr
+        assert b"Traceback" not in r.stderr
+
+
+def test_demo_image(toolchain):
+    r = mirage("jit-run", "demo")
+    assert r.returncode == 0, r.stderr
+    assert b"There are 2262 primes below 20000" in r.stdout

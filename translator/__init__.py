@@ -1,0 +1,1 @@
+"""Mirage: RISC-V guest code to native code through LLVM."""

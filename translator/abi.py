@@ -1,0 +1,121 @@
+"""The contract between generated code and the runtime: hart struct layout, exit codes, callouts.
+
+Generated code reaches hart state only through the offsets below; the runtime allocates the same
+struct with cffi. Nothing here knows about the monitor: privileged work leaves through callouts.
+"""
+
+from __future__ import annotations
+
+import cffi
+
+# Softmmu TLB geometry (per hart, per MMU index), as QEMU's CPUTLBEntry: read/write/code tags + addend.
+TLB_BITS = 10
+TLB_SIZE = 1 << TLB_BITS
+TLB_ENTRY = 32
+PAGE_BITS = 12
+PAGE_SIZE = 1 << PAGE_BITS
+# A tag that never matches an address (bits 3-11 are never set in a compared address).
+TLB_INVALID = (1 << 64) - 1
+
+# MMU indices (the data-access view a block is compiled for).
+MMU_U = 0  # U-mode through satp
+MMU_S = 1  # S-mode through satp, SUM=0
+MMU_S_SUM = 2  # S-mode through satp, SUM=1
+MMU_M = 3  # Firmware (virtual M-mode): physical addresses, monitor's protection
+NUM_MMU = 4
+
+# Virtual-pc jump cache in front of the translation cache (QEMU: TB_JMP_CACHE_BITS).
+JC_BITS = 12
+JC_SIZE = 1 << JC_BITS
+JC_ENTRY = 32
+
+CDEF = f"""
+typedef struct {{
+    uint64_t read, write, code, addend;
+}} tlb_entry_t;
+
+typedef struct {{
+    uint64_t vpc, flags;
+    void *fn;
+    uint64_t pad;
+}} jc_entry_t;
+
+typedef struct {{
+    uint64_t x[32];
+    uint64_t f[32];
+    uint64_t pc;
+    int64_t budget;          /* Instructions left before returning to the run loop */
+    uint32_t exit_request;   /* Set by devices and callouts: return at the next block boundary */
+    uint32_t exit_now;       /* Set by a callout: the calling block must return at once */
+    uint64_t flags;          /* Translation flags of the current mode (part of every block key) */
+    uint8_t *ram;            /* Host address of guest RAM */
+    uint64_t resv;           /* LR reservation (guest address), all ones when none */
+    uint32_t fflags;         /* Accrued FP exception flags (fcsr[4:0]) */
+    uint32_t frm;            /* Dynamic rounding mode (fcsr[7:5]) */
+    uint64_t mstatus;        /* Physical mstatus (S and U views, FS dirty tracking) */
+    uint64_t hartid;
+    uint64_t stat_dispatch;  /* Native dispatch lookups */
+    uint64_t stat_jc_miss;   /* Lookups that missed the jump cache */
+    uint64_t stat_chain;     /* Block-to-block transitions through chain slots */
+    uint64_t scratch[8];
+    tlb_entry_t tlb[{NUM_MMU}][{TLB_SIZE}];
+    jc_entry_t jc[{JC_SIZE}];
+}} hart_t;
+"""
+
+ffi = cffi.FFI()
+ffi.cdef(CDEF)
+
+
+def offset(field: str) -> int:
+    """Byte offset of a hart_t field (dotted paths and indices are not needed by emitters)."""
+    return ffi.offsetof("hart_t", field)
+
+
+OFF_X = offset("x")
+OFF_F = offset("f")
+OFF_PC = offset("pc")
+OFF_BUDGET = offset("budget")
+OFF_EXIT_REQUEST = offset("exit_request")
+OFF_EXIT_NOW = offset("exit_now")
+OFF_FLAGS = offset("flags")
+OFF_RAM = offset("ram")
+OFF_RESV = offset("resv")
+OFF_FFLAGS = offset("fflags")
+OFF_FRM = offset("frm")
+OFF_MSTATUS = offset("mstatus")
+OFF_STAT_DISPATCH = offset("stat_dispatch")
+OFF_STAT_JC_MISS = offset("stat_jc_miss")
+OFF_STAT_CHAIN = offset("stat_chain")
+OFF_TLB = offset("tlb")
+OFF_JC = offset("jc")
+HART_SIZE = ffi.sizeof("hart_t")
+
+# Values a block or the dispatcher returns to the run loop.
+EXIT_MISS = 1  # No translation for (pc, flags) in the jump cache
+EXIT_POLL = 2  # Budget spent or exit requested: pc is the next block to run
+EXIT_CALLOUT = 3  # A callout asked to stop (trap taken, code invalidated, machine halted)
+
+# Memory slow path: i64 mirage_mem(ptr hart, i64 vaddr, i64 value, i64 desc, i64 pc).
+# desc packs the access: bits 0-3 log2(size), bit 4 store, bit 5 sign-extend, bit 6 fetch-as-AMO,
+# bits 8-11 MMU index, bits 16-23 instructions left in the block after this one, bit 24 length 2.
+DESC_STORE = 1 << 4
+DESC_SIGNED = 1 << 5
+DESC_AMO = 1 << 6
+DESC_MMU_SHIFT = 8
+DESC_REMAIN_SHIFT = 16
+DESC_COMPRESSED = 1 << 24
+
+# System callout: i64 mirage_sys(ptr hart, i64 insn_raw, i64 pc, i64 desc); desc bits 16-23 as above.
+# It performs the instruction (or raises its trap) and sets pc; the block then dispatches.
+# Helper callout for rare instruction semantics: i64 mirage_helper(ptr hart, i64 op, i64 a, i64 b).
+
+# Translation flags (hart.flags): the mode a block was compiled for.
+FLAG_PRIV_MASK = 0x3  # 0 U, 1 S, 3 firmware (virtual M)
+FLAG_MMU_SHIFT = 2  # 3 bits: data MMU index
+FLAG_FS_ON = 1 << 5  # FP unit enabled (mstatus.FS != Off)
+
+# System callout desc, low bits: what kind of instruction the callout performs.
+SYS_INSN = 0  # A privileged/CSR/fence.i/ecall/ebreak instruction, given by its raw bits
+SYS_ILLEGAL = 1  # Undecodable or unavailable: raise illegal instruction with tval = raw bits
+SYS_FETCH_FAULT = 2  # Fetch of the next instruction faults: raise it at pc

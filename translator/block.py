@@ -1,0 +1,139 @@
+"""Block formation and module assembly: guest code at a pc becomes one LLVM function."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from translator import abi
+from translator.emit import EMITTERS, TERMINATORS, load_all
+from translator.ir import BlockBuilder
+from translator.isa import Insn, decode
+
+load_all()
+
+MAX_BLOCK_INSNS = 64
+
+# FP instructions need mstatus.FS != Off (privileged spec 3.1.6.6: "attempts to access the
+# floating-point state ... raise an illegal-instruction exception" when FS is Off).
+_FP_CSRS = (1, 2, 3)
+
+
+def _is_fp(i: Insn) -> bool:
+    if i.name in ("csrrw", "csrrs", "csrrc", "csrrwi", "csrrsi", "csrrci"):
+        return False
+    return i.name.startswith("f") and i.name not in ("fence", "fence.i")
+
+
+class FetchFault(Exception):
+    """Instruction fetch at `pc` cannot proceed (the runtime raises the trap when it is executed)."""
+
+    def __init__(self, pc: int) -> None:
+        super().__init__(hex(pc))
+        self.pc = pc
+
+
+@dataclass
+class BlockCode:
+    """A translated block before compilation."""
+
+    pc: int
+    flags: int
+    name: str
+    insns: list[tuple[int, Insn | None, int]]  # (pc, insn or None if illegal, raw)
+    text: str = ""
+    globals: list[str] = field(default_factory=list)
+    chain_slots: list[tuple[str, int]] = field(default_factory=list)
+    end_pc: int = 0
+
+    @property
+    def n_insns(self) -> int:
+        return len(self.insns)
+
+
+def scan(pc: int, flags: int, fetch16: Callable[[int], int], max_insns: int = MAX_BLOCK_INSNS
+         ) -> list[tuple[int, Insn | None, int]]:
+    """Decodes from pc to the end of the block: a terminator, the page end, or max_insns.
+    Only the first instruction may cross a page boundary (as in QEMU)."""
+    out: list[tuple[int, Insn | None, int]] = []
+    page = pc >> abi.PAGE_BITS
+    cur = pc
+    fs_on = bool(flags & abi.FLAG_FS_ON)
+    while len(out) < max_insns:
+        if cur >> abi.PAGE_BITS != page:
+            break
+        try:
+            lo = fetch16(cur)
+        except FetchFault:
+            if not out:
+                raise
+            break
+        if lo & 3 == 3:
+            if (cur + 2) >> abi.PAGE_BITS != page and out:
+                break
+            try:
+                hi = fetch16(cur + 2)
+            except FetchFault:
+                if not out:
+                    raise
+                break
+            raw = lo | (hi << 16)
+        else:
+            raw = lo
+        insn = decode(raw)
+        if insn is not None and (insn.name not in EMITTERS or (_is_fp(insn) and not fs_on)):
+            insn = None
+        if insn is not None and not fs_on and insn.fmt in ("CSR", "CSRI") and insn.csr in _FP_CSRS:
+            insn = None
+        out.append((cur, insn, raw))
+        if insn is None or insn.name in TERMINATORS:
+            break
+        cur += insn.length
+    return out
+
+
+def build(pc: int, flags: int, insns: list[tuple[int, Insn | None, int]], name: str) -> BlockCode:
+    """Emits the IR function for a scanned block."""
+    mmu = (flags >> abi.FLAG_MMU_SHIFT) & 7
+    b = BlockBuilder(name, pc, mmu, flags, len(insns))
+    for idx, (ipc, insn, raw) in enumerate(insns):
+        b.index = idx
+        b.insn_pc = ipc
+        b.insn_len = 2 if raw & 3 != 3 else 4
+        if insn is None:
+            b.sys_callout(raw & 0xFFFFFFFF, abi.SYS_ILLEGAL)
+            break
+        EMITTERS[insn.name](b, insn)
+        if b.terminated:
+            break
+    last_pc, last, raw = insns[-1]
+    end = last_pc + (last.length if last is not None else (2 if raw & 3 != 3 else 4))
+    if not b.terminated:
+        b.exit_direct(end)
+    return BlockCode(pc, flags, name, insns, b.function_text(), b.globals, b.chain_slots, end)
+
+
+MODULE_HEADER = """
+declare i64 @mirage_dispatch(ptr)
+declare i64 @mirage_mem(ptr, i64, i64, i64, i64)
+declare i64 @mirage_sys(ptr, i64, i64, i64)
+declare i64 @mirage_helper(ptr, i64, i64, i64)
+declare void @llvm.x86.sse.ldmxcsr(ptr)
+declare void @llvm.x86.sse.stmxcsr(ptr)
+"""
+
+MODULE_FOOTER = """
+attributes #0 = { nounwind "frame-pointer"="none" }
+!0 = !{!"branch_weights", i32 2000, i32 1}
+!1 = !{!"branch_weights", i32 1, i32 2000}
+"""
+
+
+def module_text(blocks: list[BlockCode], extra_decls: str = "") -> str:
+    parts = [MODULE_HEADER, extra_decls]
+    for blk in blocks:
+        parts.extend(blk.globals)
+    for blk in blocks:
+        parts.append(blk.text)
+    parts.append(MODULE_FOOTER)
+    return "\n".join(parts)

@@ -1,0 +1,366 @@
+"""LLVM IR text builder for one guest block.
+
+Guest registers live in the hart struct; within a block the builder keeps them in SSA values and
+writes back dirty ones at exits and on slow paths, so the fast path carries no redundant stores.
+IR is built as text (templates are far cheaper than llvmlite.ir builders, see shared notes).
+"""
+
+from __future__ import annotations
+
+from translator import abi
+
+I64_MASK = (1 << 64) - 1
+
+
+def const(v: int) -> str:
+    """An i64 constant as LLVM spells it (signed decimal)."""
+    v &= I64_MASK
+    return str(v - (1 << 64) if v >> 63 else v)
+
+
+class BlockBuilder:
+    """Builds the body of one block function `i64 @name(ptr %h)`."""
+
+    def __init__(self, name: str, pc: int, mmu: int, flags: int, n_insns: int) -> None:
+        self.name = name
+        self.pc = pc
+        self.mmu = mmu
+        self.flags = flags
+        self.n_insns = n_insns
+        self.lines: list[str] = []
+        self.globals: list[str] = []
+        self._tmp = 0
+        self._label = 0
+        self.x_cache: dict[int, str] = {}
+        self.x_dirty: set[int] = set()
+        self.f_cache: dict[int, str] = {}
+        self.f_dirty: set[int] = set()
+        self.ram: str | None = None
+        self.chain_slots: list[tuple[str, int]] = []  # (global name, target pc)
+        self.terminated = False
+        # Index of the instruction being emitted and its pc (for slow paths and traps).
+        self.index = 0
+        self.insn_pc = pc
+        self.insn_len = 4
+        self.uses_fp = False
+
+    # Plumbing
+    def tmp(self) -> str:
+        self._tmp += 1
+        return f"%t{self._tmp}"
+
+    def label(self, hint: str = "L") -> str:
+        self._label += 1
+        return f"{hint}{self._label}"
+
+    def emit(self, line: str) -> None:
+        self.lines.append("  " + line)
+
+    def start_block(self, label: str) -> None:
+        self.lines.append(f"{label}:")
+
+    def field_ptr(self, off: int) -> str:
+        t = self.tmp()
+        self.emit(f"{t} = getelementptr inbounds i8, ptr %h, i64 {off}")
+        return t
+
+    def load_field(self, off: int, ty: str = "i64") -> str:
+        p = self.field_ptr(off)
+        t = self.tmp()
+        self.emit(f"{t} = load {ty}, ptr {p}")
+        return t
+
+    def store_field(self, off: int, value: str, ty: str = "i64") -> None:
+        p = self.field_ptr(off)
+        self.emit(f"store {ty} {value}, ptr {p}")
+
+    # Integer registers
+    def x(self, r: int) -> str:
+        if r == 0:
+            return "0"
+        v = self.x_cache.get(r)
+        if v is None:
+            v = self.load_field(abi.OFF_X + 8 * r)
+            self.x_cache[r] = v
+        return v
+
+    def set_x(self, r: int, value: str) -> None:
+        if r == 0:
+            return
+        self.x_cache[r] = value
+        self.x_dirty.add(r)
+
+    # FP registers (raw 64-bit patterns)
+    def f(self, r: int) -> str:
+        v = self.f_cache.get(r)
+        if v is None:
+            v = self.load_field(abi.OFF_F + 8 * r)
+            self.f_cache[r] = v
+        return v
+
+    def set_f(self, r: int, value: str) -> None:
+        self.f_cache[r] = value
+        self.f_dirty.add(r)
+
+    def flush(self) -> None:
+        """Writes dirty registers back; they stay cached (used on slow paths that rejoin)."""
+        for r in sorted(self.x_dirty):
+            self.store_field(abi.OFF_X + 8 * r, self.x_cache[r])
+        for r in sorted(self.f_dirty):
+            self.store_field(abi.OFF_F + 8 * r, self.f_cache[r])
+
+    def forget(self) -> None:
+        """After a callout that may change registers: drop cached values (call flush first)."""
+        self.x_cache.clear()
+        self.x_dirty.clear()
+        self.f_cache.clear()
+        self.f_dirty.clear()
+
+    # Arithmetic helpers
+    def op(self, opcode: str, a: str, b: str, ty: str = "i64") -> str:
+        t = self.tmp()
+        self.emit(f"{t} = {opcode} {ty} {a}, {b}")
+        return t
+
+    def cast(self, opcode: str, v: str, src: str, dst: str) -> str:
+        t = self.tmp()
+        self.emit(f"{t} = {opcode} {src} {v} to {dst}")
+        return t
+
+    def icmp(self, cond: str, a: str, b: str, ty: str = "i64") -> str:
+        t = self.tmp()
+        self.emit(f"{t} = icmp {cond} {ty} {a}, {b}")
+        return t
+
+    def select(self, c: str, a: str, b: str, ty: str = "i64") -> str:
+        t = self.tmp()
+        self.emit(f"{t} = select i1 {c}, {ty} {a}, {ty} {b}")
+        return t
+
+    def zext_bool(self, c: str) -> str:
+        return self.cast("zext", c, "i1", "i64")
+
+    def sext32(self, v: str) -> str:
+        """Sign-extends the low 32 bits of an i64 (the RV64 *W rule)."""
+        t = self.cast("trunc", v, "i64", "i32")
+        return self.cast("sext", t, "i32", "i64")
+
+    def call(self, ret: str, fn: str, args: str) -> str:
+        t = self.tmp()
+        self.emit(f"{t} = call {ret} {fn}({args})")
+        return t
+
+    # Memory
+    def ram_base(self) -> str:
+        if self.ram is None:
+            # Loaded in the entry block so it dominates every use.
+            self.ram = "%ram"
+        return self.ram
+
+    def _desc(self, size_log2: int, store: bool, signed: bool, amo: bool = False) -> int:
+        remain = self.n_insns - self.index - 1
+        d = size_log2 | (self.mmu << abi.DESC_MMU_SHIFT) | (remain << abi.DESC_REMAIN_SHIFT)
+        if store:
+            d |= abi.DESC_STORE
+        if signed:
+            d |= abi.DESC_SIGNED
+        if amo:
+            d |= abi.DESC_AMO
+        if self.insn_len == 2:
+            d |= abi.DESC_COMPRESSED
+        return d
+
+    def _tlb_lookup(self, addr: str, size: int, write: bool) -> tuple[str, str, str]:
+        """Emits the inline TLB probe; returns (hit flag, entry pointer, addend pointer)."""
+        idx = self.op("lshr", addr, str(abi.PAGE_BITS))
+        idx = self.op("and", idx, str(abi.TLB_SIZE - 1))
+        eoff = self.op("shl", idx, "5")
+        base = abi.OFF_TLB + self.mmu * abi.TLB_SIZE * abi.TLB_ENTRY + (8 if write else 0)
+        eoff = self.op("add", eoff, str(base))
+        ep = self.tmp()
+        self.emit(f"{ep} = getelementptr inbounds i8, ptr %h, i64 {eoff}")
+        tag = self.tmp()
+        self.emit(f"{tag} = load i64, ptr {ep}")
+        cmp = self.op("and", addr, const(~(abi.PAGE_SIZE - 1) | (size - 1)))
+        hit = self.icmp("eq", tag, cmp)
+        ap = self.tmp()
+        self.emit(f"{ap} = getelementptr inbounds i8, ptr {ep}, i64 {24 - (8 if write else 0)}")
+        return hit, ep, ap
+
+    def _host_ptr(self, addr: str, ap: str) -> str:
+        add = self.tmp()
+        self.emit(f"{add} = load i64, ptr {ap}")
+        off = self.op("add", addr, add)
+        p = self.tmp()
+        self.emit(f"{p} = getelementptr i8, ptr {self.ram_base()}, i64 {off}")
+        return p
+
+    def _slow_call(self, addr: str, value: str, desc: int) -> str:
+        self.flush()
+        r = self.call("i64", "@mirage_mem", f"ptr %h, i64 {addr}, i64 {value}, i64 {desc}, i64 {const(self.insn_pc)}")
+        stop = self.load_field(abi.OFF_EXIT_NOW, "i32")
+        c = self.icmp("ne", stop, "0", "i32")
+        out, cont = self.label("slowexit"), self.label("slowok")
+        self.emit(f"br i1 {c}, label %{out}, label %{cont}, !prof !1")
+        self.start_block(out)
+        self.emit(f"ret i64 {abi.EXIT_CALLOUT}")
+        self.start_block(cont)
+        return r
+
+    def load(self, addr: str, size: int, signed: bool) -> str:
+        """Guest load of `size` bytes; returns the value extended to i64."""
+        bits = size * 8
+        hit, _ep, ap = self._tlb_lookup(addr, size, write=False)
+        fast, slow, join = self.label("ldf"), self.label("lds"), self.label("ldj")
+        self.emit(f"br i1 {hit}, label %{fast}, label %{slow}, !prof !0")
+        self.start_block(fast)
+        p = self._host_ptr(addr, ap)
+        v = self.tmp()
+        self.emit(f"{v} = load i{bits}, ptr {p}, align 1")
+        if bits < 64:
+            v = self.cast("sext" if signed else "zext", v, f"i{bits}", "i64")
+        self.emit(f"br label %{join}")
+        self.start_block(slow)
+        sv = self._slow_call(addr, "0", self._desc(size.bit_length() - 1, False, signed))
+        slow_end = self._last_label()
+        self.emit(f"br label %{join}")
+        self.start_block(join)
+        r = self.tmp()
+        self.emit(f"{r} = phi i64 [ {v}, %{fast} ], [ {sv}, %{slow_end} ]")
+        return r
+
+    def store(self, addr: str, value: str, size: int) -> None:
+        bits = size * 8
+        hit, _ep, ap = self._tlb_lookup(addr, size, write=True)
+        fast, slow, join = self.label("stf"), self.label("sts"), self.label("stj")
+        self.emit(f"br i1 {hit}, label %{fast}, label %{slow}, !prof !0")
+        self.start_block(fast)
+        p = self._host_ptr(addr, ap)
+        v = value if bits == 64 else self.cast("trunc", value, "i64", f"i{bits}")
+        self.emit(f"store i{bits} {v}, ptr {p}, align 1")
+        self.emit(f"br label %{join}")
+        self.start_block(slow)
+        self._slow_call(addr, value, self._desc(size.bit_length() - 1, True, False))
+        self.emit(f"br label %{join}")
+        self.start_block(join)
+
+    def amo(self, addr: str, size: int, rmw) -> str:
+        """Read-modify-write at `addr`: rmw(builder, old_i64) returns the new i64 value (or None for
+        no store). Returns the old value, sign-extended for word size."""
+        bits = size * 8
+        hit, _ep, ap = self._tlb_lookup(addr, size, write=True)
+        fast, slow, join = self.label("amf"), self.label("ams"), self.label("amj")
+        self.emit(f"br i1 {hit}, label %{fast}, label %{slow}, !prof !0")
+        self.start_block(fast)
+        p = self._host_ptr(addr, ap)
+        v = self.tmp()
+        self.emit(f"{v} = load i{bits}, ptr {p}")
+        old = v if bits == 64 else self.cast("sext", v, f"i{bits}", "i64")
+        new = rmw(self, old)
+        if new is not None:
+            nv = new if bits == 64 else self.cast("trunc", new, "i64", f"i{bits}")
+            self.emit(f"store i{bits} {nv}, ptr {p}")
+        self.emit(f"br label %{join}")
+        fast_label = self._last_label()
+        self.start_block(slow)
+        # Slow path: load through the callout (with AMO permission check), compute, store through it.
+        ov = self._slow_call(addr, "0", self._desc(size.bit_length() - 1, False, True, amo=True))
+        new2 = rmw(self, ov)
+        if new2 is not None:
+            self._slow_call(addr, new2, self._desc(size.bit_length() - 1, True, False, amo=True))
+        self.emit(f"br label %{join}")
+        slow_label = self._last_label()
+        self.start_block(join)
+        r = self.tmp()
+        self.emit(f"{r} = phi i64 [ {old}, %{fast_label} ], [ {ov}, %{slow_label} ]")
+        return r
+
+    def _last_label(self) -> str:
+        for line in reversed(self.lines):
+            if not line.startswith("  "):
+                return line[:-1]
+        return "entry"
+
+    # Block exits
+    def exit_direct(self, target: int) -> None:
+        """Ends the block jumping to a static target: chained when on the same guest page."""
+        self.flush()
+        self.store_field(abi.OFF_PC, const(target))
+        if target >> abi.PAGE_BITS == self.pc >> abi.PAGE_BITS:
+            slot = f"@{self.name}_s{len(self.chain_slots)}"
+            self.chain_slots.append((slot[1:], target))
+            self.globals.append(f"{slot} = global ptr @mirage_dispatch")
+            fn = self.tmp()
+            self.emit(f"{fn} = load ptr, ptr {slot}")
+            r = self.tmp()
+            self.emit(f"{r} = musttail call i64 {fn}(ptr %h)")
+            self.emit(f"ret i64 {r}")
+        else:
+            r = self.tmp()
+            self.emit(f"{r} = musttail call i64 @mirage_dispatch(ptr %h)")
+            self.emit(f"ret i64 {r}")
+
+    def exit_indirect(self, target: str) -> None:
+        self.flush()
+        self.store_field(abi.OFF_PC, target)
+        r = self.tmp()
+        self.emit(f"{r} = musttail call i64 @mirage_dispatch(ptr %h)")
+        self.emit(f"ret i64 {r}")
+
+    def branch(self, cond: str, taken: int, fallthrough: int) -> None:
+        t, f = self.label("bt"), self.label("bf")
+        self.emit(f"br i1 {cond}, label %{t}, label %{f}")
+        self.start_block(t)
+        self.exit_direct(taken)
+        self.start_block(f)
+        self.exit_direct(fallthrough)
+        self.terminated = True
+
+    def sys_callout(self, raw: int, desc: int = 0) -> None:
+        """Ends the block with a system callout that performs the instruction and sets pc."""
+        self.flush()
+        remain = self.n_insns - self.index - 1
+        d = desc | (remain << abi.DESC_REMAIN_SHIFT) | (abi.DESC_COMPRESSED if self.insn_len == 2 else 0)
+        self.call("i64", "@mirage_sys", f"ptr %h, i64 {raw}, i64 {const(self.insn_pc)}, i64 {d}")
+        stop = self.load_field(abi.OFF_EXIT_NOW, "i32")
+        c = self.icmp("ne", stop, "0", "i32")
+        out, cont = self.label("sysexit"), self.label("sysok")
+        self.emit(f"br i1 {c}, label %{out}, label %{cont}")
+        self.start_block(out)
+        self.emit(f"ret i64 {abi.EXIT_CALLOUT}")
+        self.start_block(cont)
+        r = self.tmp()
+        self.emit(f"{r} = musttail call i64 @mirage_dispatch(ptr %h)")
+        self.emit(f"ret i64 {r}")
+        self.terminated = True
+
+    def helper(self, op: int, a: str, b: str) -> str:
+        """Calls the runtime helper for rare semantics that need no guest state."""
+        return self.call("i64", "@mirage_helper", f"ptr %h, i64 {op}, i64 {a}, i64 {b}")
+
+    def function_text(self) -> str:
+        """The block function: prologue (budget and exit-request poll) plus the body."""
+        head = [
+            f"define i64 @{self.name}(ptr noalias %h) #0 {{",
+            "entry:",
+            f"  %bp = getelementptr inbounds i8, ptr %h, i64 {abi.OFF_BUDGET}",
+            "  %b0 = load i64, ptr %bp",
+            f"  %b1 = sub i64 %b0, {self.n_insns}",
+            "  store i64 %b1, ptr %bp",
+            f"  %erp = getelementptr inbounds i8, ptr %h, i64 {abi.OFF_EXIT_REQUEST}",
+            "  %er = load i32, ptr %erp",
+            "  %neg = icmp slt i64 %b1, 0",
+            "  %req = icmp ne i32 %er, 0",
+            "  %stop = or i1 %neg, %req",
+            "  br i1 %stop, label %poll, label %body, !prof !1",
+            "poll:",
+            "  store i64 %b0, ptr %bp",
+            f"  ret i64 {abi.EXIT_POLL}",
+            "body:",
+        ]
+        if self.ram is not None:
+            head += [
+                f"  %ramp = getelementptr inbounds i8, ptr %h, i64 {abi.OFF_RAM}",
+                "  %ram = load ptr, ptr %ramp",
+            ]
+        return "\n".join(head + self.lines + ["}"])

@@ -1,0 +1,77 @@
+"""The JIT engine: IR text to native code with llvmlite's ORC LLJIT, several blocks per library.
+
+Knows nothing of guests: it compiles modules, links them against the runtime's callout symbols,
+and hands back the addresses of exported functions and globals.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+
+import llvmlite.binding as llvm
+
+_initialized = False
+
+
+def _init() -> None:
+    global _initialized
+    if not _initialized:
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        _initialized = True
+
+
+@dataclass
+class CompileStats:
+    modules: int = 0
+    functions: int = 0
+    seconds: float = 0.0
+    object_bytes: int = 0
+
+
+class Engine:
+    """One LLJIT instance; `compile` turns a module's IR into linked native code."""
+
+    def __init__(self, opt: int = 2) -> None:
+        _init()
+        target = llvm.Target.from_default_triple()
+        self.tm = target.create_target_machine(cpu=llvm.get_host_cpu_name(),
+                                               features=llvm.get_host_cpu_features().flatten(),
+                                               opt=opt, reloc="pic", codemodel="default", jit=True)
+        self.lljit = llvm.create_lljit_compiler(self.tm)
+        self.imports: dict[str, int] = {}
+        self.stats = CompileStats()
+        self._names = itertools.count()
+        self._libs: list = []  # Resource trackers keep code alive
+
+    def add_import(self, name: str, address: int) -> None:
+        """Registers a symbol every later module may call (callouts, the dispatcher)."""
+        self.imports[name] = address
+
+    def emit_object(self, ir_text: str) -> bytes:
+        mod = llvm.parse_assembly(ir_text)
+        mod.verify()
+        return self.tm.emit_object(mod)
+
+    def link(self, obj: bytes, exports: list[str]) -> dict[str, int]:
+        """Links an object into a fresh library; returns export addresses."""
+        builder = llvm.JITLibraryBuilder().add_object_img(obj)
+        for name, addr in self.imports.items():
+            builder.import_symbol(name, addr)
+        for name in exports:
+            builder.export_symbol(name)
+        lib = builder.link(self.lljit, f"lib{next(self._names)}")
+        self._libs.append(lib)
+        return {name: lib[name] for name in exports}
+
+    def compile(self, ir_text: str, exports: list[str], n_functions: int = 1) -> tuple[dict[str, int], bytes]:
+        t0 = time.perf_counter()
+        obj = self.emit_object(ir_text)
+        addrs = self.link(obj, exports)
+        self.stats.seconds += time.perf_counter() - t0
+        self.stats.modules += 1
+        self.stats.functions += n_functions
+        self.stats.object_bytes += len(obj)
+        return addrs, obj

@@ -1,0 +1,1 @@
+"""The virtual firmware monitor: firmware in virtual M-mode."""
