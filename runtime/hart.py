@@ -86,8 +86,14 @@ class Hart:
         self.budget_start = n
 
     def uncount(self, n: int) -> None:
-        """Gives back instructions a block counted but did not retire."""
-        self.s.budget += n
+        """Gives back instructions a block counted but did not retire (the budget is untouched)."""
+        self.retired_base -= n
+
+    def force_poll(self) -> None:
+        """Makes the next block boundary return to the run loop (an exit request)."""
+        self.retired_base = self.retired()
+        self.s.budget = 0
+        self.budget_start = 0
 
     # Translation flags
     def data_mmu(self) -> int:

@@ -19,7 +19,7 @@ from translator import abi
 from translator import csrs as C
 from translator.abi import ffi
 from translator.block import FetchFault
-from translator.dispatch import dispatcher_ir
+from translator.dispatch import CALLOUTS, dispatcher_ir
 from translator.isa import decode
 from translator.jit import Engine
 
@@ -72,9 +72,10 @@ class Machine:
         self.waiters: list = []  # fn(seconds): block until input may have arrived
         self.counteren = 0  # Physical mcounteren, owned by the monitor
         self._install_callouts()
-        rt = self.engine.compile(dispatcher_ir(), ["mirage_dispatch"])[0]
+        rt = self.engine.compile(dispatcher_ir(), ["mirage_dispatch", *CALLOUTS])[0]
         self.dispatch_addr = rt["mirage_dispatch"]
-        self.engine.add_import("mirage_dispatch", self.dispatch_addr)
+        for name, addr in rt.items():
+            self.engine.add_import(name, addr)
         self._enter = ffi.cast("int64_t(*)(hart_t *)", self.dispatch_addr)
         self.tcache = TranslationCache(self.engine, self.dispatch_addr)
         for h in self.harts:
@@ -86,7 +87,7 @@ class Machine:
 
     # Callouts from generated code
     def _install_callouts(self) -> None:
-        @ffi.callback("int64_t(hart_t *, uint64_t, uint64_t, uint64_t, uint64_t)")
+        @ffi.callback("uint64_t(hart_t *, uint64_t, uint64_t, uint64_t, uint64_t)")
         def mem_cb(hp, vaddr, value, desc, pc):
             try:
                 return self._mem_slow(self._hart_of(hp), vaddr, value, desc, pc)
@@ -101,7 +102,7 @@ class Machine:
                 return self._callout_failed(hp, e)
             return 0
 
-        @ffi.callback("int64_t(hart_t *, int64_t, uint64_t, uint64_t)")
+        @ffi.callback("uint64_t(hart_t *, int64_t, uint64_t, uint64_t)")
         def helper_cb(hp, op, a, b):
             try:
                 from runtime import helpers
@@ -110,7 +111,7 @@ class Machine:
                 return self._callout_failed(hp, e)
 
         self._callbacks = (mem_cb, sys_cb, helper_cb)
-        for name, cb in (("mirage_mem", mem_cb), ("mirage_sys", sys_cb), ("mirage_helper", helper_cb)):
+        for name, cb in (("mirage_mem_c", mem_cb), ("mirage_sys_c", sys_cb), ("mirage_helper_c", helper_cb)):
             self.engine.add_import(name, int(ffi.cast("uintptr_t", cb)))
         self._by_ptr: dict[int, Hart] = {}
 
@@ -126,7 +127,7 @@ class Machine:
         if self.callout_error is None:
             self.callout_error = e
         hp.exit_now = 1
-        hp.exit_request = 1
+        self._hart_of(hp).force_poll()
         return 0
 
     # Memory slow path
@@ -335,7 +336,7 @@ class Machine:
     # The run loop
     def request_exit(self, hart: Hart | None = None) -> None:
         for h in (self.harts if hart is None else [hart]):
-            h.s.exit_request = 1
+            h.force_poll()
 
     def run(self, hart_index: int = 0) -> GuestExit:
         """Runs until the guest stops the machine; returns how it stopped."""
@@ -366,11 +367,9 @@ class Machine:
                 self._translate_at(hart)
             elif code == abi.EXIT_POLL:
                 self.stats_callouts["poll"] += 1
-                s.exit_request = 0
                 self.poll(hart)
             elif code == abi.EXIT_CALLOUT:
                 s.exit_now = 0
-                s.exit_request = 0
                 self.poll(hart)
         hart.set_budget(0)
         return self.halted

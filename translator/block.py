@@ -13,6 +13,10 @@ from translator.isa import Insn, decode
 load_all()
 
 MAX_BLOCK_INSNS = 64
+# Forward conditional branches do not end a block: the taken path leaves through a side exit and
+# translation goes on along the fall-through path. Backward ones (loops) still end it, so a loop
+# body chains to itself without side-exit bookkeeping.
+SIDE_EXITS = {"beq", "bne", "blt", "bge", "bltu", "bgeu"}
 
 # FP instructions need mstatus.FS != Off (privileged spec 3.1.6.6: "attempts to access the
 # floating-point state ... raise an illegal-instruction exception" when FS is Off).
@@ -86,7 +90,7 @@ def scan(pc: int, flags: int, fetch16: Callable[[int], int], max_insns: int = MA
         if insn is not None and not fs_on and insn.fmt in ("CSR", "CSRI") and insn.csr in _FP_CSRS:
             insn = None
         out.append((cur, insn, raw))
-        if insn is None or insn.name in TERMINATORS:
+        if insn is None or (insn.name in TERMINATORS and not (insn.name in SIDE_EXITS and insn.imm > 0)):
             break
         cur += insn.length
     return out
@@ -115,9 +119,9 @@ def build(pc: int, flags: int, insns: list[tuple[int, Insn | None, int]], name: 
 
 MODULE_HEADER = """
 declare i64 @mirage_dispatch(ptr)
-declare i64 @mirage_mem(ptr, i64, i64, i64, i64)
-declare i64 @mirage_sys(ptr, i64, i64, i64)
-declare i64 @mirage_helper(ptr, i64, i64, i64)
+declare preserve_mostcc i64 @mirage_mem(ptr, i64, i64, i64, i64)
+declare preserve_mostcc i64 @mirage_sys(ptr, i64, i64, i64)
+declare preserve_mostcc i64 @mirage_helper(ptr, i64, i64, i64)
 declare void @llvm.x86.sse.ldmxcsr(ptr)
 declare void @llvm.x86.sse.stmxcsr(ptr)
 """

@@ -8,9 +8,28 @@ from __future__ import annotations
 
 from translator import abi
 
+# Callouts reach Python through trampolines with LLVM's preserve_most convention, so a block's
+# slow path costs the block no callee-saved register spills on its fast path.
+CALLOUTS = {
+    "mirage_mem": "(ptr %h, i64 %a, i64 %b, i64 %c, i64 %d)",
+    "mirage_sys": "(ptr %h, i64 %a, i64 %b, i64 %c)",
+    "mirage_helper": "(ptr %h, i64 %a, i64 %b, i64 %c)",
+}
+
+
+def _trampolines() -> str:
+    out = []
+    for name, params in CALLOUTS.items():
+        types = ", ".join(p.split()[0] for p in params.strip("()").split(", "))
+        args = params.strip("()")
+        out.append(f"declare i64 @{name}_c({types})\n"
+                   f"define preserve_mostcc i64 @{name}{params} #1 {{\n"
+                   f"  %r = call i64 @{name}_c({args})\n  ret i64 %r\n}}\n")
+    return "\n".join(out)
+
 
 def dispatcher_ir() -> str:
-    return f"""
+    return _trampolines() + f"""
 define i64 @mirage_dispatch(ptr noalias %h) #0 {{
 entry:
   %sp = getelementptr inbounds i8, ptr %h, i64 {abi.OFF_STAT_DISPATCH}
@@ -47,5 +66,6 @@ miss:
 }}
 
 attributes #0 = {{ nounwind "frame-pointer"="none" }}
+attributes #1 = {{ noinline "frame-pointer"="none" }}
 !0 = !{{!"branch_weights", i32 2000, i32 1}}
 """

@@ -197,7 +197,7 @@ class BlockBuilder:
 
     def _slow_call(self, addr: str, value: str, desc: int) -> str:
         self.flush()
-        r = self.call("i64", "@mirage_mem", f"ptr %h, i64 {addr}, i64 {value}, i64 {desc}, i64 {const(self.insn_pc)}")
+        r = self.call("preserve_mostcc i64", "@mirage_mem", f"ptr %h, i64 {addr}, i64 {value}, i64 {desc}, i64 {const(self.insn_pc)}")
         stop = self.load_field(abi.OFF_EXIT_NOW, "i32")
         c = self.icmp("ne", stop, "0", "i32")
         out, cont = self.label("slowexit"), self.label("slowok")
@@ -289,7 +289,7 @@ class BlockBuilder:
         if target >> abi.PAGE_BITS == self.pc >> abi.PAGE_BITS:
             slot = f"@{self.name}_s{len(self.chain_slots)}"
             self.chain_slots.append((slot[1:], target))
-            self.globals.append(f"{slot} = global ptr @mirage_dispatch")
+            self.globals.append(f"{slot} = dso_local global ptr @mirage_dispatch")
             fn = self.tmp()
             self.emit(f"{fn} = load ptr, ptr {slot}")
             r = self.tmp()
@@ -311,6 +311,15 @@ class BlockBuilder:
         t, f = self.label("bt"), self.label("bf")
         self.emit(f"br i1 {cond}, label %{t}, label %{f}")
         self.start_block(t)
+        if self.index < self.n_insns - 1:
+            # A side exit: the block goes on with the fall-through path. The prologue counted
+            # every instruction of the block; give back those this path skips.
+            skipped = self.n_insns - self.index - 1
+            b = self.load_field(abi.OFF_BUDGET)
+            self.store_field(abi.OFF_BUDGET, self.op("add", b, str(skipped)))
+            self.exit_direct(taken)
+            self.start_block(f)
+            return
         self.exit_direct(taken)
         self.start_block(f)
         self.exit_direct(fallthrough)
@@ -321,7 +330,7 @@ class BlockBuilder:
         self.flush()
         remain = self.n_insns - self.index - 1
         d = desc | (remain << abi.DESC_REMAIN_SHIFT) | (abi.DESC_COMPRESSED if self.insn_len == 2 else 0)
-        self.call("i64", "@mirage_sys", f"ptr %h, i64 {raw}, i64 {const(self.insn_pc)}, i64 {d}")
+        self.call("preserve_mostcc i64", "@mirage_sys", f"ptr %h, i64 {raw}, i64 {const(self.insn_pc)}, i64 {d}")
         stop = self.load_field(abi.OFF_EXIT_NOW, "i32")
         c = self.icmp("ne", stop, "0", "i32")
         out, cont = self.label("sysexit"), self.label("sysok")
@@ -336,10 +345,10 @@ class BlockBuilder:
 
     def helper(self, op: int, a: str, b: str) -> str:
         """Calls the runtime helper for rare semantics that need no guest state."""
-        return self.call("i64", "@mirage_helper", f"ptr %h, i64 {op}, i64 {a}, i64 {b}")
+        return self.call("preserve_mostcc i64", "@mirage_helper", f"ptr %h, i64 {op}, i64 {a}, i64 {b}")
 
     def function_text(self) -> str:
-        """The block function: prologue (budget and exit-request poll) plus the body."""
+        """The block function: prologue (instruction budget, which exit requests zero) plus the body."""
         head = [
             f"define i64 @{self.name}(ptr noalias %h) #0 {{",
             "entry:",
@@ -347,11 +356,7 @@ class BlockBuilder:
             "  %b0 = load i64, ptr %bp",
             f"  %b1 = sub i64 %b0, {self.n_insns}",
             "  store i64 %b1, ptr %bp",
-            f"  %erp = getelementptr inbounds i8, ptr %h, i64 {abi.OFF_EXIT_REQUEST}",
-            "  %er = load i32, ptr %erp",
-            "  %neg = icmp slt i64 %b1, 0",
-            "  %req = icmp ne i32 %er, 0",
-            "  %stop = or i1 %neg, %req",
+            "  %stop = icmp slt i64 %b1, 0",
             "  br i1 %stop, label %poll, label %body, !prof !1",
             "poll:",
             "  store i64 %b0, ptr %bp",

@@ -34,13 +34,16 @@ class CompileStats:
 class Engine:
     """One LLJIT instance; `compile` turns a module's IR into linked native code."""
 
-    def __init__(self, opt: int = 2) -> None:
+    def __init__(self, opt: int = 2, ir_opt: int | None = None) -> None:
         _init()
         target = llvm.Target.from_default_triple()
         self.tm = target.create_target_machine(cpu=llvm.get_host_cpu_name(),
                                                features=llvm.get_host_cpu_features().flatten(),
                                                opt=opt, reloc="pic", codemodel="default", jit=True)
         self.lljit = llvm.create_lljit_compiler(self.tm)
+        # IR pass level (None: codegen only). A fresh pass builder per module (shared notes: reuse
+        # slows down and running a pipeline twice can abort).
+        self.ir_opt = ir_opt
         self.imports: dict[str, int] = {}
         self.stats = CompileStats()
         self._names = itertools.count()
@@ -53,6 +56,10 @@ class Engine:
     def emit_object(self, ir_text: str) -> bytes:
         mod = llvm.parse_assembly(ir_text)
         mod.verify()
+        if self.ir_opt:
+            pto = llvm.create_pipeline_tuning_options(speed_level=self.ir_opt)
+            pb = llvm.create_pass_builder(self.tm, pto)
+            pb.getModulePassManager().run(mod, pb)
         return self.tm.emit_object(mod)
 
     def link(self, obj: bytes, exports: list[str]) -> dict[str, int]:
