@@ -42,6 +42,8 @@ class Hart:
         self.medeleg = 0
         self.mideleg = 0
         self.wfi = False
+        # Set during a callout to return to the run loop once the current instruction completes
+        self.want_exit = False
         # Trap-virtualization bits of mstatus, installed by the monitor for the OS world
         self.tvm = False
         self.tw = False
@@ -90,7 +92,8 @@ class Hart:
         self.retired_base -= n
 
     def force_poll(self) -> None:
-        """Makes the next block boundary return to the run loop (an exit request)."""
+        """Zeroes the budget so the next block returns to the run loop. Only while no block runs:
+        blocks may hold the budget in a register (callouts use `want_exit` instead)."""
         self.retired_base = self.retired()
         self.s.budget = 0
         self.budget_start = 0

@@ -127,7 +127,6 @@ class Machine:
         if self.callout_error is None:
             self.callout_error = e
         hp.exit_now = 1
-        self._hart_of(hp).force_poll()
         return 0
 
     # Memory slow path
@@ -151,6 +150,7 @@ class Machine:
                 self._after_store(hart, paddr, size, pc, desc, remain)
                 if self.mem.is_ram(paddr, size):
                     self.mmu.fill(hart, mmu, vaddr, paddr, True)
+                self._stop_if_wanted(hart, pc, desc, remain)
                 return 0
             v = self.mem.read(paddr, size)
             if v is None:
@@ -159,12 +159,22 @@ class Machine:
                 self.mmu.fill(hart, mmu, vaddr, paddr, amo)
             if desc & abi.DESC_SIGNED and v >> (8 * size - 1):
                 v -= 1 << (8 * size)
+            if not amo:
+                self._stop_if_wanted(hart, pc, desc, remain)
             return v & MASK64
         except Trap as t:
             hart.uncount(remain + 1)
             self.take_trap(hart, t.cause, t.tval, pc)
             hart.s.exit_now = 1
             return 0
+
+    def _stop_if_wanted(self, hart: Hart, pc: int, desc: int, remain: int) -> None:
+        """A device asked for the run loop (e.g. an interrupt line rose): the access completes and
+        the block stops after this instruction."""
+        if hart.want_exit and not hart.s.exit_now:
+            hart.pc = pc + (2 if desc & abi.DESC_COMPRESSED else 4)
+            hart.uncount(remain)
+            hart.s.exit_now = 1
 
     def _misaligned(self, hart, vaddr, value, size, store, mmu, desc) -> int:
         out = 0
@@ -189,10 +199,8 @@ class Machine:
             if self.tcache.page_has_code(ppn):
                 n = self.tcache.invalidate_range(paddr, size, "code-write", self.harts)
                 if n:
-                    # The running block may be among them: stop after this store.
-                    hart.pc = pc + (2 if desc & abi.DESC_COMPRESSED else 4)
-                    hart.uncount(remain)
-                    hart.s.exit_now = 1
+                    hart.want_exit = True  # The running block may be among them
+
                 if not self.tcache.page_has_code(ppn) and ppn not in self._watch_pages:
                     self.mmu.unwatch_page(ppn)
             if ppn in self._watch_pages:
@@ -323,7 +331,7 @@ class Machine:
         except Trap as t:
             hart.uncount(remain + 1)
             self.take_trap(hart, t.cause, t.tval, pc)
-        if self.halted is not None or self.callout_error is not None:
+        if self.halted is not None or self.callout_error is not None or hart.want_exit:
             hart.s.exit_now = 1
 
     # Time
@@ -336,7 +344,7 @@ class Machine:
     # The run loop
     def request_exit(self, hart: Hart | None = None) -> None:
         for h in (self.harts if hart is None else [hart]):
-            h.force_poll()
+            h.want_exit = True
 
     def run(self, hart_index: int = 0) -> GuestExit:
         """Runs until the guest stops the machine; returns how it stopped."""
@@ -356,6 +364,7 @@ class Machine:
             if hart.wfi:
                 self._wait_for_interrupt(hart)
                 continue
+            hart.want_exit = False
             code = enter(s)
             if self.callout_error is not None:
                 err, self.callout_error = self.callout_error, None

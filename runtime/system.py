@@ -120,7 +120,7 @@ def _counter(which: str) -> Rule:
                 raise _illegal(c.raw)
         if which == "time":
             return c.m.time()
-        return h.retired()
+        return h.retired() - 1  # The reading instruction is counted but has not retired
     return (read, None, C.PRV_U)
 
 

@@ -119,3 +119,45 @@ def test_demo_image(toolchain):
     r = mirage("jit-run", "demo")
     assert r.returncode == 0, r.stderr
     assert b"There are 2262 primes below 20000" in r.stdout
+
+
+LOOPS = r"""
+  la t0, trap
+  csrw mtvec, t0
+  # A self-loop long enough to exhaust the instruction budget several times: the count of
+  # retired instructions must stay exact across budget exits from inside the loop.
+  csrr s0, minstret
+  li a0, 0
+  li a1, 3000000
+1: add a0, a0, a1
+  addi a1, a1, -1
+  bnez a1, 1b
+  csrr s1, minstret
+  sub s1, s1, s0
+  li t1, 9000003            # csrr, li, li, then 3 per iteration
+  bne s1, t1, bad_count
+  li t1, 4500001500000
+  bne a0, t1, bad_sum
+  # A loop whose body stores to a device (slow path every iteration) and has a side exit.
+  la s2, msg
+  li s3, 0x10000000
+2: lbu t2, 0(s2)
+  beqz t2, 3f
+  li t3, 'x'
+  beq t2, t3, 4f            # Forward branch inside the loop: a side exit
+  sb t2, 0(s3)
+4: addi s2, s2, 1
+  j 2b
+3: PASS
+bad_count: FAIL 2
+bad_sum: FAIL 3
+trap: FAIL 4
+  .data
+msg: .asciz "lxoxoxpx ok\n"
+"""
+
+
+def test_loops_count_exactly_and_keep_side_effects(asm):
+    r = mirage("jit-run", str(asm(LOOPS)))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"loop ok\n"

@@ -44,9 +44,10 @@ typedef struct {{
     uint64_t x[32];
     uint64_t f[32];
     uint64_t pc;
-    int64_t budget;          /* Instructions left before returning to the run loop */
-    uint32_t exit_request;   /* Set by devices and callouts: return at the next block boundary */
+    int64_t budget;          /* Instructions left before returning to the run loop; zeroed to
+                                request an exit at the next block boundary */
     uint32_t exit_now;       /* Set by a callout: the calling block must return at once */
+    uint32_t pad0;
     uint64_t flags;          /* Translation flags of the current mode (part of every block key) */
     uint8_t *ram;            /* Host address of guest RAM */
     uint64_t resv;           /* LR reservation (guest address), all ones when none */
@@ -76,7 +77,6 @@ OFF_X = offset("x")
 OFF_F = offset("f")
 OFF_PC = offset("pc")
 OFF_BUDGET = offset("budget")
-OFF_EXIT_REQUEST = offset("exit_request")
 OFF_EXIT_NOW = offset("exit_now")
 OFF_FLAGS = offset("flags")
 OFF_RAM = offset("ram")

@@ -17,6 +17,8 @@ MAX_BLOCK_INSNS = 64
 # translation goes on along the fall-through path. Backward ones (loops) still end it, so a loop
 # body chains to itself without side-exit bookkeeping.
 SIDE_EXITS = {"beq", "bne", "blt", "bge", "bltu", "bgeu"}
+# A block whose last branch goes back to its own start loops inside its function.
+LOOPS = True
 
 # FP instructions need mstatus.FS != Off (privileged spec 3.1.6.6: "attempts to access the
 # floating-point state ... raise an illegal-instruction exception" when FS is Off).
@@ -96,10 +98,14 @@ def scan(pc: int, flags: int, fetch16: Callable[[int], int], max_insns: int = MA
     return out
 
 
-def build(pc: int, flags: int, insns: list[tuple[int, Insn | None, int]], name: str) -> BlockCode:
-    """Emits the IR function for a scanned block."""
-    mmu = (flags >> abi.FLAG_MMU_SHIFT) & 7
-    b = BlockBuilder(name, pc, mmu, flags, len(insns))
+def _is_self_loop(pc: int, insns: list[tuple[int, Insn | None, int]]) -> bool:
+    last_pc, last, _ = insns[-1]
+    if last is None or last.name not in SIDE_EXITS or last_pc + last.imm != pc:
+        return False
+    return all(i is not None and (i.name not in TERMINATORS or i.name in SIDE_EXITS) for _, i, _ in insns)
+
+
+def _emit(b: BlockBuilder, insns: list[tuple[int, Insn | None, int]]) -> None:
     for idx, (ipc, insn, raw) in enumerate(insns):
         b.index = idx
         b.insn_pc = ipc
@@ -110,6 +116,18 @@ def build(pc: int, flags: int, insns: list[tuple[int, Insn | None, int]], name: 
         EMITTERS[insn.name](b, insn)
         if b.terminated:
             break
+
+
+def build(pc: int, flags: int, insns: list[tuple[int, Insn | None, int]], name: str) -> BlockCode:
+    """Emits the IR function for a scanned block."""
+    mmu = (flags >> abi.FLAG_MMU_SHIFT) & 7
+    b = BlockBuilder(name, pc, mmu, flags, len(insns))
+    if LOOPS and _is_self_loop(pc, insns):
+        # A dry run finds the registers the body touches; they become loop-carried phis.
+        probe = BlockBuilder(name, pc, mmu, flags, len(insns))
+        _emit(probe, insns)
+        b.begin_loop(probe.touched)
+    _emit(b, insns)
     last_pc, last, raw = insns[-1]
     end = last_pc + (last.length if last is not None else (2 if raw & 3 != 3 else 4))
     if not b.terminated:

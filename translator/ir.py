@@ -12,6 +12,14 @@ from translator import abi
 I64_MASK = (1 << 64) - 1
 
 
+def _fill(line: str, values: dict[str, str]) -> str:
+    if "@@" not in line:
+        return line
+    for k, v in values.items():
+        line = line.replace(k, v)
+    return line
+
+
 def const(v: int) -> str:
     """An i64 constant as LLVM spells it (signed decimal)."""
     v &= I64_MASK
@@ -43,6 +51,13 @@ class BlockBuilder:
         self.insn_pc = pc
         self.insn_len = 4
         self.uses_fp = False
+        # Registers the block reads or writes (kind, number), for self-loop formation.
+        self.touched: set[tuple[str, int]] = set()
+        # Self-loop mode: the block branches back to its own start inside the function, registers
+        # and the budget flow around the loop in SSA (phis), and leave through exits.
+        self.loop = False
+        self.budget: str | None = None
+        self._phis: list[tuple[str, int, str]] = []
 
     # Plumbing
     def tmp(self) -> str:
@@ -78,6 +93,7 @@ class BlockBuilder:
     def x(self, r: int) -> str:
         if r == 0:
             return "0"
+        self.touched.add(("x", r))
         v = self.x_cache.get(r)
         if v is None:
             v = self.load_field(abi.OFF_X + 8 * r)
@@ -87,11 +103,13 @@ class BlockBuilder:
     def set_x(self, r: int, value: str) -> None:
         if r == 0:
             return
+        self.touched.add(("x", r))
         self.x_cache[r] = value
         self.x_dirty.add(r)
 
     # FP registers (raw 64-bit patterns)
     def f(self, r: int) -> str:
+        self.touched.add(("f", r))
         v = self.f_cache.get(r)
         if v is None:
             v = self.load_field(abi.OFF_F + 8 * r)
@@ -99,6 +117,7 @@ class BlockBuilder:
         return v
 
     def set_f(self, r: int, value: str) -> None:
+        self.touched.add(("f", r))
         self.f_cache[r] = value
         self.f_dirty.add(r)
 
@@ -197,6 +216,7 @@ class BlockBuilder:
 
     def _slow_call(self, addr: str, value: str, desc: int) -> str:
         self.flush()
+        self.sync_budget()
         r = self.call("preserve_mostcc i64", "@mirage_mem", f"ptr %h, i64 {addr}, i64 {value}, i64 {desc}, i64 {const(self.insn_pc)}")
         stop = self.load_field(abi.OFF_EXIT_NOW, "i32")
         c = self.icmp("ne", stop, "0", "i32")
@@ -282,9 +302,16 @@ class BlockBuilder:
         return "entry"
 
     # Block exits
+    def sync_budget(self, extra: int = 0) -> None:
+        """In a self-loop the budget lives in SSA: write it back before leaving or calling out."""
+        if self.budget is not None:
+            v = self.budget if not extra else self.op("add", self.budget, str(extra))
+            self.store_field(abi.OFF_BUDGET, v)
+
     def exit_direct(self, target: int) -> None:
         """Ends the block jumping to a static target: chained when on the same guest page."""
         self.flush()
+        self.sync_budget()
         self.store_field(abi.OFF_PC, const(target))
         if target >> abi.PAGE_BITS == self.pc >> abi.PAGE_BITS:
             slot = f"@{self.name}_s{len(self.chain_slots)}"
@@ -302,6 +329,7 @@ class BlockBuilder:
 
     def exit_indirect(self, target: str) -> None:
         self.flush()
+        self.sync_budget()
         self.store_field(abi.OFF_PC, target)
         r = self.tmp()
         self.emit(f"{r} = musttail call i64 @mirage_dispatch(ptr %h)")
@@ -315,12 +343,24 @@ class BlockBuilder:
             # A side exit: the block goes on with the fall-through path. The prologue counted
             # every instruction of the block; give back those this path skips.
             skipped = self.n_insns - self.index - 1
-            b = self.load_field(abi.OFF_BUDGET)
-            self.store_field(abi.OFF_BUDGET, self.op("add", b, str(skipped)))
-            self.exit_direct(taken)
+            if self.budget is not None:
+                self.flush()
+                self.sync_budget(skipped)
+                self.budget = None  # Already written back for this path
+                saved = self.loop
+                self.exit_direct(taken)
+                self.budget = self._loop_budget
+                self.loop = saved
+            else:
+                b = self.load_field(abi.OFF_BUDGET)
+                self.store_field(abi.OFF_BUDGET, self.op("add", b, str(skipped)))
+                self.exit_direct(taken)
             self.start_block(f)
             return
-        self.exit_direct(taken)
+        if self.loop and taken == self.pc:
+            self._latch()
+        else:
+            self.exit_direct(taken)
         self.start_block(f)
         self.exit_direct(fallthrough)
         self.terminated = True
@@ -328,6 +368,7 @@ class BlockBuilder:
     def sys_callout(self, raw: int, desc: int = 0) -> None:
         """Ends the block with a system callout that performs the instruction and sets pc."""
         self.flush()
+        self.sync_budget()
         remain = self.n_insns - self.index - 1
         d = desc | (remain << abi.DESC_REMAIN_SHIFT) | (abi.DESC_COMPRESSED if self.insn_len == 2 else 0)
         self.call("preserve_mostcc i64", "@mirage_sys", f"ptr %h, i64 {raw}, i64 {const(self.insn_pc)}, i64 {d}")
@@ -346,6 +387,48 @@ class BlockBuilder:
     def helper(self, op: int, a: str, b: str) -> str:
         """Calls the runtime helper for rare semantics that need no guest state."""
         return self.call("preserve_mostcc i64", "@mirage_helper", f"ptr %h, i64 {op}, i64 {a}, i64 {b}")
+
+    # Self-loops
+    def begin_loop(self, regs: set[tuple[str, int]]) -> None:
+        """Starts the loop header: phis for the budget and for every register the body touches."""
+        self.loop = True
+        inits = []
+        for kind, r in sorted(regs):
+            off = (abi.OFF_X if kind == "x" else abi.OFF_F) + 8 * r
+            inits.append((kind, r, self.load_field(off)))
+        self.emit("br label %loop")
+        self.start_block("loop")
+        self.budget = "%lb"
+        self._loop_budget = "%lb"
+        self.emit("%lb = phi i64 [ %b1, %body ], [ %lbnext, %latch ]")
+        for kind, r, init in inits:
+            phi = f"%p{kind}{r}"
+            self.emit(f"{phi} = phi i64 [ {init}, %body ], [ @@{kind}{r}@@, %latch ]")
+            self._phis.append((kind, r, phi))
+            if kind == "x":
+                self.x_cache[r] = phi
+                self.x_dirty.add(r)
+            else:
+                self.f_cache[r] = phi
+                self.f_dirty.add(r)
+
+    def _latch(self) -> None:
+        """The back edge: count the next iteration, or leave to the run loop when the budget is out."""
+        ends = {}
+        for kind, r, phi in self._phis:
+            cache = self.x_cache if kind == "x" else self.f_cache
+            ends[f"@@{kind}{r}@@"] = cache.get(r, phi)
+        self.emit(f"%lbnext = sub i64 {self.budget}, {self.n_insns}")
+        self.emit("%lbout = icmp slt i64 %lbnext, 0")
+        self.emit("br i1 %lbout, label %loopout, label %latch, !prof !1")
+        self.start_block("latch")
+        self.emit("br label %loop")
+        self.start_block("loopout")
+        self.flush()
+        self.sync_budget()
+        self.store_field(abi.OFF_PC, const(self.pc))
+        self.emit(f"ret i64 {abi.EXIT_POLL}")
+        self.lines = [_fill(line, ends) for line in self.lines]
 
     def function_text(self) -> str:
         """The block function: prologue (instruction budget, which exit requests zero) plus the body."""

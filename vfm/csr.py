@@ -134,15 +134,17 @@ def _w_mip(a: Access, val: int) -> None:
 
 def _r_counter(which: str) -> Callable[[Access], int]:
     def read(a: Access) -> int:
+        # The reading instruction ends its block and is already counted: it has not retired yet.
         off = a.v.mcycle_offset if which == "cycle" else a.v.minstret_offset
-        return (a.h.retired() + off) & MASK64
+        return (a.h.retired() - 1 + off) & MASK64
     return read
 
 
 def _w_counter(which: str) -> Callable[[Access, int], None]:
     def write(a: Access, val: int) -> None:
-        # The write happens before this instruction retires; the next read counts it.
-        off = (val - a.h.retired() - 1) & MASK64
+        # The writing instruction does not count itself: the next read returns `val` plus what
+        # retired after the write (privileged spec 3.3.1).
+        off = (val - a.h.retired()) & MASK64
         if which == "cycle":
             a.v.mcycle_offset = off
         else:

@@ -23,12 +23,15 @@ def lr(b: BlockBuilder, i: Insn) -> None:
 @emits("sc.w", "sc.d")
 def sc(b: BlockBuilder, i: Insn) -> None:
     addr = b.x(i.rs1)
+    # Read rs2 before branching: a register first loaded inside the conditional block would be cached
+    # there and reused by later instructions that block does not dominate.
+    src = b.x(i.rs2)
     resv = b.load_field(abi.OFF_RESV)
     ok = b.icmp("eq", resv, addr)
     yes, no, join = b.label("scy"), b.label("scn"), b.label("scj")
     b.emit(f"br i1 {ok}, label %{yes}, label %{no}")
     b.start_block(yes)
-    b.store(addr, b.x(i.rs2), _size(i))
+    b.store(addr, src, _size(i))
     b.emit(f"br label %{join}")
     yes_end = b._last_label()
     b.start_block(no)
