@@ -19,6 +19,8 @@ MAX_BLOCK_INSNS = 64
 SIDE_EXITS = {"beq", "bne", "blt", "bge", "bltu", "bgeu"}
 # A block whose last branch goes back to its own start loops inside its function.
 LOOPS = True
+# Forward branches to a later instruction of the same block stay inside its function.
+JOINS = True
 
 # FP instructions need mstatus.FS != Off (privileged spec 3.1.6.6: "attempts to access the
 # floating-point state ... raise an illegal-instruction exception" when FS is Off).
@@ -105,8 +107,18 @@ def _is_self_loop(pc: int, insns: list[tuple[int, Insn | None, int]]) -> bool:
     return all(i is not None and (i.name not in TERMINATORS or i.name in SIDE_EXITS) for _, i, _ in insns)
 
 
-def _emit(b: BlockBuilder, insns: list[tuple[int, Insn | None, int]]) -> None:
+def _has_internal_branch(insns: list[tuple[int, Insn | None, int]]) -> bool:
+    pcs = {ipc for ipc, _, _ in insns}
+    return any(i is not None and i.name in SIDE_EXITS and i.imm > 0 and ipc + i.imm in pcs
+               for ipc, i, _ in insns[:-1])
+
+
+def _emit(b: BlockBuilder, insns: list[tuple[int, Insn | None, int]], internal: bool) -> None:
+    if internal:
+        # Forward branches land inside the block (registers preloaded, so joins can merge them).
+        b.internal = {ipc: idx for idx, (ipc, _, _) in enumerate(insns)}
     for idx, (ipc, insn, raw) in enumerate(insns):
+        b.join(idx)
         b.index = idx
         b.insn_pc = ipc
         b.insn_len = 2 if raw & 3 != 3 else 4
@@ -122,12 +134,18 @@ def build(pc: int, flags: int, insns: list[tuple[int, Insn | None, int]], name: 
     """Emits the IR function for a scanned block."""
     mmu = (flags >> abi.FLAG_MMU_SHIFT) & 7
     b = BlockBuilder(name, pc, mmu, flags, len(insns))
-    if LOOPS and _is_self_loop(pc, insns):
-        # A dry run finds the registers the body touches; they become loop-carried phis.
+    loop = LOOPS and _is_self_loop(pc, insns)
+    internal = JOINS and _has_internal_branch(insns)
+    if loop or internal:
+        # A dry run finds the registers the block touches: loaded at entry (so their values
+        # dominate every join) and, in a self-loop, carried around in phis.
         probe = BlockBuilder(name, pc, mmu, flags, len(insns))
-        _emit(probe, insns)
-        b.begin_loop(probe.touched)
-    _emit(b, insns)
+        _emit(probe, insns, internal)
+        if loop:
+            b.begin_loop(probe.touched)
+        else:
+            b.preload(probe.touched)
+    _emit(b, insns, loop or internal)
     last_pc, last, raw = insns[-1]
     end = last_pc + (last.length if last is not None else (2 if raw & 3 != 3 else 4))
     if not b.terminated:

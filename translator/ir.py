@@ -58,6 +58,10 @@ class BlockBuilder:
         self.loop = False
         self.budget: str | None = None
         self._phis: list[tuple[str, int, str]] = []
+        # Forward branches inside the block: pc -> instruction index, and the states waiting at
+        # each landing index (label, x cache, f cache, budget).
+        self.internal: dict[int, int] = {}
+        self.pending: dict[int, list[tuple[str, dict, dict, str | None]]] = {}
 
     # Plumbing
     def tmp(self) -> str:
@@ -339,22 +343,25 @@ class BlockBuilder:
         t, f = self.label("bt"), self.label("bf")
         self.emit(f"br i1 {cond}, label %{t}, label %{f}")
         self.start_block(t)
-        if self.index < self.n_insns - 1:
-            # A side exit: the block goes on with the fall-through path. The prologue counted
-            # every instruction of the block; give back those this path skips.
-            skipped = self.n_insns - self.index - 1
-            if self.budget is not None:
-                self.flush()
-                self.sync_budget(skipped)
-                self.budget = None  # Already written back for this path
-                saved = self.loop
-                self.exit_direct(taken)
-                self.budget = self._loop_budget
-                self.loop = saved
-            else:
-                b = self.load_field(abi.OFF_BUDGET)
-                self.store_field(abi.OFF_BUDGET, self.op("add", b, str(skipped)))
-                self.exit_direct(taken)
+        last = self.index == self.n_insns - 1
+        j = self.internal.get(taken)
+        if not last and j is not None and j > self.index:
+            # A forward branch to a later instruction of this block: both paths meet there, and
+            # the registers they disagree on get phis (see join). The skipped instructions were
+            # counted by the prologue, so the taken path gives them back.
+            budget = self._give_back(j - self.index - 1)
+            self.pending.setdefault(j, []).append((t, dict(self.x_cache), dict(self.f_cache), budget))
+            self.emit(f"br label %join{j}")
+            self.start_block(f)
+            return
+        if not last:
+            # A side exit: the block goes on with the fall-through path.
+            cur = self.budget
+            self.flush()
+            self._give_back(self.n_insns - self.index - 1, write=True)
+            self.budget = None  # Written back for this path
+            self.exit_direct(taken)
+            self.budget = cur
             self.start_block(f)
             return
         if self.loop and taken == self.pc:
@@ -364,6 +371,65 @@ class BlockBuilder:
         self.start_block(f)
         self.exit_direct(fallthrough)
         self.terminated = True
+
+    def _give_back(self, skipped: int, write: bool = False) -> str | None:
+        """Returns `skipped` counted-but-not-executed instructions to the budget on this path:
+        in SSA inside a self-loop (written back if `write`), else in the hart struct."""
+        if self.budget is not None:
+            v = self.op("add", self.budget, str(skipped)) if skipped else self.budget
+            if write:
+                self.store_field(abi.OFF_BUDGET, v)
+            return v
+        if skipped:
+            b = self.load_field(abi.OFF_BUDGET)
+            self.store_field(abi.OFF_BUDGET, self.op("add", b, str(skipped)))
+        return None
+
+    def preload(self, regs: set[tuple[str, int]]) -> None:
+        """Loads every register the block touches at its entry, so values dominate every join."""
+        for kind, r in sorted(regs):
+            if kind == "x":
+                self.x(r)
+            else:
+                self.f(r)
+
+    def join(self, index: int) -> None:
+        """Starts instruction `index` where forward branches land: merge the register states."""
+        incoming = self.pending.pop(index, None)
+        if not incoming:
+            return
+        fall = self._last_label()
+        self.emit(f"br label %join{index}")
+        self.start_block(f"join{index}")
+        states = [*incoming, (fall, self.x_cache, self.f_cache, self.budget)]
+        for pos, kind in ((1, "x"), (2, "f")):
+            merged: dict[int, str] = {}
+            for r in set().union(*(st[pos].keys() for st in states)):
+                vals = [st[pos].get(r) for st in states]
+                if any(v is None for v in vals):
+                    # Only in a dry run, where nothing was preloaded: forget it
+                    (self.x_dirty if kind == "x" else self.f_dirty).discard(r)
+                    continue
+                if len(set(vals)) == 1:
+                    merged[r] = vals[0]
+                    continue
+                phi = self.tmp()
+                arms = ", ".join(f"[ {v}, %{st[0]} ]" for v, st in zip(vals, states, strict=True))
+                self.emit(f"{phi} = phi i64 {arms}")
+                merged[r] = phi
+            if kind == "x":
+                self.x_cache = merged
+            else:
+                self.f_cache = merged
+        if self.budget is not None:
+            vals = [st[3] for st in states]
+            if len(set(vals)) > 1:
+                phi = self.tmp()
+                arms = ", ".join(f"[ {v}, %{st[0]} ]" for v, st in zip(vals, states, strict=True))
+                self.emit(f"{phi} = phi i64 {arms}")
+                self.budget = phi
+            else:
+                self.budget = vals[0]
 
     def sys_callout(self, raw: int, desc: int = 0) -> None:
         """Ends the block with a system callout that performs the instruction and sets pc."""
@@ -399,7 +465,6 @@ class BlockBuilder:
         self.emit("br label %loop")
         self.start_block("loop")
         self.budget = "%lb"
-        self._loop_budget = "%lb"
         self.emit("%lb = phi i64 [ %b1, %body ], [ %lbnext, %latch ]")
         for kind, r, init in inits:
             phi = f"%p{kind}{r}"
