@@ -42,8 +42,11 @@ def main() -> None:
 @click.option("-m", "memory", default="256M", show_default=True, help="Guest RAM size.")
 @click.option("--opt", type=click.IntRange(0, 3), default=2, show_default=True, help="LLVM codegen level.")
 @click.option("--icount", is_flag=True, help="Time advances with retired instructions (reproducible).")
+@click.option("--kernel", type=click.Path(dir_okay=False), help="Payload (ELF or raw) loaded at 0x80200000.")
+@click.option("--dtb", type=click.Path(dir_okay=False), help="Device tree blob (default: generated).")
 def jit_run(program: str, signature: str | None, signature_granularity: str, max_insns: int | None,
-            stats_file: str | None, memory: str, opt: int, icount: bool) -> None:
+            stats_file: str | None, memory: str, opt: int, icount: bool, kernel: str | None,
+            dtb: str | None) -> None:
     """Run PROGRAM (an ELF, a raw binary at 0x80000000, or a named image: demo) as firmware
     under the monitor."""
     from platforms import qemu_virt
@@ -71,10 +74,24 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
         fail(str(e))
     if "tohost" in img.symbols:
         Htif(m, img.symbols["tohost"], img.symbols.get("fromhost"))
+    if kernel:
+        try:
+            load(m.mem, Path(kernel), qemu_virt.PAYLOAD_ADDR)
+        except LoadError as e:
+            fail(str(e))
+    dtb_addr = 0
+    if dtb:
+        try:
+            blob = Path(dtb).read_bytes()
+        except OSError as e:
+            fail(f"{dtb}: {e.strerror}")
+        # Near the top of RAM, 2 MiB aligned, as QEMU places it.
+        dtb_addr = (m.mem.ram_end - len(blob) - (1 << 21)) & ~((1 << 21) - 1)
+        m.mem.load_bytes(dtb_addr, blob)
     mon = Monitor()
     mon.attach(m)
     hart = m.harts[0]
-    mon.reset(hart, img.entry, hart.id, 0)
+    mon.reset(hart, img.entry, hart.id, dtb_addr)
     m.max_insns = max_insns
     t_run = time.perf_counter()
     try:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from translator.csrs import CSR_NAMES
+
 
 @dataclass(frozen=True, slots=True)
 class Insn:
@@ -274,9 +276,18 @@ for _e in sorted(ENCODINGS, key=lambda e: -bin(e.mask).count("1")):
     _BUCKETS.setdefault(_e.match & 0x7F, []).append(_e)
 
 
+# Formats whose rm field is a static rounding mode: 101 and 110 are reserved encodings, "treated as
+# usual with regard to decoding legal vs. reserved encodings" even by instructions that the rounding
+# mode cannot affect (unprivileged spec 11.2).
+_RM_FORMATS = ("RF", "R1F", "R4")
+_RM_RESERVED = (5, 6)
+
+
 def decode32(word: int) -> Insn | None:
     for enc in _BUCKETS.get(word & 0x7F, ()):
         if word & enc.mask == enc.match:
+            if enc.fmt in _RM_FORMATS and _bits(word, 14, 12) in _RM_RESERVED:
+                return None
             return Insn(enc.name, enc.fmt, length=4, raw=word, **_fields(enc.fmt, word))
     return None
 
@@ -513,46 +524,85 @@ def _is_fp_reg(name: str, slot: str) -> bool:
     return True
 
 
+# Conversions that the rounding mode cannot affect: assemblers encode rm = 000 and omit it.
+_EXACT_CVT = ("fcvt.d.w", "fcvt.d.wu", "fcvt.d.s")
+
+
+def _rm_suffix(insn: Insn) -> list[str]:
+    """The rounding-mode operand as binutils prints it: omitted when it is the default."""
+    default = 0 if insn.name in _EXACT_CVT else 7
+    return [] if insn.rm == default else [_RM[insn.rm]]
+
+
+def _fence_set(bits: int) -> str:
+    return "".join(ch for ch, bit in zip("iorw", (8, 4, 2, 1), strict=True) if bits & bit) or "0"
+
+
+def _ordering(insn: Insn) -> str:
+    """The aq/rl suffix of an AMO or LR/SC: .aq, .rl or .aqrl."""
+    bits = ("aq" if insn.aq else "") + ("rl" if insn.rl else "")
+    return "." + bits if bits else ""
+
+
+def _csr(num: int) -> str:
+    return CSR_NAMES.get(num, hex(num))
+
+
 def disasm(insn: Insn, pc: int = 0) -> str:
-    """Formats an instruction in assembler syntax (base mnemonics, ABI register names)."""
+    """Formats an instruction like `objdump -M no-aliases`: base mnemonics (compressed forms show the
+    instruction they expand to), ABI register names, CSR names, hex shift amounts and upper
+    immediates, absolute branch targets."""
     n, f = insn.name, insn.fmt
 
     def r(slot: str) -> str:
         v = getattr(insn, slot)
         return FP_NAMES[v] if _is_fp_reg(n, slot) else ABI_NAMES[v]
 
-    if f in ("R",):
+    def target() -> str:
+        return hex((pc + insn.imm) & 0xFFFFFFFFFFFFFFFF)
+
+    if f == "R":
         ops = [r("rd"), r("rs1"), r("rs2")]
     elif f == "RF":
-        ops = [r("rd"), r("rs1"), r("rs2"), _RM[insn.rm]]
+        ops = [r("rd"), r("rs1"), r("rs2"), *_rm_suffix(insn)]
     elif f == "R1F":
-        ops = [r("rd"), r("rs1"), _RM[insn.rm]]
+        ops = [r("rd"), r("rs1"), *_rm_suffix(insn)]
     elif f == "R1":
         ops = [r("rd"), r("rs1")]
     elif f == "R4":
-        ops = [r("rd"), r("rs1"), r("rs2"), r("rs3"), _RM[insn.rm]]
-    elif f in ("I", "SH6", "SH5"):
+        ops = [r("rd"), r("rs1"), r("rs2"), r("rs3"), *_rm_suffix(insn)]
+    elif f == "I" and n == "jalr":
+        ops = [r("rd"), f"{insn.imm}({ABI_NAMES[insn.rs1]})"]
+    elif f == "I":
         ops = [r("rd"), r("rs1"), str(insn.imm)]
+    elif f in ("SH6", "SH5"):
+        ops = [r("rd"), r("rs1"), hex(insn.imm)]
     elif f in ("L", "FL"):
         ops = [r("rd"), f"{insn.imm}({ABI_NAMES[insn.rs1]})"]
     elif f in ("S", "FS"):
         ops = [r("rs2"), f"{insn.imm}({ABI_NAMES[insn.rs1]})"]
     elif f == "B":
-        ops = [r("rs1"), r("rs2"), hex((pc + insn.imm) & 0xFFFFFFFFFFFFFFFF)]
+        ops = [r("rs1"), r("rs2"), target()]
     elif f == "U":
         ops = [r("rd"), hex((insn.imm >> 12) & 0xFFFFF)]
     elif f == "J":
-        ops = [r("rd"), hex((pc + insn.imm) & 0xFFFFFFFFFFFFFFFF)]
+        ops = [r("rd"), target()]
     elif f == "CSR":
-        ops = [r("rd"), hex(insn.csr), r("rs1")]
+        ops = [r("rd"), _csr(insn.csr), r("rs1")]
     elif f == "CSRI":
-        ops = [r("rd"), hex(insn.csr), str(insn.imm)]
+        ops = [r("rd"), _csr(insn.csr), str(insn.imm)]
     elif f == "AMO":
         ops = [r("rd"), r("rs2"), f"({ABI_NAMES[insn.rs1]})"]
-        n += (".aq" if insn.aq else "") + (".rl" if insn.rl else "")
+        n += _ordering(insn)
     elif f == "LR":
         ops = [r("rd"), f"({ABI_NAMES[insn.rs1]})"]
-        n += (".aq" if insn.aq else "") + (".rl" if insn.rl else "")
+        n += _ordering(insn)
+    elif f == "FENCE" and n == "fence":
+        fm, pred, succ = insn.imm >> 8, (insn.imm >> 4) & 15, insn.imm & 15
+        if fm == 8 and pred == succ == 3:
+            n, ops = "fence.tso", []
+        else:
+            ops = [_fence_set(pred), _fence_set(succ)]
     elif f == "SFENCE":
         ops = [r("rs1"), r("rs2")]
     else:

@@ -134,17 +134,18 @@ def _w_mip(a: Access, val: int) -> None:
 
 def _r_counter(which: str) -> Callable[[Access], int]:
     def read(a: Access) -> int:
-        # The reading instruction ends its block and is already counted: it has not retired yet.
+        # The emulated instruction trapped, so it is not counted yet: retired() is what came before.
         off = a.v.mcycle_offset if which == "cycle" else a.v.minstret_offset
-        return (a.h.retired() - 1 + off) & MASK64
+        return (a.h.retired() + off) & MASK64
     return read
 
 
 def _w_counter(which: str) -> Callable[[Access, int], None]:
     def write(a: Access, val: int) -> None:
         # The writing instruction does not count itself: the next read returns `val` plus what
-        # retired after the write (privileged spec 3.3.1).
-        off = (val - a.h.retired()) & MASK64
+        # retired after the write. retired() excludes this (trapped) instruction, which the
+        # monitor counts once it is emulated.
+        off = (val - a.h.retired() - 1) & MASK64
         if which == "cycle":
             a.v.mcycle_offset = off
         else:

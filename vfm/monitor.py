@@ -57,6 +57,7 @@ class Monitor:
         trace = self.machine.trace
         if hart.priv == C.PRV_M:
             if cause == C.ILLEGAL_INSN and self._emulate(hart, tval, epc):
+                hart.retired_base += 1  # The emulated instruction retired
                 return
             if cause == C.ECALL_U:
                 cause = C.ECALL_M  # The firmware believes it is in M-mode
@@ -134,7 +135,10 @@ class Monitor:
                 self.mret(hart)
                 return True
             if name == "sret":
-                return False  # sret in M-mode is rare; treat as illegal for now
+                # xRET is allowed at privilege x or higher (privileged spec 3.3.2).
+                self.stats["sret"] += 1
+                self.sret(hart)
+                return True
             if name == "wfi":
                 self.stats["wfi"] += 1
                 hart.pc = epc + length
@@ -175,6 +179,20 @@ class Monitor:
         if self.machine.trace is not None:
             self.machine.trace.vfm(hart, f"world switch firmware->OS priv={mpp} pc={v.mepc:#x}")
         self._enter_os(hart, mpp)
+
+    def sret(self, hart: Hart) -> None:
+        """sret from virtual M-mode: S-level return to sstatus.SPP (privileged spec 3.3.2)."""
+        s = hart.s
+        ms = s.mstatus
+        spp = C.PRV_S if ms & C.MSTATUS_SPP else C.PRV_U
+        ms = (ms & ~C.MSTATUS_SIE) | (C.MSTATUS_SIE if ms & C.MSTATUS_SPIE else 0)
+        s.mstatus = (ms | C.MSTATUS_SPIE) & ~C.MSTATUS_SPP
+        v = self.ctx[hart.id].csr
+        v.mstatus_m &= ~C.MSTATUS_MPRV  # Leaving M for a lower privilege clears MPRV
+        hart.pc = hart.sepc
+        self.stats["world-switch"] += 1
+        self.ctx[hart.id].world_switches += 1
+        self._enter_os(hart, spp)
 
     # World switch
     def _enter_os(self, hart: Hart, priv: int) -> None:

@@ -27,7 +27,9 @@ def sc(b: BlockBuilder, i: Insn) -> None:
     # there and reused by later instructions that block does not dominate.
     src = b.x(i.rs2)
     resv = b.load_field(abi.OFF_RESV)
-    ok = b.icmp("eq", resv, addr)
+    # A misaligned SC traps whatever the reservation (spec 8.2): send it down the store path.
+    mis = b.icmp("ne", b.op("and", addr, str(_size(i) - 1)), "0")
+    ok = b.op("or", b.icmp("eq", resv, addr), mis, "i1")
     yes, no, join = b.label("scy"), b.label("scn"), b.label("scj")
     b.emit(f"br i1 {ok}, label %{yes}, label %{no}")
     b.start_block(yes)
