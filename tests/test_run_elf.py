@@ -134,7 +134,7 @@ LOOPS = r"""
   bnez a1, 1b
   csrr s1, minstret
   sub s1, s1, s0
-  li t1, 9000003            # csrr, li, li, then 3 per iteration
+  li t1, 9000004            # csrr, li a0, lui+addiw for a1, then 3 per iteration
   bne s1, t1, bad_count
   li t1, 4500001500000
   bne a0, t1, bad_sum
