@@ -12,6 +12,8 @@ setup:
     command -v riscv64-linux-gnu-gcc >/dev/null || need+=(gcc-riscv64-linux-gnu binutils-riscv64-linux-gnu)
     command -v qemu-system-riscv64 >/dev/null || need+=(qemu-system-misc)
     command -v gdb-multiarch >/dev/null || need+=(gdb-multiarch)
+    command -v dtc >/dev/null || need+=(device-tree-compiler)
+    [ -f /usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.elf ] || need+=(opensbi)
     if [ ${#need[@]} -gt 0 ]; then
         sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
         echo "setup: installing ${need[*]} (apt)" >&2

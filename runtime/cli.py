@@ -44,9 +44,11 @@ def main() -> None:
 @click.option("--icount", is_flag=True, help="Time advances with retired instructions (reproducible).")
 @click.option("--kernel", type=click.Path(dir_okay=False), help="Payload (ELF or raw) loaded at 0x80200000.")
 @click.option("--dtb", type=click.Path(dir_okay=False), help="Device tree blob (default: generated).")
+@click.option("-d", "debug", metavar="CATS", help="Trace: in_asm,exec,int,vfm,mmu (comma separated).")
+@click.option("-D", "debug_file", type=click.Path(dir_okay=False), help="Write the trace to FILE.")
 def jit_run(program: str, signature: str | None, signature_granularity: str, max_insns: int | None,
             stats_file: str | None, memory: str, opt: int, icount: bool, kernel: str | None,
-            dtb: str | None) -> None:
+            dtb: str | None, debug: str | None, debug_file: str | None) -> None:
     """Run PROGRAM (an ELF, a raw binary at 0x80000000, or a named image: demo) as firmware
     under the monitor."""
     from platforms import qemu_virt
@@ -79,19 +81,39 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
             load(m.mem, Path(kernel), qemu_virt.PAYLOAD_ADDR)
         except LoadError as e:
             fail(str(e))
-    dtb_addr = 0
     if dtb:
         try:
             blob = Path(dtb).read_bytes()
         except OSError as e:
             fail(f"{dtb}: {e.strerror}")
-        # Near the top of RAM, 2 MiB aligned, as QEMU places it.
-        dtb_addr = (m.mem.ram_end - len(blob) - (1 << 21)) & ~((1 << 21) - 1)
-        m.mem.load_bytes(dtb_addr, blob)
+    else:
+        from runtime import fdt
+
+        blob = fdt.encode(qemu_virt.device_tree(ram_size=ram, harts=len(m.harts)))
+    # Near the top of RAM, 2 MiB aligned, as QEMU places it.
+    dtb_addr = (m.mem.ram_end - len(blob) - (1 << 21)) & ~((1 << 21) - 1)
+    m.mem.load_bytes(dtb_addr, blob)
+    if debug:
+        from runtime import trace
+
+        try:
+            cats = trace.parse_categories(debug)
+        except ValueError as e:
+            fail(str(e))
+        try:
+            out = open(debug_file, "w", buffering=1 << 16) if debug_file else sys.stderr
+        except OSError as e:
+            fail(f"{debug_file}: {e.strerror}")
+        trace.Tracer(cats, out).attach(m)
+    # fw_dynamic's info block (OpenSBI include/sbi/fw_dynamic.h, version 2): magic "OSBI",
+    # version, next address, next mode (1 = S), options, boot hart. fw_jump ignores a2.
+    info_addr = dtb_addr - 0x1000
+    info = (0x4942534F, 2, qemu_virt.PAYLOAD_ADDR, 1, 0, 0)
+    m.mem.load_bytes(info_addr, b"".join(v.to_bytes(8, "little") for v in info))
     mon = Monitor()
     mon.attach(m)
     hart = m.harts[0]
-    mon.reset(hart, img.entry, hart.id, dtb_addr)
+    mon.reset(hart, img.entry, hart.id, dtb_addr, info_addr)
     m.max_insns = max_insns
     t_run = time.perf_counter()
     try:
@@ -101,6 +123,8 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
         sys.exit(130)
     t_end = time.perf_counter()
     sys.stdout.flush()
+    if m.trace is not None:
+        m.trace.out.flush()
     if signature:
         write_signature(m, img, Path(signature), int(signature_granularity))
     if stats_file:
@@ -161,8 +185,10 @@ def write_stats(m, path: Path, t_start: float, t_run: float, t_end: float) -> No
 
 def _register_subcommands() -> None:
     from runtime import gate
+    from runtime.cli_dtb import dtb
 
     main.add_command(gate.gate)
+    main.add_command(dtb)
 
 
 _register_subcommands()

@@ -78,6 +78,7 @@ class Machine:
             self.engine.add_import(name, addr)
         self._enter = ffi.cast("int64_t(*)(hart_t *)", self.dispatch_addr)
         self.tcache = TranslationCache(self.engine, self.dispatch_addr)
+        self.tcache.on_pages = lambda pages: [self.mmu.watch_page(p, self.harts) for p in pages]
         for h in self.harts:
             h.s.ram = ffi.cast("uint8_t *", self.mem.host_base)
             self.mmu.flush(h)
@@ -234,7 +235,17 @@ class Machine:
             return self.mem.read(paddr, 2)
         return fetch16
 
-    def _translate_at(self, hart: Hart) -> None:
+    def _code_phys(self, hart: Hart):
+        def to_phys(vaddr: int) -> int | None:
+            try:
+                p = self.mmu.fetch_translate(hart, vaddr)
+            except Trap:
+                return None
+            return p if self.mem.is_ram(p, 2) else None
+        return to_phys
+
+    def _translate_at(self, hart: Hart):
+        """Finds or translates the block at hart.pc; returns it, or None if fetching it trapped."""
         self.stats_callouts["miss"] += 1
         pc = hart.pc
         flags = hart.s.flags
@@ -262,7 +273,7 @@ class Machine:
         if blk is None:
             fetch16 = self._fetcher(hart)
             try:
-                blk = self.tcache.translate(hart, pc, ppc, flags, fetch16, None)
+                blk = self.tcache.translate(hart, pc, ppc, flags, fetch16, self._code_phys(hart))
             except FetchFault as f:
                 try:
                     self.mmu.fetch_translate(hart, f.pc)
@@ -271,9 +282,10 @@ class Machine:
                     cause = t.cause
                 self.take_trap(hart, cause, f.pc, pc)
                 return
-            for p in blk.pages:
-                self.mmu.watch_page(p, self.harts)
+        if self.trace is not None and self.trace.exec_on:
+            return blk  # Executed one at a time by the run loop, never from the jump cache
         self.tcache.jc_insert(hart, blk)
+        return blk
 
     # Traps
     def take_trap(self, hart: Hart, cause: int, tval: int, epc: int) -> None:
@@ -365,7 +377,7 @@ class Machine:
                 self._wait_for_interrupt(hart)
                 continue
             hart.want_exit = False
-            code = enter(s)
+            code = enter(s) if self.trace is None or not self.trace.exec_on else self._step_block(hart)
             if self.callout_error is not None:
                 err, self.callout_error = self.callout_error, None
                 if isinstance(err, GuestExit):
@@ -383,6 +395,14 @@ class Machine:
         hart.set_budget(0)
         return self.halted
 
+    def _step_block(self, hart: Hart) -> int:
+        """-d exec: runs one block through Python so each execution is logged."""
+        blk = self._translate_at(hart)
+        if blk is None:
+            return abi.EXIT_POLL  # Fetch trapped; the trap is taken, go on from the handler
+        self.trace.exec(hart, blk)
+        return ffi.cast("int64_t(*)(hart_t *)", blk.fn)(hart.s)
+
     def poll(self, hart: Hart) -> None:
         for p in self.pollers:
             p(self)
@@ -395,20 +415,25 @@ class Machine:
             irq = mon.pending_m_interrupt(hart)
             if irq is not None:
                 hart.wfi = False
+                if self.trace is not None:
+                    self.trace.trap(hart, C.INTERRUPT_BIT | irq, 0, hart.pc, True)
                 mon.on_interrupt(hart, irq)
                 return
         pending = hart.mip & hart.mie & hart.mideleg
         if not pending:
             return
+        # wfi resumes on any locally enabled pending interrupt, whatever the global enables
+        # (privileged spec 3.3.3).
+        hart.wfi = False
         if hart.priv == C.PRV_M:
             return
         if hart.priv == C.PRV_S and not hart.s.mstatus & C.MSTATUS_SIE:
-            if hart.wfi:
-                hart.wfi = False
             return
         for irq in (C.IRQ_SEI, C.IRQ_SSI, C.IRQ_STI):
             if pending >> irq & 1:
                 hart.wfi = False
+                if self.trace is not None:
+                    self.trace.trap(hart, C.INTERRUPT_BIT | irq, 0, hart.pc, True)
                 self.trap_to_s(hart, C.INTERRUPT_BIT | irq, 0, hart.pc)
                 return
 

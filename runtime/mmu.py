@@ -37,6 +37,7 @@ class Mmu:
         self.stats_walks = 0
         self.stats_fills = 0
         self.pmp_check = None  # Set by the monitor: fn(hart, paddr, size, access, priv) -> bool
+        self.trace = None  # runtime.trace.Tracer for -d mmu
 
     # Translation
     def translate(self, hart: Hart, vaddr: int, access: str, mmu: int) -> int:
@@ -46,7 +47,14 @@ class Mmu:
             priv = C.PRV_M
         else:
             priv = C.PRV_U if mmu == abi.MMU_U else C.PRV_S
-            paddr = self.walk(hart, vaddr, access, priv, mmu == abi.MMU_S_SUM)
+            try:
+                paddr = self.walk(hart, vaddr, access, priv, mmu == abi.MMU_S_SUM)
+            except Trap as t:
+                if self.trace is not None:
+                    self.trace.mmu(f"fault {access} va={vaddr:#x} cause={t.cause} satp={hart.satp:#x}")
+                raise
+            if self.trace is not None and hart.satp >> 60:
+                self.trace.mmu(f"walk {access} va={vaddr:#x} -> pa={paddr:#x}")
         if self.pmp_check is not None and not self.pmp_check(hart, paddr, 1, access, priv):
             raise Trap(ACCESS_FAULT[access], vaddr)
         return paddr

@@ -40,7 +40,7 @@ class Block:
 class TranslationCache:
     """Per-machine cache of translated blocks (shared by its harts)."""
 
-    def __init__(self, engine: Engine, dispatch_addr: int, batch: int = 16) -> None:
+    def __init__(self, engine: Engine, dispatch_addr: int, batch: int = 64) -> None:
         self.engine = engine
         self.dispatch_addr = dispatch_addr
         self.batch = batch
@@ -59,20 +59,25 @@ class TranslationCache:
         self.events: list[tuple[float, str, int]] = []  # (time, kind, count) for the statistics tool
         self.t0 = time.perf_counter()
         self.on_translate = None  # Hook for -d in_asm: fn(block_code)
+        self.on_pages = None  # fn(physical pages): they now hold code (the machine watches them)
+        # Chaining patches exits to their targets; off while every block must pass through Python
+        # (-d exec, single-stepping).
+        self.chaining = True
+        # Self-loops iterate inside their function; off when every execution must be seen (-d exec).
+        self.loops = True
 
     def lookup(self, vpc: int, ppc: int, flags: int) -> Block | None:
         return self.blocks.get((vpc, ppc, flags))
 
     def translate(self, hart: Hart, vpc: int, ppc: int, flags: int, fetch16, to_phys) -> Block:
-        """Translates the block at vpc and, in the same module, static successors on its page."""
+        """Translates the block at vpc and, in the same module, code likely to run soon: its static
+        successors and the return sites of its calls (breadth first, up to `batch` blocks)."""
         t0 = time.perf_counter()
         codes: list[tuple[BlockCode, int]] = []
-        work = [vpc]
+        work = [(vpc, ppc)]
         seen = {vpc}
-        page = vpc >> abi.PAGE_BITS
         while work and len(codes) < self.batch:
-            pc = work.pop(0)
-            phys = ppc + (pc - vpc)
+            pc, phys = work.pop(0)
             if pc != vpc and (pc, phys, flags) in self.blocks:
                 continue
             try:
@@ -82,12 +87,18 @@ class TranslationCache:
                     raise
                 continue
             name = f"b{next(self._names)}"
-            code = build(pc, flags, insns, name)
+            code = build(pc, flags, insns, name, loops=self.loops)
             codes.append((code, phys))
-            for _slot, target in code.chain_slots:
-                if target >> abi.PAGE_BITS == page and target not in seen:
-                    seen.add(target)
-                    work.append(target)
+            for target in code.targets:
+                if target in seen:
+                    continue
+                seen.add(target)
+                if target >> abi.PAGE_BITS == pc >> abi.PAGE_BITS:
+                    work.append((target, phys + (target - pc)))
+                elif to_phys is not None:
+                    tphys = to_phys(target)
+                    if tphys is not None:
+                        work.append((target, tphys))
         text = module_text(codes_only := [c for c, _ in codes], self._extra_decls())
         exports = [c.name for c in codes_only] + [s for c in codes_only for s, _ in c.chain_slots]
         addrs, _obj = self.engine.compile(text, exports, len(codes_only))
@@ -99,10 +110,9 @@ class TranslationCache:
                                   (end_ppc - 1) >> abi.PAGE_BITS}))
             blk = Block(code.pc, phys, flags, addrs[code.name], code.n_insns, end_ppc, pages,
                         insn_pcs=[p for p, _, _ in code.insns])
-            if len(pages) > 1 and to_phys is not None:
-                # The first instruction crosses a page: the block is only valid for this mapping.
-                pass
             self._insert(blk, [(addrs[s], (t, phys + (t - code.pc), flags)) for s, t in code.chain_slots])
+            if self.on_pages is not None:
+                self.on_pages(pages)
             self.translated_blocks += 1
             self.translated_insns += code.n_insns
             if first is None:
@@ -131,13 +141,13 @@ class TranslationCache:
         # Patch this block's exits to existing targets, or wait for them.
         for addr, tkey in slots:
             target = self.blocks.get(tkey)
-            if target is not None and len(target.pages) == 1:
+            if target is not None and len(target.pages) == 1 and self.chaining:
                 _u64.from_address(addr).value = target.fn
                 self.patched.setdefault(target, []).append(addr)
             else:
                 self.waiting.setdefault(tkey, []).append(addr)
         # Patch slots that were waiting for this block.
-        if len(blk.pages) == 1:
+        if len(blk.pages) == 1 and self.chaining:
             for addr in self.waiting.pop(key, ()):
                 _u64.from_address(addr).value = blk.fn
                 self.patched.setdefault(blk, []).append(addr)
@@ -164,6 +174,15 @@ class TranslationCache:
             lst = self.waiting.get(tkey)
             if lst is not None and addr in lst:
                 lst.remove(addr)
+
+    def unchain_all(self) -> None:
+        """Points every patched slot back at the dispatcher (entering -d exec or stepping)."""
+        for blk, addrs in self.patched.items():
+            key = (blk.vpc, blk.ppc, blk.flags)
+            for addr in addrs:
+                _u64.from_address(addr).value = self.dispatch_addr
+                self.waiting.setdefault(key, []).append(addr)
+        self.patched.clear()
 
     def invalidate_range(self, paddr: int, size: int, cause: str, harts: list[Hart]) -> int:
         """Drops blocks whose source bytes overlap [paddr, paddr+size). Returns how many."""

@@ -131,8 +131,8 @@ def test_runner_with_fake_mirage(tmp_path: Path, capsys: pytest.CaptureFixture[s
         assert prog["guest_insns"] == 1000000 and prog["insns_source"] == "mirage"
         assert prog["mirage"]["stats"]["jit"]["modules"] == 3
         assert prog["mirage"]["seconds"] > 0 and prog["mirage"]["mips"] is not None
-        # The small programs are too short to time on QEMU, so there is no MIPS ratio for them.
-        assert prog["qemu"]["mips"] is None and prog["ratio"] is None
+        # A ratio exists exactly when QEMU's run was long enough to time (small runs usually are not).
+        assert (prog["qemu"]["mips"] is None) == (prog["ratio"] is None)
     assert "FAILED" not in table
 
 

@@ -53,6 +53,7 @@ class BlockCode:
     globals: list[str] = field(default_factory=list)
     chain_slots: list[tuple[str, int]] = field(default_factory=list)
     end_pc: int = 0
+    targets: list[int] = field(default_factory=list)
 
     @property
     def n_insns(self) -> int:
@@ -130,11 +131,12 @@ def _emit(b: BlockBuilder, insns: list[tuple[int, Insn | None, int]], internal: 
             break
 
 
-def build(pc: int, flags: int, insns: list[tuple[int, Insn | None, int]], name: str) -> BlockCode:
-    """Emits the IR function for a scanned block."""
+def build(pc: int, flags: int, insns: list[tuple[int, Insn | None, int]], name: str,
+          loops: bool = True) -> BlockCode:
+    """Emits the IR function for a scanned block (`loops`: self-loops may iterate inside it)."""
     mmu = (flags >> abi.FLAG_MMU_SHIFT) & 7
     b = BlockBuilder(name, pc, mmu, flags, len(insns))
-    loop = LOOPS and _is_self_loop(pc, insns)
+    loop = LOOPS and loops and _is_self_loop(pc, insns)
     internal = JOINS and _has_internal_branch(insns)
     if loop or internal:
         # A dry run finds the registers the block touches: loaded at entry (so their values
@@ -150,7 +152,7 @@ def build(pc: int, flags: int, insns: list[tuple[int, Insn | None, int]], name: 
     end = last_pc + (last.length if last is not None else (2 if raw & 3 != 3 else 4))
     if not b.terminated:
         b.exit_direct(end)
-    return BlockCode(pc, flags, name, insns, b.function_text(), b.globals, b.chain_slots, end)
+    return BlockCode(pc, flags, name, insns, b.function_text(), b.globals, b.chain_slots, end, b.targets)
 
 
 MODULE_HEADER = """

@@ -45,6 +45,7 @@ class BlockBuilder:
         self.f_dirty: set[int] = set()
         self.ram: str | None = None
         self.chain_slots: list[tuple[str, int]] = []  # (global name, target pc)
+        self.targets: list[int] = []  # Static successors (direct exits, call return sites)
         self.terminated = False
         # Index of the instruction being emitted and its pc (for slow paths and traps).
         self.index = 0
@@ -316,6 +317,7 @@ class BlockBuilder:
         """Ends the block jumping to a static target: chained when on the same guest page."""
         self.flush()
         self.sync_budget()
+        self.targets.append(target)
         self.store_field(abi.OFF_PC, const(target))
         if target >> abi.PAGE_BITS == self.pc >> abi.PAGE_BITS:
             slot = f"@{self.name}_s{len(self.chain_slots)}"

@@ -12,6 +12,7 @@ HERE = Path(__file__).parent
 LINK_LD = HERE / "link.ld"
 CC = "riscv64-linux-gnu-gcc"
 CFLAGS = ["-march=rv64gc", "-mabi=lp64d", "-nostdlib", "-nostartfiles", "-static", "-mcmodel=medany",
+          "-fno-pie", "-no-pie", "-Wl,--build-id=none",
           "-ffreestanding", "-fno-builtin"]
 
 # Prologue/epilogue macros for assembly tests: HTIF pass/fail and a trap vector that fails.
@@ -54,18 +55,23 @@ def have_toolchain() -> bool:
     return shutil.which(CC) is not None
 
 
-def build(source: str, suffix: str = ".S", extra: list[str] | None = None, prelude: bool = True) -> Path:
-    """Compiles and links `source` (assembly by default) at 0x80000000; returns the ELF path."""
+PAYLOAD_LD = HERE / "payload.ld"
+
+
+def build(source: str, suffix: str = ".S", extra: list[str] | None = None, prelude: bool = True,
+          ld: Path = LINK_LD) -> Path:
+    """Compiles and links `source` (assembly by default) at 0x80000000 (or as `ld` says); returns
+    the ELF path."""
     text = (PRELUDE + source + TOHOST) if prelude and suffix == ".S" else source
     flags = CFLAGS + (extra or [])
-    key = hashlib.sha256((text + suffix + " ".join(flags) + LINK_LD.read_text()).encode()).hexdigest()[:20]
+    key = hashlib.sha256((text + suffix + " ".join(flags) + ld.read_text()).encode()).hexdigest()[:20]
     out = cache_dir() / f"{key}.elf"
     if out.exists():
         return out
     src = cache_dir() / f"{key}{suffix}"
     src.write_text(text)
     tmp = out.with_suffix(".tmp")
-    res = subprocess.run([CC, *flags, "-T", str(LINK_LD), "-o", str(tmp), str(src)], capture_output=True, text=True)
+    res = subprocess.run([CC, *flags, "-T", str(ld), "-o", str(tmp), str(src)], capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"cross compile failed:\n{res.stderr}\n--- source ---\n{text}")
     tmp.rename(out)

@@ -102,6 +102,8 @@ def store(b: BlockBuilder, i: Insn) -> None:
 @emits("jal", terminator=True)
 def jal(b: BlockBuilder, i: Insn) -> None:
     b.set_x(i.rd, const(b.insn_pc + i.length))
+    if i.rd:
+        b.targets.append(b.insn_pc + i.length)  # A call: its return site runs next
     b.exit_direct(b.insn_pc + i.imm)
     b.terminated = True
 
@@ -110,6 +112,8 @@ def jal(b: BlockBuilder, i: Insn) -> None:
 def jalr(b: BlockBuilder, i: Insn) -> None:
     target = b.op("and", b.op("add", b.x(i.rs1), const(i.imm)), const(~1))
     b.set_x(i.rd, const(b.insn_pc + i.length))
+    if i.rd:
+        b.targets.append(b.insn_pc + i.length)  # A call: its return site runs next
     b.exit_indirect(target)
     b.terminated = True
 
