@@ -20,8 +20,12 @@ setup:
         $sudo apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
     fi
-    if ! python3 -c "import llvmlite, elftools, cffi, click, capstone, rich, unicorn, pytest, ruff" 2>/dev/null \
-        || ! command -v mirage >/dev/null; then
+    deps_ok() { python3 -c "import llvmlite, elftools, cffi, click, capstone, rich, unicorn, pytest, ruff" 2>/dev/null; }
+    if [ -n "${MIRAGE_GATE_COMMIT:-}" ]; then
+        # Inside `mirage gate`'s temporary worktree: never install the project from here (the
+        # worktree is deleted afterwards); PYTHONPATH points at it.
+        deps_ok || python3 -m pip install -q $(python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print(' '.join(repr(d) for d in p['dependencies'] + p['optional-dependencies']['test']))" | tr -d "'")
+    elif ! deps_ok || ! command -v mirage >/dev/null; then
         echo "setup: installing Python dependencies (pip)" >&2
         python3 -m pip install -q -e '.[test]'
     fi
