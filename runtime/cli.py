@@ -42,12 +42,15 @@ def main() -> None:
 @click.option("-m", "memory", default="256M", show_default=True, help="Guest RAM size.")
 @click.option("--opt", type=click.IntRange(0, 3), default=2, show_default=True, help="LLVM codegen level.")
 @click.option("--icount", is_flag=True, help="Time advances with retired instructions (reproducible).")
+@click.option("--hot-threshold", type=click.IntRange(0, 1 << 30), default=None, envvar="MIRAGE_HOT_THRESHOLD",
+              help="Executions before a block is recompiled optimized (0: optimize everything at once).")
 @click.option("--kernel", type=click.Path(dir_okay=False), help="Payload (ELF or raw) loaded at 0x80200000.")
 @click.option("--dtb", type=click.Path(dir_okay=False), help="Device tree blob (default: generated).")
 @click.option("-d", "debug", metavar="CATS", help="Trace: in_asm,exec,int,vfm,mmu (comma separated).")
 @click.option("-D", "debug_file", type=click.Path(dir_okay=False), help="Write the trace to FILE.")
 def jit_run(program: str, signature: str | None, signature_granularity: str, max_insns: int | None,
-            stats_file: str | None, memory: str, opt: int, icount: bool, kernel: str | None,
+            stats_file: str | None, memory: str, opt: int, icount: bool, hot_threshold: int | None,
+            kernel: str | None,
             dtb: str | None, debug: str | None, debug_file: str | None) -> None:
     """Run PROGRAM (an ELF, a raw binary at 0x80000000, or a named image: demo) as firmware
     under the monitor."""
@@ -63,6 +66,8 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
         fail(f"bad memory size {memory!r}")
     t_start = time.perf_counter()
     m = board.build(qemu_virt, ram_size=ram, opt=opt, icount=icount)
+    if hot_threshold is not None:
+        m.tcache.set_hot_threshold(hot_threshold)
     from runtime.images import build as images
 
     if program in images.NAMED and not Path(program).exists():
@@ -160,6 +165,8 @@ def collect_stats(m, t_start: float, t_run: float, t_end: float) -> dict:
         "total_seconds": t_end - t_start,
         "jit": {
             "blocks": tc.translated_blocks,
+            "blocks_by_tier": {str(k): v for k, v in sorted(tc.by_tier.items())},
+            "promotions": tc.promotions,
             "insns": tc.translated_insns,
             "modules": m.engine.stats.modules,
             "functions": m.engine.stats.functions,

@@ -19,7 +19,7 @@ from translator import abi
 from translator import csrs as C
 from translator.abi import ffi
 from translator.block import FetchFault
-from translator.dispatch import CALLOUTS, dispatcher_ir
+from translator.dispatch import CALLOUTS, MEM_HELPERS, dispatcher_ir
 from translator.isa import decode
 from translator.jit import Engine
 
@@ -72,7 +72,7 @@ class Machine:
         self.waiters: list = []  # fn(seconds): block until input may have arrived
         self.counteren = 0  # Physical mcounteren, owned by the monitor
         self._install_callouts()
-        rt = self.engine.compile(dispatcher_ir(), ["mirage_dispatch", *CALLOUTS])[0]
+        rt = self.engine.compile(dispatcher_ir(), ["mirage_dispatch", *CALLOUTS, *MEM_HELPERS])[0]
         self.dispatch_addr = rt["mirage_dispatch"]
         for name, addr in rt.items():
             self.engine.add_import(name, addr)
@@ -386,6 +386,8 @@ class Machine:
                 raise err
             if code == abi.EXIT_MISS:
                 self._translate_at(hart)
+            elif code == abi.EXIT_HOT:
+                self._promote(hart)
             elif code == abi.EXIT_POLL:
                 self.stats_callouts["poll"] += 1
                 self.poll(hart)
@@ -394,6 +396,16 @@ class Machine:
                 self.poll(hart)
         hart.set_budget(0)
         return self.halted
+
+    def _promote(self, hart: Hart) -> None:
+        """A tier-0 block at hart.pc reached its threshold: recompile it at tier 1."""
+        try:
+            ppc = self.mmu.fetch_translate(hart, hart.pc)
+        except Trap:
+            return  # The mapping changed under it: the next run translates afresh
+        old = self.tcache.lookup(hart.pc, ppc, hart.s.flags)
+        if old is not None and old.tier == 0:
+            self.tcache.promote(old, hart, self.harts, self._fetcher(hart))
 
     def _step_block(self, hart: Hart) -> int:
         """-d exec: runs one block through Python so each execution is logged."""

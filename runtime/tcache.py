@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from runtime.hart import Hart
 from translator import abi
 from translator.block import BlockCode, build, module_text, scan
+from translator.ir import HOT_THRESHOLD
 from translator.jit import Engine
 
 _u64 = ctypes.c_uint64
@@ -34,6 +35,7 @@ class Block:
     slots: list[tuple[int, tuple[int, int, int]]] = field(default_factory=list)  # (slot addr, target key)
     execs: int = 0
     valid: bool = True
+    tier: int = 1
     insn_pcs: list[int] = field(default_factory=list)
 
 
@@ -56,6 +58,13 @@ class TranslationCache:
         self.translated_insns = 0
         self.translate_seconds = 0.0
         self.fence_i = 0  # fence.i executed (stale code was already dropped when it was written)
+        # New blocks start at tier 0 (compact, counted) and are recompiled at tier 1 after
+        # `hot_threshold` executions; a threshold of 0 compiles everything at tier 1 at once.
+        self.tier = 0
+        self.hot_threshold = HOT_THRESHOLD
+        self.tier0_opt = 0  # LLVM codegen level for tier 0
+        self.by_tier: Counter[int] = Counter()
+        self.promotions = 0
         self.events: list[tuple[float, str, int]] = []  # (time, kind, count) for the statistics tool
         self.t0 = time.perf_counter()
         self.on_translate = None  # Hook for -d in_asm: fn(block_code)
@@ -69,7 +78,8 @@ class TranslationCache:
     def lookup(self, vpc: int, ppc: int, flags: int) -> Block | None:
         return self.blocks.get((vpc, ppc, flags))
 
-    def translate(self, hart: Hart, vpc: int, ppc: int, flags: int, fetch16, to_phys) -> Block:
+    def translate(self, hart: Hart, vpc: int, ppc: int, flags: int, fetch16, to_phys,
+                  tier: int | None = None) -> Block:
         """Translates the block at vpc and, in the same module, code likely to run soon: its static
         successors and the return sites of its calls (breadth first, up to `batch` blocks)."""
         t0 = time.perf_counter()
@@ -87,7 +97,8 @@ class TranslationCache:
                     raise
                 continue
             name = f"b{next(self._names)}"
-            code = build(pc, flags, insns, name, loops=self.loops)
+            code = build(pc, flags, insns, name, loops=self.loops, tier=self.tier if tier is None else tier,
+                         hot=self.hot_threshold)
             codes.append((code, phys))
             for target in code.targets:
                 if target in seen:
@@ -101,7 +112,9 @@ class TranslationCache:
                         work.append((target, tphys))
         text = module_text(codes_only := [c for c, _ in codes], self._extra_decls())
         exports = [c.name for c in codes_only] + [s for c in codes_only for s, _ in c.chain_slots]
-        addrs, _obj = self.engine.compile(text, exports, len(codes_only))
+        block_tier = self.tier if tier is None else tier
+        addrs, _obj = self.engine.compile(text, exports, len(codes_only),
+                                          opt=self.tier0_opt if block_tier == 0 else None)
         first = None
         for code, phys in codes:
             last_pc = code.insns[-1][0]
@@ -109,11 +122,12 @@ class TranslationCache:
             pages = tuple(sorted({phys >> abi.PAGE_BITS, (phys + (last_pc - code.pc)) >> abi.PAGE_BITS,
                                   (end_ppc - 1) >> abi.PAGE_BITS}))
             blk = Block(code.pc, phys, flags, addrs[code.name], code.n_insns, end_ppc, pages,
-                        insn_pcs=[p for p, _, _ in code.insns])
+                        insn_pcs=[p for p, _, _ in code.insns], tier=block_tier)
             self._insert(blk, [(addrs[s], (t, phys + (t - code.pc), flags)) for s, t in code.chain_slots])
             if self.on_pages is not None:
                 self.on_pages(pages)
             self.translated_blocks += 1
+            self.by_tier[block_tier] += 1
             self.translated_insns += code.n_insns
             if first is None:
                 first = blk
@@ -174,6 +188,25 @@ class TranslationCache:
             lst = self.waiting.get(tkey)
             if lst is not None and addr in lst:
                 lst.remove(addr)
+
+    def set_hot_threshold(self, n: int) -> None:
+        self.hot_threshold = n
+        self.tier = 0 if n > 0 else 1
+
+    def promote(self, old: Block, hart: Hart, harts: list[Hart], fetch16) -> Block:
+        """Recompiles a tier-0 block that reached its threshold at tier 1 and makes the new code
+        reachable wherever the old one was (chain slots, jump caches)."""
+        batch, self.batch = self.batch, 1
+        try:
+            new = self.translate(hart, old.vpc, old.ppc, old.flags, fetch16, None, tier=1)
+        finally:
+            self.batch = batch
+        self.promotions += 1
+        for h in harts:
+            e = h.s.jc[(new.vpc >> 1) & (abi.JC_SIZE - 1)]
+            if int(abi.ffi.cast("uintptr_t", e.fn)) == old.fn:
+                self.jc_insert(h, new)
+        return new
 
     def unchain_all(self) -> None:
         """Points every patched slot back at the dispatcher (entering -d exec or stepping)."""

@@ -100,6 +100,14 @@ def _number(source: str) -> tuple[str, dict[int, str]]:
     return COMMON + "\n".join(out) + "\n", where
 
 
+@pytest.fixture(autouse=True, params=["tier0", "tier1", "promote"])
+def tier(request, monkeypatch):
+    """Every program runs with cold code only, optimized code only, and promotion after 2 runs."""
+    threshold = {"tier0": 1 << 30, "tier1": 0, "promote": 2}[request.param]
+    monkeypatch.setenv("MIRAGE_HOT_THRESHOLD", str(threshold))
+    return request.param
+
+
 def run(asm, source: str) -> None:
     """Builds and runs a program (256 MiB of RAM); fails naming the check that failed."""
     text, where = _number(source)

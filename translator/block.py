@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from translator import abi
 from translator.emit import EMITTERS, TERMINATORS, load_all
-from translator.ir import BlockBuilder
+from translator.ir import HOT_THRESHOLD, BlockBuilder
 from translator.isa import Insn, decode
 
 load_all()
@@ -132,12 +132,13 @@ def _emit(b: BlockBuilder, insns: list[tuple[int, Insn | None, int]], internal: 
 
 
 def build(pc: int, flags: int, insns: list[tuple[int, Insn | None, int]], name: str,
-          loops: bool = True) -> BlockCode:
-    """Emits the IR function for a scanned block (`loops`: self-loops may iterate inside it)."""
+          loops: bool = True, tier: int = 1, hot: int = HOT_THRESHOLD) -> BlockCode:
+    """Emits the IR function for a scanned block (`loops`: self-loops may iterate inside it;
+    `tier` 0: compact cold code that counts its executions, 1: optimized)."""
     mmu = (flags >> abi.FLAG_MMU_SHIFT) & 7
-    b = BlockBuilder(name, pc, mmu, flags, len(insns))
-    loop = LOOPS and loops and _is_self_loop(pc, insns)
-    internal = JOINS and _has_internal_branch(insns)
+    b = BlockBuilder(name, pc, mmu, flags, len(insns), tier, hot)
+    loop = LOOPS and loops and tier > 0 and _is_self_loop(pc, insns)
+    internal = JOINS and tier > 0 and _has_internal_branch(insns)
     if loop or internal:
         # A dry run finds the registers the block touches: loaded at entry (so their values
         # dominate every join) and, in a self-loop, carried around in phis.
@@ -160,6 +161,17 @@ declare i64 @mirage_dispatch(ptr)
 declare preserve_mostcc i64 @mirage_mem(ptr, i64, i64, i64, i64)
 declare preserve_mostcc i64 @mirage_sys(ptr, i64, i64, i64)
 declare preserve_mostcc i64 @mirage_helper(ptr, i64, i64, i64)
+declare i64 @mirage_ld1u(ptr, i64, i64, i64, i64)
+declare i64 @mirage_ld1s(ptr, i64, i64, i64, i64)
+declare i64 @mirage_ld2u(ptr, i64, i64, i64, i64)
+declare i64 @mirage_ld2s(ptr, i64, i64, i64, i64)
+declare i64 @mirage_ld4u(ptr, i64, i64, i64, i64)
+declare i64 @mirage_ld4s(ptr, i64, i64, i64, i64)
+declare i64 @mirage_ld8u(ptr, i64, i64, i64, i64)
+declare void @mirage_st1(ptr, i64, i64, i64, i64, i64)
+declare void @mirage_st2(ptr, i64, i64, i64, i64, i64)
+declare void @mirage_st4(ptr, i64, i64, i64, i64, i64)
+declare void @mirage_st8(ptr, i64, i64, i64, i64, i64)
 declare void @llvm.x86.sse.ldmxcsr(ptr)
 declare void @llvm.x86.sse.stmxcsr(ptr)
 """

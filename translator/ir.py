@@ -10,6 +10,8 @@ from __future__ import annotations
 from translator import abi
 
 I64_MASK = (1 << 64) - 1
+# Executions of a tier-0 block before it is recompiled at tier 1 (default).
+HOT_THRESHOLD = 200
 
 
 def _fill(line: str, values: dict[str, str]) -> str:
@@ -29,8 +31,14 @@ def const(v: int) -> str:
 class BlockBuilder:
     """Builds the body of one block function `i64 @name(ptr %h)`."""
 
-    def __init__(self, name: str, pc: int, mmu: int, flags: int, n_insns: int) -> None:
+    def __init__(self, name: str, pc: int, mmu: int, flags: int, n_insns: int, tier: int = 1,
+                 hot: int = HOT_THRESHOLD) -> None:
         self.name = name
+        self.hot = hot
+        # Tier 0 (cold code): compact IR compiled fast. Registers are written through to the hart
+        # struct, memory accesses call the shared helpers, and a counter promotes hot blocks.
+        self.tier = tier
+        self._xout = False
         self.pc = pc
         self.mmu = mmu
         self.flags = flags
@@ -99,6 +107,8 @@ class BlockBuilder:
         if r == 0:
             return "0"
         self.touched.add(("x", r))
+        if self.tier == 0:
+            return self.load_field(abi.OFF_X + 8 * r)
         v = self.x_cache.get(r)
         if v is None:
             v = self.load_field(abi.OFF_X + 8 * r)
@@ -109,12 +119,17 @@ class BlockBuilder:
         if r == 0:
             return
         self.touched.add(("x", r))
+        if self.tier == 0:
+            self.store_field(abi.OFF_X + 8 * r, value)
+            return
         self.x_cache[r] = value
         self.x_dirty.add(r)
 
     # FP registers (raw 64-bit patterns)
     def f(self, r: int) -> str:
         self.touched.add(("f", r))
+        if self.tier == 0:
+            return self.load_field(abi.OFF_F + 8 * r)
         v = self.f_cache.get(r)
         if v is None:
             v = self.load_field(abi.OFF_F + 8 * r)
@@ -123,6 +138,9 @@ class BlockBuilder:
 
     def set_f(self, r: int, value: str) -> None:
         self.touched.add(("f", r))
+        if self.tier == 0:
+            self.store_field(abi.OFF_F + 8 * r, value)
+            return
         self.f_cache[r] = value
         self.f_dirty.add(r)
 
@@ -232,9 +250,28 @@ class BlockBuilder:
         self.start_block(cont)
         return r
 
+    def _tlb_base(self) -> int:
+        return abi.OFF_TLB + self.mmu * abi.TLB_SIZE * abi.TLB_ENTRY
+
+    def _exit_if_stopped(self) -> None:
+        """After a tier-0 helper: leave if the callout asked to (nothing is cached to write back)."""
+        stop = self.load_field(abi.OFF_EXIT_NOW, "i32")
+        c = self.icmp("ne", stop, "0", "i32")
+        cont = self.label("ok")
+        self._xout = True
+        self.emit(f"br i1 {c}, label %xout, label %{cont}, !prof !1")
+        self.start_block(cont)
+
     def load(self, addr: str, size: int, signed: bool) -> str:
         """Guest load of `size` bytes; returns the value extended to i64."""
         bits = size * 8
+        if self.tier == 0:
+            fn = f"@mirage_ld{size}{'s' if signed and size < 8 else 'u'}"
+            desc = self._desc(size.bit_length() - 1, False, signed)
+            v = self.call("i64", fn, f"ptr %h, i64 {addr}, i64 {self._tlb_base()}, i64 {desc}, "
+                                     f"i64 {const(self.insn_pc)}")
+            self._exit_if_stopped()
+            return v
         hit, _ep, ap = self._tlb_lookup(addr, size, write=False)
         fast, slow, join = self.label("ldf"), self.label("lds"), self.label("ldj")
         self.emit(f"br i1 {hit}, label %{fast}, label %{slow}, !prof !0")
@@ -256,6 +293,12 @@ class BlockBuilder:
 
     def store(self, addr: str, value: str, size: int) -> None:
         bits = size * 8
+        if self.tier == 0:
+            desc = self._desc(size.bit_length() - 1, True, False)
+            self.emit(f"call void @mirage_st{size}(ptr %h, i64 {addr}, i64 {value}, i64 {self._tlb_base()}, "
+                      f"i64 {desc}, i64 {const(self.insn_pc)})")
+            self._exit_if_stopped()
+            return
         hit, _ep, ap = self._tlb_lookup(addr, size, write=True)
         fast, slow, join = self.label("stf"), self.label("sts"), self.label("stj")
         self.emit(f"br i1 {hit}, label %{fast}, label %{slow}, !prof !0")
@@ -513,9 +556,28 @@ class BlockBuilder:
             f"  ret i64 {abi.EXIT_POLL}",
             "body:",
         ]
+        if self.tier == 0:
+            # Execution counter: at the threshold, hand the block back for promotion untouched.
+            head[-1:] = [
+                "count:",
+                f"  %hc = load i32, ptr @{self.name}_n",
+                "  %hc1 = add i32 %hc, 1",
+                f"  store i32 %hc1, ptr @{self.name}_n",
+                f"  %hot = icmp eq i32 %hc1, {self.hot}",
+                "  br i1 %hot, label %promote, label %body, !prof !1",
+                "promote:",
+                "  store i64 %b0, ptr %bp",
+                f"  ret i64 {abi.EXIT_HOT}",
+                "body:",
+            ]
+            head[head.index("  br i1 %stop, label %poll, label %body, !prof !1")] = (
+                "  br i1 %stop, label %poll, label %count, !prof !1")
         if self.ram is not None:
             head += [
                 f"  %ramp = getelementptr inbounds i8, ptr %h, i64 {abi.OFF_RAM}",
                 "  %ram = load ptr, ptr %ramp",
             ]
-        return "\n".join(head + self.lines + ["}"])
+        tail = ["xout:", f"  ret i64 {abi.EXIT_CALLOUT}"] if self._xout else []
+        if self.tier == 0:
+            self.globals.append(f"@{self.name}_n = dso_local global i32 0")
+        return "\n".join(head + self.lines + tail + ["}"])

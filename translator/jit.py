@@ -41,6 +41,8 @@ class Engine:
                                                features=llvm.get_host_cpu_features().flatten(),
                                                opt=opt, reloc="pic", codemodel="default", jit=True)
         self.lljit = llvm.create_lljit_compiler(self.tm)
+        self.opt = opt
+        self._tms: dict = {}
         # IR pass level (None: codegen only). A fresh pass builder per module (shared notes: reuse
         # slows down and running a pipeline twice can abort).
         self.ir_opt = ir_opt
@@ -53,14 +55,26 @@ class Engine:
         """Registers a symbol every later module may call (callouts, the dispatcher)."""
         self.imports[name] = address
 
-    def emit_object(self, ir_text: str) -> bytes:
+    def _tm(self, opt: int | None):
+        if opt is None or opt == self.opt:
+            return self.tm
+        tm = self._tms.get(opt)
+        if tm is None:
+            target = llvm.Target.from_default_triple()
+            tm = target.create_target_machine(cpu=llvm.get_host_cpu_name(),
+                                              features=llvm.get_host_cpu_features().flatten(),
+                                              opt=opt, reloc="pic", codemodel="default", jit=True)
+            self._tms[opt] = tm
+        return tm
+
+    def emit_object(self, ir_text: str, opt: int | None = None) -> bytes:
         mod = llvm.parse_assembly(ir_text)
         mod.verify()
         if self.ir_opt:
             pto = llvm.create_pipeline_tuning_options(speed_level=self.ir_opt)
             pb = llvm.create_pass_builder(self.tm, pto)
             pb.getModulePassManager().run(mod, pb)
-        return self.tm.emit_object(mod)
+        return self._tm(opt).emit_object(mod)
 
     def link(self, obj: bytes, exports: list[str]) -> dict[str, int]:
         """Links an object into a fresh library; returns export addresses."""
@@ -73,9 +87,11 @@ class Engine:
         self._libs.append(lib)
         return {name: lib[name] for name in exports}
 
-    def compile(self, ir_text: str, exports: list[str], n_functions: int = 1) -> tuple[dict[str, int], bytes]:
+    def compile(self, ir_text: str, exports: list[str], n_functions: int = 1,
+                opt: int | None = None) -> tuple[dict[str, int], bytes]:
+        """Compiles a module at the engine's codegen level, or at `opt` (a cheaper tier)."""
         t0 = time.perf_counter()
-        obj = self.emit_object(ir_text)
+        obj = self.emit_object(ir_text, opt)
         addrs = self.link(obj, exports)
         self.stats.seconds += time.perf_counter() - t0
         self.stats.modules += 1
