@@ -1,6 +1,8 @@
 # Mirage task runner. `just test` is the gate every commit on main must pass.
 set shell := ["bash", "-euo", "pipefail", "-c"]
 export PYTHONPATH := justfile_directory()
+# Debian's own Python refuses pip installs without this (PEP 668); others ignore it.
+export PIP_BREAK_SYSTEM_PACKAGES := "1"
 
 default: test
 
