@@ -22,7 +22,7 @@ setup:
         $sudo apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
     fi
-    deps_ok() { python3 -c "import llvmlite, elftools, cffi, click, capstone, rich, unicorn, pytest, ruff" 2>/dev/null; }
+    deps_ok() { python3 -c "import llvmlite, elftools, cffi, click, capstone, rich, matplotlib, unicorn, pytest, ruff" 2>/dev/null; }
     if [ -n "${MIRAGE_GATE_COMMIT:-}" ]; then
         # Inside `mirage gate`'s temporary worktree: never install the project from here (the
         # worktree is deleted afterwards); PYTHONPATH points at it.
@@ -52,6 +52,10 @@ fuzz *ARGS: setup
 # CPU benchmarks side by side with QEMU.
 bench *ARGS: setup
     python3 -m tests.bench.run {{ ARGS }}
+
+# Monitor micro-benchmarks: host time of a firmware trap and of a world switch (us per operation).
+bench-vfm *ARGS: setup
+    python3 -m tests.bench.vfm_bench {{ ARGS }}
 
 # Check that every commit not yet verified passes `just test`.
 gate *ARGS: setup

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -46,35 +45,58 @@ def main() -> None:
               help="Executions before a block is recompiled optimized (0: optimize everything at once).")
 @click.option("--kernel", type=click.Path(dir_okay=False), help="Payload (ELF or raw) loaded at 0x80200000.")
 @click.option("--dtb", type=click.Path(dir_okay=False), help="Device tree blob (default: generated).")
+@click.option("--initrd", type=click.Path(dir_okay=False), help="Initial ramdisk (placed as QEMU does, range in /chosen).")
+@click.option("--append", help="Kernel command line (/chosen/bootargs).")
 @click.option("-d", "debug", metavar="CATS", help="Trace: in_asm,exec,int,vfm,mmu (comma separated).")
 @click.option("-D", "debug_file", type=click.Path(dir_okay=False), help="Write the trace to FILE.")
+@click.option("-s", "gdb_default", is_flag=True, help="gdb stub on tcp 127.0.0.1:1234 (as QEMU -s).")
+@click.option("--gdb", "gdb_port", type=click.IntRange(0, 65535), help="gdb stub on this port (0: any free one).")
+@click.option("-S", "gdb_stop", is_flag=True, help="Stop before the first instruction and wait for gdb.")
+@click.option("--no-offload", is_flag=True,
+              help="No monitor fast path: all SBI calls and misaligned accesses of the OS go to the firmware.")
+@click.option("--no-pcache", is_flag=True, envvar="MIRAGE_NO_PCACHE",
+              help="Do not use the persistent translation cache (~/.cache/mirage/tcache).")
 def jit_run(program: str, signature: str | None, signature_granularity: str, max_insns: int | None,
             stats_file: str | None, memory: str, opt: int, icount: bool, hot_threshold: int | None,
-            kernel: str | None,
-            dtb: str | None, debug: str | None, debug_file: str | None) -> None:
-    """Run PROGRAM (an ELF, a raw binary at 0x80000000, or a named image: demo) as firmware
-    under the monitor."""
+            kernel: str | None, gdb_default: bool, gdb_port: int | None, gdb_stop: bool,
+            initrd: str | None, append: str | None,
+            dtb: str | None, debug: str | None, debug_file: str | None, no_offload: bool,
+            no_pcache: bool) -> None:
+    """Run PROGRAM (an ELF, a raw binary at 0x80000000, or a named image: demo, linux-shell) as
+    firmware under the monitor."""
     from platforms import qemu_virt
     from runtime import board
     from runtime.devices.htif import Htif
     from runtime.loader import load
-    from vfm.monitor import Monitor
+    from vfm.monitor import MONITOR_RAM, Monitor
 
     try:
         ram = parse_size(memory)
     except ValueError:
         fail(f"bad memory size {memory!r}")
     t_start = time.perf_counter()
-    m = board.build(qemu_virt, ram_size=ram, opt=opt, icount=icount)
+    # The monitor's own memory sits just above the guest's RAM, outside the device tree.
+    m = board.build(qemu_virt, ram_size=ram + MONITOR_RAM, opt=opt, icount=icount)
+    ram_end = qemu_virt.RAM_BASE + ram
     if hot_threshold is not None:
         m.tcache.set_hot_threshold(hot_threshold)
+    pcache = None
+    if not no_pcache:
+        from runtime.pcache import PersistentCache
+
+        pcache = m.engine.object_cache = PersistentCache()
     from runtime.images import build as images
 
     if program in images.NAMED and not Path(program).exists():
         try:
-            program = str(images.NAMED[program]())
+            named = images.resolve(program)
         except images.ImageError as e:
             fail(str(e))
+        # A named image may bring a kernel, an initrd and a command line; options override them.
+        program = str(named.firmware)
+        kernel = kernel or (named.kernel and str(named.kernel))
+        initrd = initrd or (named.initrd and str(named.initrd))
+        append = named.append if append is None else append
     try:
         img = load(m.mem, Path(program), qemu_virt.RAM_BASE)
     except LoadError as e:
@@ -86,17 +108,35 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
             load(m.mem, Path(kernel), qemu_virt.PAYLOAD_ADDR)
         except LoadError as e:
             fail(str(e))
+    initrd_range = None
+    if initrd:
+        from runtime.images import linux
+
+        try:
+            data = Path(initrd).read_bytes()
+            initrd_range = linux.initrd_range(ram, len(data))
+        except OSError as e:
+            fail(f"{initrd}: {e.strerror}")
+        except images.ImageError as e:
+            fail(str(e))
+        m.mem.load_bytes(initrd_range[0], data)
     if dtb:
         try:
             blob = Path(dtb).read_bytes()
         except OSError as e:
             fail(f"{dtb}: {e.strerror}")
+        if initrd_range or append is not None:
+            from runtime.images import linux
+
+            blob = linux.patch_chosen(blob, append, initrd_range)
     else:
         from runtime import fdt
 
-        blob = fdt.encode(qemu_virt.device_tree(ram_size=ram, harts=len(m.harts)))
+        start, end = initrd_range or (None, None)
+        blob = fdt.encode(qemu_virt.device_tree(ram_size=ram, harts=len(m.harts), bootargs=append,
+                                                initrd_start=start, initrd_end=end))
     # Near the top of RAM, 2 MiB aligned, as QEMU places it.
-    dtb_addr = (m.mem.ram_end - len(blob) - (1 << 21)) & ~((1 << 21) - 1)
+    dtb_addr = (ram_end - len(blob) - (1 << 21)) & ~((1 << 21) - 1)
     m.mem.load_bytes(dtb_addr, blob)
     if debug:
         from runtime import trace
@@ -115,25 +155,43 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
     info_addr = dtb_addr - 0x1000
     info = (0x4942534F, 2, qemu_virt.PAYLOAD_ADDR, 1, 0, 0)
     m.mem.load_bytes(info_addr, b"".join(v.to_bytes(8, "little") for v in info))
-    mon = Monitor()
+    mon = Monitor(offload=not no_offload, reserved=[(ram_end, MONITOR_RAM)])
     mon.attach(m)
     hart = m.harts[0]
     mon.reset(hart, img.entry, hart.id, dtb_addr, info_addr)
     m.max_insns = max_insns
+    stub = None
+    if gdb_default or gdb_stop or gdb_port is not None:
+        from runtime.gdbstub import GdbStub
+
+        try:
+            stub = GdbStub(m, 1234 if gdb_port is None else gdb_port)
+        except OSError as e:
+            fail(f"gdb stub: cannot listen on port {1234 if gdb_port is None else gdb_port}: {e.strerror}")
     t_run = time.perf_counter()
     try:
+        if stub is not None and gdb_stop:
+            stub.wait_and_stop()
         result = m.run()
     except KeyboardInterrupt:
         click.echo("\nmirage: interrupted", err=True)
         sys.exit(130)
     t_end = time.perf_counter()
+    if stub is not None:
+        stub.finish(result)
     sys.stdout.flush()
     if m.trace is not None:
         m.trace.out.flush()
     if signature:
         write_signature(m, img, Path(signature), int(signature_granularity))
+    from runtime import stats
+
+    doc = stats.collect(m, t_start, t_run, t_end, pcache, program, kernel)
     if stats_file:
-        write_stats(m, Path(stats_file), t_start, t_run, t_end)
+        stats.write(doc, Path(stats_file))
+    stats.save_last(doc)
+    if pcache is not None:
+        pcache.close()
     if result.message and result.code != 0:
         click.echo(f"mirage: {result.message}", err=True)
     sys.exit(result.code)
@@ -154,48 +212,28 @@ def write_signature(m, img, path: Path, granularity: int) -> None:
 
 
 def collect_stats(m, t_start: float, t_run: float, t_end: float) -> dict:
-    hart = m.harts[0]
-    s = hart.s
-    tc = m.tcache
-    return {
-        "schema": "mirage-stats",
-        "version": 1,
-        "guest_insns": sum(h.retired() for h in m.harts),
-        "run_seconds": t_end - t_run,
-        "total_seconds": t_end - t_start,
-        "jit": {
-            "blocks": tc.translated_blocks,
-            "blocks_by_tier": {str(k): v for k, v in sorted(tc.by_tier.items())},
-            "promotions": tc.promotions,
-            "insns": tc.translated_insns,
-            "modules": m.engine.stats.modules,
-            "functions": m.engine.stats.functions,
-            "compile_seconds": m.engine.stats.seconds,
-            "translate_seconds": tc.translate_seconds,
-            "object_bytes": m.engine.stats.object_bytes,
-        },
-        "dispatch": {
-            "lookups": int(s.stat_dispatch),
-            "jump_cache_misses": int(s.stat_jc_miss),
-        },
-        "callouts": dict(m.stats_callouts),
-        "invalidations": dict(tc.invalidations),
-        "fence_i": tc.fence_i,
-        "mmu": {"walks": m.mmu.stats_walks, "fills": m.mmu.stats_fills},
-        "vfm": dict(m.monitor.stats) if m.monitor is not None else {},
-    }
+    """The run's statistics (schema in runtime/stats.py)."""
+    from runtime import stats
+
+    return stats.collect(m, t_start, t_run, t_end, m.engine.object_cache)
 
 
 def write_stats(m, path: Path, t_start: float, t_run: float, t_end: float) -> None:
-    path.write_text(json.dumps(collect_stats(m, t_start, t_run, t_end), indent=2) + "\n")
+    from runtime import stats
+
+    stats.write(collect_stats(m, t_start, t_run, t_end), path)
 
 
 def _register_subcommands() -> None:
     from runtime import gate
+    from runtime.cli_cache import cache
     from runtime.cli_dtb import dtb
+    from runtime.cli_images import images
 
     main.add_command(gate.gate)
+    main.add_command(cache)
     main.add_command(dtb)
+    main.add_command(images)
 
 
 _register_subcommands()

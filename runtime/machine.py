@@ -65,6 +65,9 @@ class Machine:
         self.misaligned_trap = True
         self.pollers: list = []  # Devices polled between slices: fn(machine) -> None
         self.trace = None  # runtime.trace.Tracer when -d is given
+        # The monitor's fast path for system instructions: fn(hart, raw, pc) -> bool (done)
+        self.sys_hook = None
+        self.debug_stop: Hart | None = None  # A hart that reached a debugger breakpoint (runtime/gdbstub.py)
         self.stats_callouts = {"mem": 0, "sys": 0, "miss": 0, "poll": 0}
         self.store_watchers: list = []  # fn(hart, paddr, size) after slow-path stores to watched pages
         self._watch_pages: set[int] = set()
@@ -117,6 +120,8 @@ class Machine:
         self._by_ptr: dict[int, Hart] = {}
 
     def _hart_of(self, hp) -> Hart:
+        if len(self.harts) == 1:
+            return self.harts[0]
         ptr = int(ffi.cast("uintptr_t", hp))
         h = self._by_ptr.get(ptr)
         if h is None:
@@ -144,7 +149,7 @@ class Machine:
                 if self.misaligned_trap or amo:
                     raise Trap(C.STORE_MISALIGNED if access == "w" else C.LOAD_MISALIGNED, vaddr)
                 return self._misaligned(hart, vaddr, value, size, store, mmu, desc)
-            paddr = self.mmu.translate(hart, vaddr, access, mmu)
+            paddr = self.mmu.translate(hart, vaddr, access, mmu, size)
             if store:
                 if not self.mem.write(paddr, size, value):
                     raise Trap(C.STORE_ACCESS, vaddr)
@@ -244,11 +249,12 @@ class Machine:
             return p if self.mem.is_ram(p, 2) else None
         return to_phys
 
-    def _translate_at(self, hart: Hart):
-        """Finds or translates the block at hart.pc; returns it, or None if fetching it trapped."""
+    def _translate_at(self, hart: Hart, step: bool = False):
+        """Finds or translates the block at hart.pc; returns it, or None if fetching it trapped.
+        `step`: the one-instruction single-step block, kept out of the jump cache."""
         self.stats_callouts["miss"] += 1
         pc = hart.pc
-        flags = hart.s.flags
+        flags = hart.s.flags | (abi.FLAG_STEP if step else 0)
         if pc & 1:
             self.take_trap(hart, C.INSN_MISALIGNED, pc, pc)
             return
@@ -282,7 +288,7 @@ class Machine:
                     cause = t.cause
                 self.take_trap(hart, cause, f.pc, pc)
                 return
-        if self.trace is not None and self.trace.exec_on:
+        if step or (self.trace is not None and self.trace.exec_on):
             return blk  # Executed one at a time by the run loop, never from the jump cache
         self.tcache.jc_insert(hart, blk)
         return blk
@@ -328,9 +334,22 @@ class Machine:
     # System instructions (the system callout)
     def _sys(self, hart: Hart, raw: int, pc: int, desc: int) -> None:
         self.stats_callouts["sys"] += 1
+        hook = self.sys_hook
+        if hook is not None and desc & 0xFF == abi.SYS_INSN and hook(hart, raw, pc):
+            if hart.want_exit:
+                hart.s.exit_now = 1
+            return
         kind = desc & 0xFF
         remain = (desc >> abi.DESC_REMAIN_SHIFT) & 0xFF
         length = 2 if desc & abi.DESC_COMPRESSED else 4
+        if kind == abi.SYS_DEBUG:
+            # A debugger breakpoint: stop before the instruction at pc runs; the debugger's poller
+            # takes it from there.
+            hart.uncount(remain + 1)
+            hart.pc = pc
+            self.debug_stop = hart
+            hart.s.exit_now = 1
+            return
         try:
             if kind == abi.SYS_ILLEGAL:
                 raise Trap(C.ILLEGAL_INSN, raw)
@@ -372,6 +391,8 @@ class Machine:
                                                f"at pc {hart.pc:#x}")
                     break
                 budget = min(budget, left)
+            if self.timer_sources:
+                budget = min(budget, self._insns_to_next_timer())
             hart.set_budget(budget)
             if hart.wfi:
                 self._wait_for_interrupt(hart)
@@ -407,6 +428,21 @@ class Machine:
         if old is not None and old.tier == 0:
             self.tcache.promote(old, hart, self.harts, self._fetcher(hart))
 
+    def _insns_to_next_timer(self) -> int:
+        """Caps the next slice so a timer deadline is noticed when it is due, not up to a slice
+        late: exactly under --icount (10 instructions a tick), else assuming at most 100."""
+        deadline = None
+        for d in self.timer_sources:
+            t = d.next_deadline(self)
+            if t is not None and (deadline is None or t < deadline):
+                deadline = t
+        if deadline is None:
+            return SLICE
+        ticks = deadline - self.time()
+        if self.icount:
+            return max(1, ticks * 10)
+        return max(2000, ticks * 100)
+
     def _step_block(self, hart: Hart) -> int:
         """-d exec: runs one block through Python so each execution is logged."""
         blk = self._translate_at(hart)
@@ -414,6 +450,26 @@ class Machine:
             return abi.EXIT_POLL  # Fetch trapped; the trap is taken, go on from the handler
         self.trace.exec(hart, blk)
         return ffi.cast("int64_t(*)(hart_t *)", blk.fn)(hart.s)
+
+    def step_insn(self, hart: Hart) -> None:
+        """Executes exactly one instruction of `hart`, breakpoints ignored (the debugger's single
+        step): a one-instruction block run with a budget of one, so whatever it exits to stops at
+        its prologue. A trap it raises is taken: pc is then the handler's first instruction."""
+        if self.halted is not None:
+            return
+        hart.wfi = False  # A pending wfi completes as a no-op (privileged spec 3.3.3 allows it)
+        hart.want_exit = False
+        blk = self._translate_at(hart, step=True)
+        if blk is not None:
+            hart.set_budget(1)
+            ffi.cast("int64_t(*)(hart_t *)", blk.fn)(hart.s)
+            hart.s.exit_now = 0
+            hart.set_budget(0)
+        if self.callout_error is not None:
+            err, self.callout_error = self.callout_error, None
+            if not isinstance(err, GuestExit):
+                raise err
+            self.halted = err
 
     def poll(self, hart: Hart) -> None:
         for p in self.pollers:

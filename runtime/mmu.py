@@ -33,15 +33,21 @@ class Mmu:
         # Physical pages that must not get fast-path write entries (code, watched words).
         self.write_watch: set[int] = set()
         # Reverse map: physical page -> TLB slots (hart ptr, mmu, index) holding a fast write entry.
+        # Every live fast write entry must be in it (watch_page revokes through it), so a flush
+        # forgets exactly the slots it dropped: (hart ptr, mmu) -> pages with slots of that TLB.
         self._writers: dict[int, set[tuple[int, int, int]]] = {}
+        self._written: dict[tuple[int, int], set[int]] = {}
         self.stats_walks = 0
         self.stats_fills = 0
         self.pmp_check = None  # Set by the monitor: fn(hart, paddr, size, access, priv) -> bool
+        # Set by the monitor: fn(hart, mmu, paddr) -> bool, whether one PMP decision covers the whole
+        # page of paddr; pages that are not get no fast-path entry, so every access is checked.
+        self.pmp_page = None
         self.trace = None  # runtime.trace.Tracer for -d mmu
 
     # Translation
-    def translate(self, hart: Hart, vaddr: int, access: str, mmu: int) -> int:
-        """Virtual to physical for one access; raises Trap on a fault."""
+    def translate(self, hart: Hart, vaddr: int, access: str, mmu: int, size: int = 1) -> int:
+        """Virtual to physical for one access of `size` bytes (within a page); raises Trap on a fault."""
         if mmu == abi.MMU_M:
             paddr = vaddr
             priv = C.PRV_M
@@ -55,7 +61,7 @@ class Mmu:
                 raise
             if self.trace is not None and hart.satp >> 60:
                 self.trace.mmu(f"walk {access} va={vaddr:#x} -> pa={paddr:#x}")
-        if self.pmp_check is not None and not self.pmp_check(hart, paddr, 1, access, priv):
+        if self.pmp_check is not None and not self.pmp_check(hart, paddr, size, access, priv):
             raise Trap(ACCESS_FAULT[access], vaddr)
         return paddr
 
@@ -80,7 +86,10 @@ class Mmu:
             vpn = (vaddr >> (12 + 9 * level)) & 0x1FF
             pte_addr = a + vpn * 8
             pte = self.mem.read(pte_addr, 8) if self.mem.is_ram(pte_addr, 8) else None
-            if pte is None:
+            # PMP checks the walk's implicit accesses as S-mode; a violation raises the access fault
+            # of the original access (privileged spec 3.7.2 and 4.3.2 step 2).
+            if pte is None or (self.pmp_check is not None
+                               and not self.pmp_check(hart, pte_addr, 8, "r", C.PRV_S)):
                 raise Trap(ACCESS_FAULT[access], vaddr)
             if not pte & PTE_V or (not pte & PTE_R and pte & PTE_W) or pte >> 54:
                 raise Trap(PAGE_FAULT[access], vaddr)
@@ -115,6 +124,8 @@ class Mmu:
         ppage = paddr & PAGE_MASK
         if not self.mem.is_ram(ppage, abi.PAGE_SIZE):
             return
+        if self.pmp_page is not None and not self.pmp_page(hart, mmu, paddr):
+            return
         self.stats_fills += 1
         vpage = vaddr & PAGE_MASK
         idx = (vaddr >> abi.PAGE_BITS) & (abi.TLB_SIZE - 1)
@@ -124,9 +135,11 @@ class Mmu:
             e.write = INVALID
         e.read = vpage
         e.addend = addend
-        if write and (ppage >> abi.PAGE_BITS) not in self.write_watch:
+        ppn = ppage >> abi.PAGE_BITS
+        if write and ppn not in self.write_watch:
             e.write = vpage
-            self._writers.setdefault(ppage >> abi.PAGE_BITS, set()).add((hart.ptr, mmu, idx))
+            self._writers.setdefault(ppn, set()).add((hart.ptr, mmu, idx))
+            self._written.setdefault((hart.ptr, mmu), set()).add(ppn)
 
     def can_write_fast(self, hart: Hart, mmu: int, vaddr: int, paddr: int) -> bool:
         return (paddr >> abi.PAGE_BITS) not in self.write_watch
@@ -153,11 +166,16 @@ class Mmu:
         for mmu in mmus:
             base = hart.ptr + abi.OFF_TLB + mmu * abi.TLB_SIZE * abi.TLB_ENTRY
             ctypes.memset(base, 0xFF, abi.TLB_SIZE * abi.TLB_ENTRY)
-        if len(self._writers) > 4096:
-            self._writers.clear()
-        else:
-            for slots in self._writers.values():
-                slots.difference_update({s for s in slots if s[0] == hart.ptr and s[1] in mmus})
+            # Forget the write slots of this TLB only: the firmware's TLB (MMU_M, not flushed by
+            # sfence.vma or satp writes) and other harts' TLBs keep theirs tracked, or a page that
+            # later holds code could still be written through them without invalidation.
+            for ppn in self._written.pop((hart.ptr, mmu), ()):
+                slots = self._writers.get(ppn)
+                if slots is None:
+                    continue
+                slots.difference_update([s for s in slots if s[0] == hart.ptr and s[1] == mmu])
+                if not slots:
+                    del self._writers[ppn]
 
     # Reads for the page walker and instruction fetch
     def read_phys(self, paddr: int, size: int) -> int | None:

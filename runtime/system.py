@@ -109,6 +109,17 @@ def _w_satp(c: CsrContext, v: int) -> None:
         c.m.tcache.jc_flush(c.h, "satp")
 
 
+def platform_mtime(machine) -> int:
+    """The time CSR's value: "The time CSR is a read-only shadow of the memory-mapped mtime
+    register" (privileged spec 3.1.11), so it follows writes to mtime (the timer device keeps them
+    as an offset against machine.time())."""
+    for source in machine.timer_sources:
+        mtime = getattr(source, "mtime", None)
+        if callable(mtime):
+            return mtime()
+    return machine.time()
+
+
 def _counter(which: str) -> Rule:
     def read(c: CsrContext) -> int:
         idx = {"cycle": 0, "time": 1, "instret": 2}[which]
@@ -119,7 +130,7 @@ def _counter(which: str) -> Rule:
             if h.priv == C.PRV_U and not h.scounteren >> idx & 1:
                 raise _illegal(c.raw)
         if which == "time":
-            return c.m.time()
+            return platform_mtime(c.m)
         return h.retired() - 1  # The reading instruction is counted but has not retired
     return (read, None, C.PRV_U)
 

@@ -13,10 +13,11 @@ import itertools
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from runtime.hart import Hart
 from translator import abi
-from translator.block import BlockCode, build, module_text, scan
+from translator.block import MAX_BLOCK_INSNS, BlockCode, build, module_text, scan
 from translator.ir import HOT_THRESHOLD
 from translator.jit import Engine
 
@@ -37,6 +38,34 @@ class Block:
     valid: bool = True
     tier: int = 1
     insn_pcs: list[int] = field(default_factory=list)
+
+
+class BlockRecord(NamedTuple):
+    """A translation as the statistics see it (kept after the block is dropped): its key, tier,
+    guest code, and the addresses of its execution counters (@<name>_n: i32 at tier 0, i64 at
+    tier 1; @<name>_l: i64 loop iterations of a self-loop block, or 0)."""
+
+    vpc: int
+    ppc: int
+    flags: int
+    tier: int
+    n_insns: int
+    counter: int
+    loop_counter: int
+    code: bytes  # Guest bytes it was translated from
+    hot: int  # Tier 0: the promotion threshold compiled in (its last count did not execute)
+
+
+@dataclass
+class TierStats:
+    blocks: int = 0
+    insns: int = 0
+    modules: int = 0
+    compiled: int = 0  # Modules LLVM compiled (the others were linked from the persistent cache)
+    cached: int = 0
+    compile_seconds: float = 0.0
+    object_bytes: int = 0
+    code_bytes: int = 0
 
 
 class TranslationCache:
@@ -74,31 +103,53 @@ class TranslationCache:
         self.chaining = True
         # Self-loops iterate inside their function; off when every execution must be seen (-d exec).
         self.loops = True
+        # Debugger breakpoints (virtual pcs): blocks end before them and a block starting at one
+        # is a debug stop (runtime/gdbstub.py).
+        self.breakpoints: set[int] = set()
+        # Statistics (runtime/stats.py): every translation, per-tier compile work, blocks and
+        # instructions per privilege mode, block-table lookups (on jump-cache misses).
+        self.history: list[BlockRecord] = []
+        self.tier_stats: dict[int, TierStats] = {0: TierStats(), 1: TierStats()}
+        self.by_mode: Counter[int] = Counter()
+        self.insns_by_mode: Counter[int] = Counter()
+        self.lookups = 0
+        self.lookup_hits = 0
+        self._name_uses: Counter[str] = Counter()
 
     def lookup(self, vpc: int, ppc: int, flags: int) -> Block | None:
-        return self.blocks.get((vpc, ppc, flags))
+        self.lookups += 1
+        blk = self.blocks.get((vpc, ppc, flags))
+        if blk is not None:
+            self.lookup_hits += 1
+        return blk
 
     def translate(self, hart: Hart, vpc: int, ppc: int, flags: int, fetch16, to_phys,
                   tier: int | None = None) -> Block:
         """Translates the block at vpc and, in the same module, code likely to run soon: its static
-        successors and the return sites of its calls (breadth first, up to `batch` blocks)."""
+        successors and the return sites of its calls (breadth first, up to `batch` blocks).
+        Under FLAG_STEP: only the one-instruction block at vpc, optimized, breakpoints ignored."""
         t0 = time.perf_counter()
+        step = bool(flags & abi.FLAG_STEP)
+        if step:
+            tier = 1
         codes: list[tuple[BlockCode, int]] = []
         work = [(vpc, ppc)]
         seen = {vpc}
-        while work and len(codes) < self.batch:
+        while work and len(codes) < (1 if step else self.batch):
             pc, phys = work.pop(0)
             if pc != vpc and (pc, phys, flags) in self.blocks:
                 continue
+            debug = not step and pc in self.breakpoints
             try:
-                insns = scan(pc, flags, fetch16)
+                insns = scan(pc, flags, fetch16, 1 if step or debug else MAX_BLOCK_INSNS,
+                             () if step else self.breakpoints)
             except Exception:
                 if pc == vpc:
                     raise
                 continue
-            name = f"b{next(self._names)}"
-            code = build(pc, flags, insns, name, loops=self.loops, tier=self.tier if tier is None else tier,
-                         hot=self.hot_threshold)
+            name = self._block_name(pc, phys, flags, self.tier if tier is None else tier)
+            code = build(pc, flags, insns, name, loops=self.loops and not step,
+                         tier=self.tier if tier is None else tier, hot=self.hot_threshold, debug=debug)
             codes.append((code, phys))
             for target in code.targets:
                 if target in seen:
@@ -113,8 +164,7 @@ class TranslationCache:
         text = module_text(codes_only := [c for c, _ in codes], self._extra_decls())
         exports = [c.name for c in codes_only] + [s for c in codes_only for s, _ in c.chain_slots]
         block_tier = self.tier if tier is None else tier
-        addrs, _obj = self.engine.compile(text, exports, len(codes_only),
-                                          opt=self.tier0_opt if block_tier == 0 else None)
+        addrs = self._compile(text, exports, codes_only, block_tier)
         first = None
         for code, phys in codes:
             last_pc = code.insns[-1][0]
@@ -129,6 +179,7 @@ class TranslationCache:
             self.translated_blocks += 1
             self.by_tier[block_tier] += 1
             self.translated_insns += code.n_insns
+            self._record(code, phys, flags, block_tier, addrs)
             if first is None:
                 first = blk
             if self.on_translate is not None:
@@ -142,6 +193,45 @@ class TranslationCache:
         from translator.emit import rvf
         return rvf.DECLS
 
+    def _block_name(self, pc: int, phys: int, flags: int, tier: int) -> str:
+        """A symbol name derived from what the block is, so that the same guest code gets the same
+        module text in every run (the persistent cache's key); unique within this cache."""
+        base = f"b{pc:x}_{phys:x}_{flags:x}_{tier}"
+        n = self._name_uses[base]
+        self._name_uses[base] = n + 1
+        return base if n == 0 else f"{base}v{n}"
+
+    def _compile(self, text: str, exports: list[str], codes: list[BlockCode], tier: int) -> dict[str, int]:
+        """Compiles a module (exporting the blocks' execution counters too) and accounts for it."""
+        from translator.emit import rvf
+
+        rvf.import_slow_functions(self.engine, text)
+        counters = [f"{c.name}_n" for c in codes]
+        counters += [f"{c.name}_l" for c in codes if any(g.startswith(f"@{c.name}_l ") for g in c.globals)]
+        st = self.engine.stats
+        before = (st.seconds, st.object_bytes, st.code_bytes, st.emitted, st.cached)
+        addrs, _obj = self.engine.compile(text, exports + counters, len(codes),
+                                          opt=self.tier0_opt if tier == 0 else None)
+        ts = self.tier_stats.setdefault(tier, TierStats())
+        ts.modules += 1
+        ts.compile_seconds += st.seconds - before[0]
+        ts.object_bytes += st.object_bytes - before[1]
+        ts.code_bytes += st.code_bytes - before[2]
+        ts.compiled += st.emitted - before[3]
+        ts.cached += st.cached - before[4]
+        return addrs
+
+    def _record(self, code: BlockCode, phys: int, flags: int, tier: int, addrs: dict[str, int]) -> None:
+        raw = b"".join(r.to_bytes(4 if r & 3 == 3 else 2, "little") for _, _, r in code.insns)
+        self.history.append(BlockRecord(code.pc, phys, flags, tier, code.n_insns, addrs.get(f"{code.name}_n", 0),
+                                        addrs.get(f"{code.name}_l", 0), raw, self.hot_threshold if tier == 0 else 0))
+        ts = self.tier_stats.setdefault(tier, TierStats())
+        ts.blocks += 1
+        ts.insns += code.n_insns
+        mode = flags & abi.FLAG_PRIV_MASK
+        self.by_mode[mode] += 1
+        self.insns_by_mode[mode] += code.n_insns
+
     def _insert(self, blk: Block, slots: list[tuple[int, tuple[int, int, int]]]) -> None:
         key = (blk.vpc, blk.ppc, blk.flags)
         old = self.blocks.get(key)
@@ -151,6 +241,8 @@ class TranslationCache:
         self.by_fn[blk.fn] = blk
         for p in blk.pages:
             self.by_page.setdefault(p, set()).add(blk)
+        if blk.flags & abi.FLAG_STEP:
+            return  # Single-step blocks always leave through the dispatcher
         blk.slots = slots
         # Patch this block's exits to existing targets, or wait for them.
         for addr, tkey in slots:
@@ -228,6 +320,25 @@ class TranslationCache:
             self.invalidations[cause] += len(hit)
             self.events.append((time.perf_counter() - self.t0, cause, len(hit)))
         return len(hit)
+
+    def set_breakpoint(self, vpc: int, present: bool, paddr: int | None, harts: list[Hart]) -> int:
+        """Adds or removes a debugger breakpoint at virtual pc `vpc` (physical `paddr` through the
+        current translation, if it has one). Translations covering it are dropped, so the next ones
+        end before it and the block starting at it is a debug stop. Returns how many were dropped."""
+        if present:
+            self.breakpoints.add(vpc)
+        else:
+            self.breakpoints.discard(vpc)
+        n = self.invalidate_range(paddr, 1, "breakpoint", harts) if paddr is not None else 0
+        # Also by virtual address: blocks of other address spaces that cover vpc.
+        hit = [b for b in self.blocks.values() if b.vpc <= vpc < b.vpc + (b.end_ppc - b.ppc)]
+        for b in hit:
+            self._drop(b)
+            for h in harts:
+                self.jc_remove(h, b)
+        if hit:
+            self.invalidations["breakpoint"] += len(hit)
+        return n + len(hit)
 
     def page_has_code(self, ppn: int) -> bool:
         return ppn in self.by_page

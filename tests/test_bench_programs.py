@@ -51,6 +51,15 @@ def test_program_passes_on_qemu(name: str) -> None:
 
 
 @needs_qemu
+@pytest.mark.parametrize("mode", ["sv39-2M", "sv39-4K"])
+def test_sv39_builds_pass_on_qemu(mode: str) -> None:
+    elf = build.build_program("intkernel", "small", run.MODES[mode])
+    proc = _run_qemu(elf)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines() == [_expected_line("intkernel")]
+
+
+@needs_qemu
 @pytest.mark.parametrize("name", build.PROGRAMS)
 def test_corrupted_checksum_fails_on_qemu(name: str) -> None:
     elf = build.build_program(name, "small", ("FORCE_FAIL",))

@@ -115,8 +115,12 @@ DESC_COMPRESSED = 1 << 24
 FLAG_PRIV_MASK = 0x3  # 0 U, 1 S, 3 firmware (virtual M)
 FLAG_MMU_SHIFT = 2  # 3 bits: data MMU index
 FLAG_FS_ON = 1 << 5  # FP unit enabled (mstatus.FS != Off)
+# Single-step translation (only in block keys, never in hart.flags): one-instruction blocks that
+# ignore breakpoints and never chain, run one at a time by Machine.step_insn for the debugger.
+FLAG_STEP = 1 << 6
 
 # System callout desc, low bits: what kind of instruction the callout performs.
 SYS_INSN = 0  # A privileged/CSR/fence.i/ecall/ebreak instruction, given by its raw bits
 SYS_ILLEGAL = 1  # Undecodable or unavailable: raise illegal instruction with tval = raw bits
 SYS_FETCH_FAULT = 2  # Fetch of the next instruction faults: raise it at pc
+SYS_DEBUG = 3  # A debugger breakpoint at pc: stop before the instruction runs (runtime/gdbstub.py)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 
 from translator import abi
@@ -60,16 +60,17 @@ class BlockCode:
         return len(self.insns)
 
 
-def scan(pc: int, flags: int, fetch16: Callable[[int], int], max_insns: int = MAX_BLOCK_INSNS
-         ) -> list[tuple[int, Insn | None, int]]:
-    """Decodes from pc to the end of the block: a terminator, the page end, or max_insns.
+def scan(pc: int, flags: int, fetch16: Callable[[int], int], max_insns: int = MAX_BLOCK_INSNS,
+         stop_at: Container[int] = ()) -> list[tuple[int, Insn | None, int]]:
+    """Decodes from pc to the end of the block: a terminator, the page end, max_insns, or (as in
+    QEMU) just before a debugger breakpoint in `stop_at`, so that a breakpoint always starts a block.
     Only the first instruction may cross a page boundary (as in QEMU)."""
     out: list[tuple[int, Insn | None, int]] = []
     page = pc >> abi.PAGE_BITS
     cur = pc
     fs_on = bool(flags & abi.FLAG_FS_ON)
     while len(out) < max_insns:
-        if cur >> abi.PAGE_BITS != page:
+        if cur >> abi.PAGE_BITS != page or (out and cur in stop_at):
             break
         try:
             lo = fetch16(cur)
@@ -132,10 +133,18 @@ def _emit(b: BlockBuilder, insns: list[tuple[int, Insn | None, int]], internal: 
 
 
 def build(pc: int, flags: int, insns: list[tuple[int, Insn | None, int]], name: str,
-          loops: bool = True, tier: int = 1, hot: int = HOT_THRESHOLD) -> BlockCode:
+          loops: bool = True, tier: int = 1, hot: int = HOT_THRESHOLD, debug: bool = False) -> BlockCode:
     """Emits the IR function for a scanned block (`loops`: self-loops may iterate inside it;
-    `tier` 0: compact cold code that counts its executions, 1: optimized)."""
+    `tier` 0: compact cold code that counts its executions, 1: optimized). `debug`: pc holds a
+    debugger breakpoint; the block is only a debug-stop callout for its first instruction."""
     mmu = (flags >> abi.FLAG_MMU_SHIFT) & 7
+    if debug:
+        insns = insns[:1]
+        b = BlockBuilder(name, pc, mmu, flags, 1, tier, hot)
+        b.sys_callout(0, abi.SYS_DEBUG)
+        _, first, raw = insns[0]
+        end = pc + (first.length if first is not None else (2 if raw & 3 != 3 else 4))
+        return BlockCode(pc, flags, name, insns, b.function_text(), b.globals, [], end, [])
     b = BlockBuilder(name, pc, mmu, flags, len(insns), tier, hot)
     loop = LOOPS and loops and tier > 0 and _is_self_loop(pc, insns)
     internal = JOINS and tier > 0 and _has_internal_branch(insns)

@@ -532,6 +532,9 @@ class BlockBuilder:
         self.emit("%lbout = icmp slt i64 %lbnext, 0")
         self.emit("br i1 %lbout, label %loopout, label %latch, !prof !1")
         self.start_block("latch")
+        # Iteration counter (statistics): carried in a phi, stored without reloading it.
+        self.emit("%lcn = add i64 %lc, 1")
+        self.emit(f"store i64 %lcn, ptr @{self.name}_l")
         self.emit("br label %loop")
         self.start_block("loopout")
         self.flush()
@@ -539,6 +542,9 @@ class BlockBuilder:
         self.store_field(abi.OFF_PC, const(self.pc))
         self.emit(f"ret i64 {abi.EXIT_POLL}")
         self.lines = [_fill(line, ends) for line in self.lines]
+        at = self.lines.index("loop:") + 1
+        self.lines.insert(at, "  %lc = phi i64 [ %lc0, %body ], [ %lcn, %latch ]")
+        self.latched = True
 
     def function_text(self) -> str:
         """The block function: prologue (instruction budget, which exit requests zero) plus the body."""
@@ -572,12 +578,23 @@ class BlockBuilder:
             ]
             head[head.index("  br i1 %stop, label %poll, label %body, !prof !1")] = (
                 "  br i1 %stop, label %poll, label %count, !prof !1")
+        else:
+            # Execution counter (statistics, read at the end of a run): entries, and in a
+            # self-loop the iterations in @<name>_l.
+            head += [
+                f"  %hc = load i64, ptr @{self.name}_n",
+                "  %hc1 = add i64 %hc, 1",
+                f"  store i64 %hc1, ptr @{self.name}_n",
+            ]
+            if getattr(self, "latched", False):
+                head.append(f"  %lc0 = load i64, ptr @{self.name}_l")
         if self.ram is not None:
             head += [
                 f"  %ramp = getelementptr inbounds i8, ptr %h, i64 {abi.OFF_RAM}",
                 "  %ram = load ptr, ptr %ramp",
             ]
         tail = ["xout:", f"  ret i64 {abi.EXIT_CALLOUT}"] if self._xout else []
-        if self.tier == 0:
-            self.globals.append(f"@{self.name}_n = dso_local global i32 0")
+        self.globals.append(f"@{self.name}_n = dso_local global i{32 if self.tier == 0 else 64} 0")
+        if getattr(self, "latched", False):
+            self.globals.append(f"@{self.name}_l = dso_local global i64 0")
         return "\n".join(head + self.lines + tail + ["}"])

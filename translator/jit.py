@@ -27,8 +27,16 @@ def _init() -> None:
 class CompileStats:
     modules: int = 0
     functions: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # In `compile`: code generation (or the object-cache lookup) and linking
     object_bytes: int = 0
+    code_bytes: int = 0  # Host machine code (.text sections) of those objects
+    emitted: int = 0  # Modules LLVM compiled (the others came from the object cache)
+    cached: int = 0  # Modules linked from the object cache
+
+
+def code_size(obj: bytes) -> int:
+    """Bytes of machine code (.text sections) in an object file."""
+    return sum(s.size() for s in llvm.ObjectFileRef.from_data(obj).sections() if s.is_text())
 
 
 class Engine:
@@ -48,6 +56,9 @@ class Engine:
         self.ir_opt = ir_opt
         self.imports: dict[str, int] = {}
         self.stats = CompileStats()
+        # Object code cache across runs (runtime.pcache.PersistentCache or None): key(text, variant),
+        # get(key) -> (object, code bytes) | None, put(key, object, code bytes, seconds), reject(key).
+        self.object_cache = None
         self._names = itertools.count()
         self._libs: list = []  # Resource trackers keep code alive
 
@@ -89,12 +100,32 @@ class Engine:
 
     def compile(self, ir_text: str, exports: list[str], n_functions: int = 1,
                 opt: int | None = None) -> tuple[dict[str, int], bytes]:
-        """Compiles a module at the engine's codegen level, or at `opt` (a cheaper tier)."""
+        """Compiles a module at the engine's codegen level, or at `opt` (a cheaper tier). With an
+        object cache, a module whose text was compiled before (in any run) is only linked."""
         t0 = time.perf_counter()
-        obj = self.emit_object(ir_text, opt)
-        addrs = self.link(obj, exports)
+        cache = self.object_cache
+        addrs = None
+        if cache is not None:
+            key = cache.key(ir_text, f"opt={self.opt if opt is None else opt} ir_opt={self.ir_opt}")
+            hit = cache.get(key)
+            if hit is not None:
+                obj, code = hit
+                try:
+                    addrs = self.link(obj, exports)
+                    self.stats.cached += 1
+                except RuntimeError:
+                    cache.reject(key)
+        if addrs is None:
+            obj = self.emit_object(ir_text, opt)
+            emitted = time.perf_counter() - t0
+            code = code_size(obj)
+            addrs = self.link(obj, exports)
+            self.stats.emitted += 1
+            if cache is not None:
+                cache.put(key, obj, code, emitted)
         self.stats.seconds += time.perf_counter() - t0
         self.stats.modules += 1
         self.stats.functions += n_functions
         self.stats.object_bytes += len(obj)
+        self.stats.code_bytes += code
         return addrs, obj

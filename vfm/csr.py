@@ -33,7 +33,7 @@ NUM_PMP = 16
 PMP_GRAIN = 0  # G = 0: 4-byte granularity (NA4 allowed)
 
 
-@dataclass
+@dataclass(slots=True)
 class VirtualCsrs:
     """M-level state of one hart that is not machine state."""
 
@@ -192,6 +192,9 @@ def _tselect_read(a: Access) -> int:
     return (~a.v.tselect) & MASK64
 
 
+# CSRs whose rules read the retired-instruction count (the accessing instruction not included).
+COUNTERS = frozenset((0xB00, 0xB02, 0xC00, 0xC02))
+
 M_CSRS: dict[int, Rule] = {
     0xF11: _ro(lambda a: 0),  # mvendorid: non-commercial implementation
     0xF12: _ro(lambda a: 0),  # marchid
@@ -229,6 +232,36 @@ for _n in range(64):
     M_CSRS[0x3B0 + _n] = _pmpaddr(_n)
 
 
+def fast_op(insn) -> Callable[[Access, memoryview], None] | None:
+    """One firmware CSR instruction on an M-level CSR, specialized into a function of the rule
+    context and the hart's registers (a 64-bit view of its native state, x at index 0) that
+    performs it, rd included, with the same rules as `read_write`; None when it needs the general
+    path (S-level CSRs, or a write that raises an illegal instruction)."""
+    num = insn.csr
+    rule = M_CSRS.get(num)
+    if rule is None:
+        return None
+    read, write = rule
+    name = insn.name
+    imm = name.endswith("i")
+    # csrrw always writes; csrrs/csrrc only with a nonzero source (Zicsr 9.1).
+    writes = name.startswith("csrrw") or (insn.imm if imm else insn.rs1) != 0
+    if writes and (write is None or num >> 10 == 3):
+        return None
+    op = name[4]
+    rd, rs1, uimm = insn.rd, insn.rs1, insn.imm
+    skip_read = op == "w" and rd == 0
+
+    def run(a: Access, x: memoryview) -> None:
+        old = 0 if skip_read else read(a)
+        if writes:
+            src = uimm if imm else (x[rs1] if rs1 else 0)
+            write(a, (src if op == "w" else old | src if op == "s" else old & ~src) & MASK64)
+        if rd:
+            x[rd] = old & MASK64
+    return run
+
+
 def read_write(monitor, hart: Hart, num: int, raw: int, op: str, src: int, rd: int, writes: bool) -> int:
     """Performs one CSR instruction from virtual M-mode; returns the old value for rd."""
     rule = M_CSRS.get(num)
@@ -254,4 +287,6 @@ def read_write(monitor, hart: Hart, num: int, raw: int, op: str, src: int, rd: i
             write(acc, new & MASK64)
     finally:
         hart.priv = saved
+    if writes and num == 0x100:
+        monitor.mprv_changed(hart)  # sstatus.SUM chooses the MMU of MPRV accesses with MPP = S
     return old

@@ -3,7 +3,24 @@
 Every M-level event reaches `on_trap`/`on_interrupt`: the firmware's privileged instructions arrive
 as illegal-instruction traps and are emulated against the virtual CSR file; other firmware traps
 are injected through the virtual mtvec; OS traps to M-level switch worlds and are injected into
-the firmware the same way. An mret to S or U switches back to the OS world.
+the firmware the same way, unless the offload fast path (vfm/offload.py) handles them in the
+monitor. An mret to S or U switches back to the OS world. The virtual PMP (vfm/pmp.py) and the
+monitor's own memory are enforced by the softmmu.
+
+Exit statistics (`Monitor.stats`, written under "vfm" by `mirage jit-run --stats FILE`), a dict:
+  "csr":            {CSR name: n}   CSR instructions of the firmware, emulated
+  "mret", "sret", "wfi", "sfence.vma": n   other privileged instructions of the firmware, emulated
+  "firmware_traps": {cause: n}      exceptions of the firmware injected into its own mtvec
+  "os_traps":       {cause: n}      OS-world exceptions that reached M-level (not delegated to S)
+  "sbi":            {extension: {function: n}}   ecalls from S-mode by SBI extension and function,
+                                    e.g. {"TIME": {"set_timer": 3}, "legacy": {"console_putchar": 9}};
+                                    unknown extensions in hex, unknown functions in decimal
+  "interrupts":     {"MSI"|"MTI"|"MEI"|"SSI"|"STI"|"SEI": n}   M-level interrupts the monitor took
+  "world_switches": {"to_firmware": n, "to_os": n}
+  "offloaded":      {kind: n}       handled by the fast path without the firmware: set_timer,
+                                    timer_interrupt, send_ipi, remote_fence_i, remote_sfence_vma,
+                                    remote_sfence_vma_asid, misaligned_load, misaligned_store
+Causes are named as in `CAUSE_NAMES` ("illegal_insn", "ecall_s", "load_page_fault", ...).
 """
 
 from __future__ import annotations
@@ -14,34 +31,153 @@ from dataclasses import dataclass, field
 from runtime.hart import Hart, Trap
 from translator import abi
 from translator import csrs as C
+from translator.abi import ffi
+from translator.csrs import (  # Module globals: cheaper than C.X on the hot paths
+    ECALL_M,
+    ECALL_S,
+    ECALL_U,
+    ILLEGAL_INSN,
+    INTERRUPT_BIT,
+    IRQ_MEI,
+    IRQ_MSI,
+    IRQ_MTI,
+    IRQ_SEI,
+    IRQ_SSI,
+    IRQ_STI,
+    MSTATUS_MIE,
+    MSTATUS_MPIE,
+    MSTATUS_MPP,
+    MSTATUS_MPRV,
+    MSTATUS_SIE,
+    MSTATUS_SPIE,
+    MSTATUS_SPP,
+    MSTATUS_SUM,
+    MSTATUS_TSR,
+    MSTATUS_TVM,
+    MSTATUS_TW,
+    PRV_M,
+    PRV_S,
+    PRV_U,
+)
 from translator.isa import decode
 from vfm import csr as vcsr
+from vfm import sbi
+from vfm.pmp import VirtualPmp
 
 MASK64 = (1 << 64) - 1
+MIP_MTIP = 1 << IRQ_MTI
+PC = abi.OFF_PC // 8  # Indices in HartContext.regs
+RESV = abi.OFF_RESV // 8
+ECALL = 0x00000073
+# Physical memory the monitor keeps for itself above the guest's RAM (`mirage jit-run` reserves it
+# and leaves it out of the device tree): no guest may read, write or execute it.
+MONITOR_RAM = 2 << 20
+MONITOR_MAGIC = b"mirage-vfm\0"
+
+CAUSE_NAMES = {
+    C.INSN_MISALIGNED: "insn_misaligned", C.INSN_ACCESS: "insn_access_fault", ILLEGAL_INSN: "illegal_insn",
+    C.BREAKPOINT: "breakpoint", C.LOAD_MISALIGNED: "load_misaligned", C.LOAD_ACCESS: "load_access_fault",
+    C.STORE_MISALIGNED: "store_misaligned", C.STORE_ACCESS: "store_access_fault", ECALL_U: "ecall_u",
+    ECALL_S: "ecall_s", ECALL_M: "ecall_m", C.INSN_PAGE_FAULT: "insn_page_fault",
+    C.LOAD_PAGE_FAULT: "load_page_fault", C.STORE_PAGE_FAULT: "store_page_fault",
+}
+IRQ_NAMES = {IRQ_SSI: "SSI", IRQ_MSI: "MSI", IRQ_STI: "STI", IRQ_MTI: "MTI", IRQ_SEI: "SEI",
+             IRQ_MEI: "MEI"}
 
 
-@dataclass
+def cause_name(cause: int) -> str:
+    return CAUSE_NAMES.get(cause, str(cause))
+
+
+class ExitCounters:
+    """The monitor's counters, cheap to bump on the hot paths; `as_dict` gives the layout above."""
+
+    def __init__(self) -> None:
+        self.csr = [0] * 4096  # By CSR number
+        self.mret = self.sret = self.wfi = self.sfence_vma = 0
+        self.firmware_traps: Counter[str] = Counter()
+        self.os_traps = [0] * 64  # By cause
+        self.sbi: dict[tuple[int, int], int] = {}  # (extension ID, function ID) -> calls
+        self.interrupts: Counter[str] = Counter()
+        self.to_firmware = self.to_os = 0
+        self.offloaded: Counter[str] = Counter()
+
+    def as_dict(self) -> dict:
+        sbi_calls: dict[str, dict[str, int]] = {}
+        for (eid, fid), n in sorted(self.sbi.items()):
+            ext, fn = sbi.call_name(eid, fid)
+            by_fn = sbi_calls.setdefault(ext, {})
+            by_fn[fn] = by_fn.get(fn, 0) + n
+        return {
+            "csr": {C.csr_name(num): n for num, n in enumerate(self.csr) if n},
+            "mret": self.mret, "sret": self.sret, "wfi": self.wfi, "sfence.vma": self.sfence_vma,
+            "firmware_traps": dict(self.firmware_traps),
+            "os_traps": {cause_name(c): n for c, n in enumerate(self.os_traps) if n},
+            "sbi": sbi_calls,
+            "interrupts": dict(self.interrupts),
+            "world_switches": {"to_firmware": self.to_firmware, "to_os": self.to_os},
+            "offloaded": dict(self.offloaded),
+        }
+
+
+@dataclass(slots=True)
 class HartContext:
     """Per-hart monitor state."""
 
     csr: vcsr.VirtualCsrs = field(default_factory=vcsr.VirtualCsrs)
     world_switches: int = 0
+    acc: vcsr.Access | None = None  # What CSR rules act on, for this hart
+    regs: memoryview | None = None  # The hart's native state as 64-bit words (x at 0, pc at PC)
 
 
 class Monitor:
-    """M-level of a Mirage machine."""
+    """M-level of a Mirage machine.
 
-    def __init__(self) -> None:
+    `offload` turns on the fast path of vfm/offload.py (SBI timer, IPI and remote fences, and
+    misaligned accesses of the OS, handled without entering the firmware). `reserved` lists
+    (base, size) ranges of physical memory that belong to the monitor: every guest access there
+    faults, whatever the privilege and the PMP.
+    """
+
+    def __init__(self, offload: bool = True, reserved: list[tuple[int, int]] | None = None) -> None:
         self.machine = None
         self.ctx: dict[int, HartContext] = {}
-        self.stats: Counter[str] = Counter()
-        self.ecall_handlers: list = []  # Offload hooks: fn(hart, ctx) -> bool (handled)
+        self.n = ExitCounters()
+        self.reserved = list(reserved or [])
+        self.pmp = VirtualPmp(self.reserved)
+        # Fast-path hooks, tried in order before an OS-world trap goes to the firmware:
+        # ecall_handlers: fn(hart, epc) -> bool (handled); trap_handlers: fn(hart, cause, tval, epc) -> bool.
+        self.ecall_handlers: list = []
+        self.trap_handlers: list = []
+        self.offload = None
+        self._fast: dict[int, object] = {}  # Instruction word -> its fast emulation, or False
+        if offload:
+            from vfm.offload import Offload
+
+            self.offload = Offload(self)
+
+    @property
+    def stats(self) -> dict:
+        """The exit statistics (layout in the module docstring)."""
+        return self.n.as_dict()
 
     def attach(self, machine) -> None:
         self.machine = machine
         machine.monitor = self
         for h in machine.harts:
             self.ctx[h.id] = HartContext()
+            self.ctx[h.id].acc = vcsr.Access(self, h, 0)
+            self.ctx[h.id].regs = memoryview(ffi.buffer(h.s)).cast("Q")
+        machine.sys_hook = self.fast_sys
+        machine.mmu.pmp_check = self.pmp.check
+        machine.mmu.pmp_page = self.pmp.page_uniform
+        for base, size in self.reserved:
+            if machine.mem.is_ram(base, size):
+                machine.mem.load_bytes(base, MONITOR_MAGIC)
+        for h in machine.harts:
+            machine.mmu.flush(h)
+        if self.offload is not None:
+            self.offload.attach(machine)
 
     # Boot
     def reset(self, hart: Hart, entry: int, a0: int, a1: int, a2: int = 0) -> None:
@@ -50,65 +186,147 @@ class Monitor:
         hart.set_x(10, a0)
         hart.set_x(11, a1)
         hart.set_x(12, a2)
-        self.machine.set_priv(hart, C.PRV_M)
+        self.machine.set_priv(hart, PRV_M)
 
     # Traps
     def on_trap(self, hart: Hart, cause: int, tval: int, epc: int) -> None:
         trace = self.machine.trace
-        if hart.priv == C.PRV_M:
-            if cause == C.ILLEGAL_INSN and self._emulate(hart, tval, epc):
+        if hart.priv == PRV_M:
+            if cause == ILLEGAL_INSN and self._emulate(hart, tval, epc):
                 hart.retired_base += 1  # The emulated instruction retired
                 return
-            if cause == C.ECALL_U:
-                cause = C.ECALL_M  # The firmware believes it is in M-mode
-            self.stats[f"firmware-trap:{cause}"] += 1
+            if cause == ECALL_U:
+                cause = ECALL_M  # The firmware believes it is in M-mode
+            self.n.firmware_traps[cause_name(cause)] += 1
             if trace is not None:
                 trace.vfm(hart, f"inject cause={cause} tval={tval:#x} epc={epc:#x} into firmware")
             self.inject(hart, cause, tval, epc)
             return
-        # OS world: the trap goes to the firmware, which runs in virtual M-mode.
-        self.stats[f"os-trap:{cause}"] += 1
-        if cause in (C.ECALL_S, C.ECALL_U):
-            self.stats[f"ecall:{hart.get_x(17):#x}:{hart.get_x(16)}"] += 1
+        self.os_trap(hart, cause, tval, epc)
+
+    def os_trap(self, hart: Hart, cause: int, tval: int, epc: int) -> None:
+        """An exception of the OS world that reached M-level: it goes to the firmware, which runs in
+        virtual M-mode, unless a fast-path handler takes it."""
+        n = self.n
+        n.os_traps[cause & 63] += 1
+        if cause == ECALL_S:
+            regs = self.ctx[hart.id].regs
+            key = (regs[17], regs[16])
+            n.sbi[key] = n.sbi.get(key, 0) + 1
             for handler in self.ecall_handlers:
-                if handler(hart, self.ctx[hart.id]):
-                    self.stats["offloaded"] += 1
+                if handler(hart, epc):
                     return
+        for handler in self.trap_handlers:
+            if handler(hart, cause, tval, epc):
+                return
         self.to_firmware(hart, cause, tval, epc)
 
     def on_interrupt(self, hart: Hart, irq: int) -> None:
-        self.stats[f"interrupt:{irq}"] += 1
-        self.to_firmware(hart, C.INTERRUPT_BIT | irq, 0, hart.pc)
+        self.n.interrupts[IRQ_NAMES.get(irq, str(irq))] += 1
+        if irq == IRQ_MTI and self.offload is not None and self.offload.timer_interrupt(hart):
+            # The OS's timer fired: STIP is now pending; deliver it at once if enabled.
+            self.machine.check_interrupts(hart)
+            return
+        self.to_firmware(hart, INTERRUPT_BIT | irq, 0, hart.pc)
 
     def to_firmware(self, hart: Hart, cause: int, tval: int, epc: int) -> None:
-        if hart.priv != C.PRV_M:
+        if hart.priv != PRV_M:
             self.ctx[hart.id].world_switches += 1
-            self.stats["world-switch"] += 1
+            self.n.to_firmware += 1
             if self.machine.trace is not None:
                 self.machine.trace.vfm(hart, f"world switch OS->firmware cause={cause:#x} epc={epc:#x}")
-            self._leave_os(hart)
+            # The trap-virtualization bits bind only the OS (privileged spec 3.1.6.5).
+            hart.tvm = hart.tw = hart.tsr = False
         self.inject(hart, cause, tval, epc)
 
     def inject(self, hart: Hart, cause: int, tval: int, epc: int) -> None:
-        """Virtual trap entry into the firmware (privileged spec 3.1.6.1 and 3.1.7)."""
-        v = self.ctx[hart.id].csr
-        from_priv = hart.priv if hart.priv != C.PRV_M else C.PRV_M
+        """Virtual trap entry into the firmware (privileged spec 3.1.6.1 and 3.1.7): MPIE = MIE,
+        MIE = 0, MPP = the privilege trapped from; mepc, mcause, mtval; pc = mtvec (vectored
+        interrupts at base + 4 * cause)."""
+        ctx = self.ctx[hart.id]
+        v = ctx.csr
         ms = v.mstatus_m
-        ms = (ms & ~C.MSTATUS_MPIE) | (C.MSTATUS_MPIE if ms & C.MSTATUS_MIE else 0)
-        ms &= ~C.MSTATUS_MIE
-        ms = (ms & ~C.MSTATUS_MPP) | (from_priv << 11)
+        ms = (ms & ~(MSTATUS_MPIE | MSTATUS_MIE | MSTATUS_MPP)) | (hart.priv << 11)
+        if v.mstatus_m & MSTATUS_MIE:
+            ms |= MSTATUS_MPIE
         v.mstatus_m = ms
         v.mepc = epc & ~1 & MASK64
         v.mcause = cause
         v.mtval = tval & MASK64
-        base = v.mtvec & ~3
-        if cause & C.INTERRUPT_BIT and v.mtvec & 1:
-            hart.pc = base + 4 * (cause & 0x3F)
+        tvec = v.mtvec
+        if cause & INTERRUPT_BIT and tvec & 1:
+            ctx.regs[PC] = (tvec & ~3) + 4 * (cause & 0x3F)
         else:
-            hart.pc = base
-        if hart.priv != C.PRV_M:
-            self.machine.set_priv(hart, C.PRV_M)
-        self.mprv_changed(hart)
+            ctx.regs[PC] = tvec & ~3
+        hart.priv = PRV_M
+        if ms & MSTATUS_MPRV or hart.fw_data_mmu is not None:
+            self.mprv_changed(hart)  # MPP changed: so did the MMU of MPRV accesses
+        else:
+            hart.update_flags()
+
+    # Fast path: the machine's system callout offers every system instruction here first
+    def fast_sys(self, hart: Hart, raw: int, pc: int) -> bool:
+        """Performs the firmware's CSR instructions on M-level CSRs and mret, and the OS's ecalls
+        that reach M-level, without the general trap path (decoding, a Trap, take_trap); returns
+        False to leave the instruction to that path. The effects are the same: what this does is
+        what `on_trap` would do once the instruction had trapped."""
+        if self.machine.trace is not None:
+            return False  # The general path logs every step
+        if hart.priv != PRV_M:
+            if raw != ECALL:
+                return False
+            # ecall (privileged spec 3.3.1): not retired; delegated ones go to S the general way.
+            cause = ECALL_S if hart.priv == PRV_S else ECALL_U
+            if hart.medeleg >> cause & 1:
+                return False
+            hart.retired_base -= 1
+            self.ctx[hart.id].regs[RESV] = MASK64  # As take_trap: a trap drops the LR reservation
+            self.os_trap(hart, cause, 0, pc)
+            return True
+        fn = self._fast.get(raw)
+        if fn is None:
+            fn = self._fast[raw] = self._compile(raw)
+        if fn is False:
+            return False
+        fn(hart, pc)
+        return True
+
+    def _compile(self, raw: int):
+        insn = decode(raw)
+        if insn is None:
+            return False
+        if insn.name == "mret":
+            n = self.n
+
+            def mret(hart: Hart, pc: int) -> None:
+                n.mret += 1
+                self.mret(hart)
+            return mret
+        if not insn.name.startswith("csrr"):
+            return False
+        op = vcsr.fast_op(insn)
+        if op is None:
+            return False
+        ctxs, counts, num, length = self.ctx, self.n.csr, insn.csr, insn.length
+        if num in vcsr.COUNTERS:
+            def counter(hart: Hart, pc: int) -> None:
+                # The counter rules see the instruction as not retired yet, as on the trap path.
+                counts[num] += 1
+                ctx = ctxs[hart.id]
+                regs = ctx.regs
+                hart.retired_base -= 1
+                op(ctx.acc, regs)
+                hart.retired_base += 1
+                regs[PC] = pc + length
+            return counter
+
+        def csr(hart: Hart, pc: int) -> None:
+            counts[num] += 1
+            ctx = ctxs[hart.id]
+            regs = ctx.regs
+            op(ctx.acc, regs)
+            regs[PC] = pc + length
+        return csr
 
     # Instruction emulation for virtual M-mode
     def _emulate(self, hart: Hart, raw: int, epc: int) -> bool:
@@ -119,7 +337,7 @@ class Monitor:
         name = insn.name
         try:
             if name.startswith("csrr"):
-                self.stats[f"csr:{C.csr_name(insn.csr)}"] += 1
+                self.n.csr[insn.csr] += 1
                 imm = name.endswith("i")
                 src = insn.imm if imm else hart.get_x(insn.rs1)
                 writes = name.startswith("csrrw") or (insn.imm if imm else insn.rs1) != 0
@@ -131,28 +349,29 @@ class Monitor:
                     self.machine.trace.vfm(hart, f"emulate {name} {C.csr_name(insn.csr)} at {epc:#x}")
                 return True
             if name == "mret":
-                self.stats["mret"] += 1
+                self.n.mret += 1
                 self.mret(hart)
                 return True
             if name == "sret":
                 # xRET is allowed at privilege x or higher (privileged spec 3.3.2).
-                self.stats["sret"] += 1
+                self.n.sret += 1
                 self.sret(hart)
                 return True
             if name == "wfi":
-                self.stats["wfi"] += 1
+                self.n.wfi += 1
                 hart.pc = epc + length
                 hart.wfi = True
                 hart.s.exit_now = 1
                 return True
             if name == "sfence.vma":
-                self.stats["sfence.vma"] += 1
+                self.n.sfence_vma += 1
                 self.machine.mmu.flush(hart, (0, 1, 2))
                 self.machine.tcache.jc_flush(hart, "sfence.vma")
                 hart.pc = epc + length
                 return True
         except Trap as t:
             # The emulated instruction itself is illegal in virtual M-mode.
+            self.n.firmware_traps[cause_name(t.cause)] += 1
             self.inject(hart, t.cause, t.tval, epc)
             return True
         return False
@@ -160,69 +379,75 @@ class Monitor:
     def mret(self, hart: Hart) -> None:
         """mret (privileged spec 3.3.2): MIE = MPIE, MPIE = 1, priv = MPP, MPP = U; MPRV = 0 when
         leaving for a lower privilege."""
-        v = self.ctx[hart.id].csr
+        ctx = self.ctx[hart.id]
+        v = ctx.csr
         ms = v.mstatus_m
         mpp = (ms >> 11) & 3
-        ms = (ms & ~C.MSTATUS_MIE) | (C.MSTATUS_MIE if ms & C.MSTATUS_MPIE else 0)
-        ms |= C.MSTATUS_MPIE
-        ms &= ~C.MSTATUS_MPP
-        if mpp != C.PRV_M:
-            ms &= ~C.MSTATUS_MPRV
+        ms = (ms & ~(MSTATUS_MIE | MSTATUS_MPP)) | MSTATUS_MPIE | (MSTATUS_MIE if ms & MSTATUS_MPIE else 0)
+        if mpp != PRV_M:
+            ms &= ~MSTATUS_MPRV
         v.mstatus_m = ms
-        hart.pc = v.mepc
-        if mpp == C.PRV_M:
+        ctx.regs[PC] = v.mepc
+        if mpp == PRV_M:
             self.mprv_changed(hart)
-            self.machine.request_exit(hart)
+            if hart.mip & hart.mie:
+                self.machine.request_exit(hart)  # MIE may have unmasked a pending interrupt
             return
-        self.stats["world-switch"] += 1
-        self.ctx[hart.id].world_switches += 1
         if self.machine.trace is not None:
             self.machine.trace.vfm(hart, f"world switch firmware->OS priv={mpp} pc={v.mepc:#x}")
-        self._enter_os(hart, mpp)
+        self._enter_os(hart, ctx, mpp)
 
     def sret(self, hart: Hart) -> None:
         """sret from virtual M-mode: S-level return to sstatus.SPP (privileged spec 3.3.2)."""
         s = hart.s
         ms = s.mstatus
-        spp = C.PRV_S if ms & C.MSTATUS_SPP else C.PRV_U
-        ms = (ms & ~C.MSTATUS_SIE) | (C.MSTATUS_SIE if ms & C.MSTATUS_SPIE else 0)
-        s.mstatus = (ms | C.MSTATUS_SPIE) & ~C.MSTATUS_SPP
-        v = self.ctx[hart.id].csr
-        v.mstatus_m &= ~C.MSTATUS_MPRV  # Leaving M for a lower privilege clears MPRV
+        spp = PRV_S if ms & MSTATUS_SPP else PRV_U
+        ms = (ms & ~MSTATUS_SIE) | (MSTATUS_SIE if ms & MSTATUS_SPIE else 0)
+        s.mstatus = (ms | MSTATUS_SPIE) & ~MSTATUS_SPP
+        ctx = self.ctx[hart.id]
+        ctx.csr.mstatus_m &= ~MSTATUS_MPRV  # Leaving M for a lower privilege clears MPRV
         hart.pc = hart.sepc
-        self.stats["world-switch"] += 1
-        self.ctx[hart.id].world_switches += 1
-        self._enter_os(hart, spp)
+        if self.machine.trace is not None:
+            self.machine.trace.vfm(hart, f"world switch firmware->OS (sret) priv={spp} pc={hart.sepc:#x}")
+        self._enter_os(hart, ctx, spp)
 
     # World switch
-    def _enter_os(self, hart: Hart, priv: int) -> None:
-        v = self.ctx[hart.id].csr
+    def _enter_os(self, hart: Hart, ctx: HartContext, priv: int) -> None:
+        """Firmware -> OS: the OS runs with the firmware's trap-virtualization bits (TVM, TW, TSR)
+        and its own translation."""
+        self.n.to_os += 1
+        ctx.world_switches += 1
+        ms = ctx.csr.mstatus_m
         hart.fw_data_mmu = None
-        hart.tvm = bool(v.mstatus_m & C.MSTATUS_TVM)
-        hart.tw = bool(v.mstatus_m & C.MSTATUS_TW)
-        hart.tsr = bool(v.mstatus_m & C.MSTATUS_TSR)
-        self.machine.set_priv(hart, priv)
-        self.machine.request_exit(hart)
-
-    def _leave_os(self, hart: Hart) -> None:
-        hart.tvm = hart.tw = hart.tsr = False
+        hart.tvm = bool(ms & MSTATUS_TVM)
+        hart.tw = bool(ms & MSTATUS_TW)
+        hart.tsr = bool(ms & MSTATUS_TSR)
+        hart.priv = priv
+        hart.update_flags()
+        if hart.mip & hart.mie:
+            self.machine.request_exit(hart)  # An interrupt may be taken in the OS at once
 
     # MPRV: firmware data accesses through the OS's translation (privileged spec 3.1.6.3)
     def mprv_changed(self, hart: Hart) -> None:
         v = self.ctx[hart.id].csr
         mmu = None
-        if v.mstatus_m & C.MSTATUS_MPRV:
+        if v.mstatus_m & MSTATUS_MPRV:
             mpp = (v.mstatus_m >> 11) & 3
-            if mpp == C.PRV_U:
+            if mpp == PRV_U:
                 mmu = abi.MMU_U
-            elif mpp == C.PRV_S:
-                mmu = abi.MMU_S_SUM if hart.s.mstatus & C.MSTATUS_SUM else abi.MMU_S
+            elif mpp == PRV_S:
+                mmu = abi.MMU_S_SUM if hart.s.mstatus & MSTATUS_SUM else abi.MMU_S
         if mmu != hart.fw_data_mmu:
             hart.fw_data_mmu = mmu
         hart.update_flags()
 
     def pmp_changed(self, hart: Hart) -> None:
-        self.machine.mmu.flush(hart, (0, 1, 2))
+        """A pmpcfg/pmpaddr write: re-decode, and drop fast-path TLB entries and jump-cache entries
+        filled under the old rules (fetches are checked when a block is looked up)."""
+        v = self.ctx[hart.id].csr
+        self.pmp.update(hart, v.pmpcfg, v.pmpaddr)
+        self.machine.mmu.flush(hart)
+        self.machine.tcache.jc_flush(hart, "pmp")
 
     # Interrupts at M-level
     def external_seip(self, hart: Hart) -> int:
@@ -231,15 +456,18 @@ class Monitor:
     def pending_m_interrupt(self, hart: Hart) -> int | None:
         """The M-level interrupt to take now, if any (privileged spec 3.1.9: M-level interrupts are
         enabled when running below M, or in M with mstatus.MIE; priority MEI, MSI, MTI, SEI, SSI, STI)."""
-        pending = hart.mip & hart.mie & ~hart.mideleg
+        mip = hart.mip
+        if mip & MIP_MTIP and self.offload is not None and self.offload.timer_due(hart):
+            return IRQ_MTI  # The OS's timer, armed by an offloaded set_timer: the monitor's own
+        pending = mip & hart.mie & ~hart.mideleg
         if not pending:
             return None
-        if hart.priv == C.PRV_M:
-            if not self.ctx[hart.id].csr.mstatus_m & C.MSTATUS_MIE:
+        if hart.priv == PRV_M:
+            if not self.ctx[hart.id].csr.mstatus_m & MSTATUS_MIE:
                 if hart.wfi:
                     hart.wfi = False  # wfi wakes on a pending interrupt even when disabled
                 return None
-        for irq in (C.IRQ_MEI, C.IRQ_MSI, C.IRQ_MTI, C.IRQ_SEI, C.IRQ_SSI, C.IRQ_STI):
+        for irq in (IRQ_MEI, IRQ_MSI, IRQ_MTI, IRQ_SEI, IRQ_SSI, IRQ_STI):
             if pending >> irq & 1:
                 return irq
         return None

@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -14,6 +15,17 @@ CC = "riscv64-linux-gnu-gcc"
 
 class ImageError(Exception):
     """A named image cannot be built; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Boot:
+    """What a named image boots: firmware, and optionally an S-mode kernel (raw or ELF, loaded at
+    the payload address), an initrd and a kernel command line."""
+
+    firmware: Path
+    kernel: Path | None = None
+    initrd: Path | None = None
+    append: str | None = None
 
 
 def cache_root() -> Path:
@@ -41,4 +53,17 @@ def demo() -> Path:
     return out
 
 
-NAMED = {"demo": demo}
+def linux_shell() -> Boot:
+    """OpenSBI fw_jump, Linux 6.1 and a busybox initramfs, built from Debian's packages."""
+    from runtime.images import linux
+
+    return linux.linux_shell()
+
+
+NAMED = {"demo": demo, "linux-shell": linux_shell}
+
+
+def resolve(name: str) -> Boot:
+    """The named image `name` (a key of NAMED), built first if needed."""
+    image = NAMED[name]()
+    return image if isinstance(image, Boot) else Boot(firmware=image)

@@ -13,6 +13,7 @@
  *   -DITERS=N -DEXPECTED=0x...  run a custom size with an explicit expected value
  *   -DFORCE_FAIL                corrupt the expected value (tests the self-check)
  *   -DREPORT_INSTRET            print "instret=N" (from minstret) just before exit
+ *   -DSV39 [-DSV39_4K]          run main in S-mode under Sv39 (crt0.S: 2 MiB or 4 KiB pages)
  */
 #ifndef MIRAGE_BENCH_H
 #define MIRAGE_BENCH_H
@@ -167,7 +168,11 @@ void __attribute__((noreturn, used)) bench_exit(int code, uint64_t instret_start
 {
 #ifdef REPORT_INSTRET
     uint64_t n;
+#ifdef SV39
+    __asm__ volatile("csrr %0, instret" : "=r"(n)); /* S-mode: the user-level shadow of minstret */
+#else
     __asm__ volatile("csrr %0, minstret" : "=r"(n));
+#endif
     bench_puts("instret=");
     bench_putdec(n - instret_start);
     bench_puts("\n");

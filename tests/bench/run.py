@@ -2,7 +2,7 @@
 
 Usage (from the repo root)::
 
-    python3 -m tests.bench.run [--only NAME] [--repeat N] [--size bench|small] [--json OUT]
+    python3 -m tests.bench.run [--only NAME] [--repeat N] [--size bench|small] [--json OUT] [--sv39]
 
 For every program the runner
 
@@ -18,6 +18,10 @@ For every program the runner
   exact number of retired instructions (Debian's QEMU ships no TCG plugins such as libinsn.so).
 
 MIPS = guest instructions / seconds / 1e6; ``ratio`` = Mirage MIPS / QEMU MIPS (> 1: Mirage faster).
+
+With ``--sv39`` each program (default: intkernel) also runs in S-mode under Sv39, as ``-DSV39``
+builds whose crt0 identity-maps RAM with 2 MiB pages (``sv39-2M``) or 4 KiB pages (``sv39-4K``,
+``-DSV39_4K``); a second table puts the Bare and Sv39 figures side by side.
 The exit status is nonzero if a program fails its self-check (or traps) on either engine; with
 ``--require-mirage`` it is also nonzero if Mirage could not run a program at all.
 
@@ -47,6 +51,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 QEMU = "qemu-system-riscv64"
 QEMU_ARGS: tuple[str, ...] = ("-machine", "virt", "-nographic", "-bios", "none", "-m", "256M")
 DEFAULT_MIRAGE_CMD = f"{shlex.quote(sys.executable)} -m runtime jit-run"
+
+# Address-translation modes for --sv39: name -> extra defines of the build (crt0.S).
+MODES: dict[str, tuple[str, ...]] = {"bare": (), "sv39-2M": ("SV39",), "sv39-4K": ("SV39", "SV39_4K")}
 
 _INSTRET_RE = re.compile(r"^instret=(\d+)\s*$", re.MULTILINE)
 _TRAP_RE = re.compile(r"^TRAP mcause=.*$", re.MULTILINE)
@@ -87,6 +94,7 @@ class EngineResult:
 class ProgramResult:
     name: str
     elf: str
+    mode: str = "bare"
     guest_insns: int | None = None
     insns_source: str = ""
     qemu: EngineResult = field(default_factory=EngineResult)
@@ -131,7 +139,9 @@ def _run(cmd: list[str], timeout: float, cwd: Path | None = None) -> tuple[str, 
     start = time.perf_counter()
     try:
         proc = subprocess.run(
-            cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, cwd=cwd, check=False
+            cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, cwd=cwd, check=False,
+            # Benchmarks measure translation too: no persistent translation cache.
+            env={**os.environ, "MIRAGE_NO_PCACHE": "1"},
         )
     except subprocess.TimeoutExpired as exc:
         wall = time.perf_counter() - start
@@ -175,9 +185,9 @@ def qemu_overhead(repeat: int, timeout: float) -> float:
     return best
 
 
-def qemu_count_insns(name: str, size: str, timeout: float) -> int | None:
+def qemu_count_insns(name: str, size: str, timeout: float, defines: tuple[str, ...] = ()) -> int | None:
     """Counts the retired instructions of ``name`` on QEMU (-icount shift=0 makes minstret exact)."""
-    elf = build.build_program(name, size, ("REPORT_INSTRET",))
+    elf = build.build_program(name, size, (*defines, "REPORT_INSTRET"))
     out, _err, rc, _timed_out, _wall = _run(qemu_command(elf, ("-icount", "shift=0")), timeout * 4)
     match = _INSTRET_RE.search(out)
     if rc != 0 or match is None:
@@ -262,15 +272,20 @@ def _fmt_insns(n: int | None) -> str:
     return f"{n / 1e9:.3f}G" if n >= 1e9 else f"{n / 1e6:.2f}M"
 
 
+def _label(r: ProgramResult) -> str:
+    return r.name if r.mode == "bare" else f"{r.name}@{r.mode}"
+
+
 def format_table(results: list[ProgramResult], overhead: float | None) -> str:
+    w = max([10, *(len(_label(r)) for r in results)])
     head = (
-        f"{'program':<10} {'insns':>8} | {'qemu s':>7} {'MIPS':>7} | "
+        f"{'program':<{w}} {'insns':>8} | {'qemu s':>7} {'MIPS':>7} | "
         f"{'mirage s':>8} {'wall s':>7} {'MIPS':>7} {'ratio':>6} | {'blocks':>6} {'modules':>7} {'jit s':>6}"
     )
     lines = [head, "-" * len(head)]
     for r in results:
         q = r.qemu
-        row = f"{r.name:<10} {_fmt_insns(r.guest_insns):>8} | "
+        row = f"{_label(r):<{w}} {_fmt_insns(r.guest_insns):>8} | "
         if q.status == "ok":
             secs = _fmt(q.seconds, ".3f") if _timeable(q.seconds) else f"<{MIN_TIMEABLE_SECONDS}"
             row += f"{secs:>7} {_fmt(q.mips, '.0f'):>7} | "
@@ -296,6 +311,36 @@ def format_table(results: list[ProgramResult], overhead: float | None) -> str:
     lines.append(
         "(mirage s = run_seconds from --stats; wall s = whole process; ratio = Mirage MIPS / QEMU MIPS)"
     )
+    return "\n".join(lines)
+
+
+def format_modes_table(results: list[ProgramResult]) -> str:
+    """Bare and Sv39 side by side: per program and mode the guest time and MIPS on each engine, and
+    the time relative to the Bare run on the same engine (1.05x = 5% slower under Sv39)."""
+    head = (
+        f"{'program':<10} {'mode':<8} {'insns':>8} | {'qemu s':>7} {'MIPS':>6} {'vs bare':>7} | "
+        f"{'mirage s':>8} {'MIPS':>6} {'vs bare':>7}"
+    )
+    lines = [head, "-" * len(head)]
+    bare = {r.name: r for r in results if r.mode == "bare"}
+
+    def cells(eng: EngineResult, base: EngineResult | None, width: int) -> str:
+        if eng.status != "ok":
+            return f"{eng.status:>{width}} {'':>6} {'':>7}" if eng.status == "not-run" else f"FAILED ({eng.reason})"
+        secs = _fmt(eng.seconds, ".3f") if _timeable(eng.seconds) else f"<{MIN_TIMEABLE_SECONDS}"
+        rel = None
+        if base is not None and base.status == "ok" and _timeable(base.seconds) and _timeable(eng.seconds):
+            rel = eng.seconds / base.seconds
+        return f"{secs:>{width}} {_fmt(eng.mips, '.0f'):>6} {_fmt(rel, '.2f') + 'x' if rel else '-':>7}"
+
+    for r in results:
+        b = bare.get(r.name)
+        lines.append(
+            f"{r.name:<10} {r.mode:<8} {_fmt_insns(r.guest_insns):>8} | "
+            f"{cells(r.qemu, b.qemu if b else None, 7)} | {cells(r.mirage, b.mirage if b else None, 8)}".rstrip()
+        )
+    lines.append("(sv39-2M / sv39-4K: main runs in S-mode under Sv39 with 2 MiB / 4 KiB pages; vs bare = time "
+                 "relative to the Bare run on the same engine)")
     return "\n".join(lines)
 
 
@@ -344,6 +389,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="exit nonzero if Mirage cannot run a program, not only on a failed self-check",
     )
+    parser.add_argument(
+        "--sv39",
+        action="store_true",
+        help="also run under Sv39 in S-mode (2 MiB and 4 KiB pages) and compare with Bare "
+        "(default program: intkernel)",
+    )
     args = parser.parse_args(argv)
 
     qemu_repeat = args.repeat or 3
@@ -351,6 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     if qemu_repeat < 1 or mirage_repeat < 1:
         parser.error("repeat counts must be >= 1")
     names = [n for n in build.PROGRAMS if not args.only or n in args.only]
+    if args.sv39 and not args.only:
+        names = ["intkernel"]
+    modes = list(MODES) if args.sv39 else ["bare"]
 
     use_qemu = not args.no_qemu
     if use_qemu and shutil.which(QEMU) is None:
@@ -358,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         use_qemu = False
 
     try:
-        elfs = {n: build.build_program(n, args.size) for n in names}
+        elfs = {(n, mode): build.build_program(n, args.size, MODES[mode]) for n in names for mode in modes}
     except build.BenchBuildError as exc:
         _log(f"error: {exc}")
         return 2
@@ -373,25 +427,27 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
     results: list[ProgramResult] = []
-    for name in names:
-        r = ProgramResult(name=name, elf=str(elfs[name]))
+    for name, mode in ((n, mode) for n in names for mode in modes):
+        elf = elfs[name, mode]
+        tag = name if mode == "bare" else f"{name} ({mode})"
+        r = ProgramResult(name=name, elf=str(elf), mode=mode)
         if use_qemu:
             assert overhead is not None
-            _log(f"{name}: qemu ({qemu_repeat}x)...")
-            r.qemu = bench_qemu(name, elfs[name], qemu_repeat, overhead, args.timeout)
+            _log(f"{tag}: qemu ({qemu_repeat}x)...")
+            r.qemu = bench_qemu(name, elf, qemu_repeat, overhead, args.timeout)
         if not args.no_mirage:
-            _log(f"{name}: mirage ({mirage_repeat}x)...")
-            r.mirage = bench_mirage(name, elfs[name], mirage_repeat, args.mirage_timeout, args.mirage_cmd)
+            _log(f"{tag}: mirage ({mirage_repeat}x)...")
+            r.mirage = bench_mirage(name, elf, mirage_repeat, args.mirage_timeout, args.mirage_cmd)
             if r.mirage.status != "ok":
-                _log(f"{name}: mirage: FAILED ({r.mirage.reason})")
+                _log(f"{tag}: mirage: FAILED ({r.mirage.reason})")
 
         mirage_insns = _stats_number(r.mirage.stats, "guest_insns")
         if mirage_insns is not None:
             r.guest_insns, r.insns_source = int(mirage_insns), "mirage"
         if use_qemu and r.qemu.status == "ok" and (r.guest_insns is None or args.qemu_icount):
-            _log(f"{name}: counting instructions on qemu (-icount)...")
+            _log(f"{tag}: counting instructions on qemu (-icount)...")
             try:
-                counted = qemu_count_insns(name, args.size, args.timeout)
+                counted = qemu_count_insns(name, args.size, args.timeout, MODES[mode])
             except build.BenchBuildError as exc:
                 _log(f"warning: {exc}")
                 counted = None
@@ -403,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
                     # QEMU's count runs from _start to the minstret read just before the exit
                     # (a few hundred instructions short of the whole run); both should be exact.
                     if abs(counted - r.guest_insns) > 1000:
-                        _log(f"warning: {name}: Mirage guest_insns {r.guest_insns} != QEMU count {counted}")
+                        _log(f"warning: {tag}: Mirage guest_insns {r.guest_insns} != QEMU count {counted}")
 
         for eng in (r.qemu, r.mirage):
             if eng.status == "ok" and _timeable(eng.seconds) and r.guest_insns is not None:
@@ -419,9 +475,12 @@ def main(argv: list[str] | None = None) -> int:
         results.append(r)
 
     print(format_table(results, overhead))
+    if args.sv39:
+        print()
+        print(format_modes_table(results))
 
     failed = [
-        f"{r.name} on {eng_name}: {eng.reason}"
+        f"{_label(r)} on {eng_name}: {eng.reason}"
         for r in results
         for eng_name, eng in (("qemu", r.qemu), ("mirage", r.mirage))
         if eng.status == "check-failed"

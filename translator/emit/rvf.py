@@ -54,6 +54,12 @@ declare i64 @llvm.cttz.i64(i64, i1)
 declare double @llvm.fabs.f64(double)
 declare float @llvm.fabs.f32(float)
 """
+# The slow-path functions are called by name and linked to the process-wide library when a module
+# uses them (`import_slow_functions`): compiled blocks embed no address of this process, so their
+# object code can be cached across runs (runtime/pcache.py).
+SLOW_FUNCTIONS = [f"fps_{op}_{s}" for s in ("s", "d") for op in softfloat.OPS]
+DECLS += "".join(f"declare i64 @{n}(ptr, i64, i64, i64, i64)\n" for n in SLOW_FUNCTIONS)
+SLOW_CALL = "call i64 @fps_"  # How a module's text calls one (see import_slow_functions)
 
 BOX = 0xFFFFFFFF00000000
 
@@ -449,16 +455,19 @@ _lib: dict[str, int] | None = None
 _lib_engine = None  # Keeps the library's code alive for the life of the process
 
 
-def _slowlib() -> dict[str, int]:
-    """Addresses of the slow-path functions (compiled on first use)."""
+def _slowlib(object_cache=None) -> dict[str, int]:
+    """Addresses of the slow-path functions (compiled on first use, through `object_cache` if
+    one is given: see translator.jit.Engine.object_cache)."""
     global _lib, _lib_engine
     if _lib is None:
         from translator.jit import Engine
 
         eng = Engine()
+        eng.object_cache = object_cache
         eng.add_import("mirage_fp_soft", ctypes.cast(_soft_cb, ctypes.c_void_p).value or 0)
         names = [f"fps_{op}_{s}" for s in ("s", "d") for op in _SLOW_OPS] + ["mirage_fp_mxcsr"]
         addrs, _obj = eng.compile(slowlib_ir(), names, len(names))
+        eng.object_cache = None
         _lib_engine = eng
         _lib = addrs
         # The inline fast paths compute in the host's environment: it must be IEEE's default.
@@ -477,11 +486,21 @@ def host_mxcsr() -> int:
 def _slow_call(b: BlockBuilder, op: str, f: _Fmt, args: list[str], rm: str) -> str:
     """Calls the slow path (args are i64 values); returns the result bits as i64. The callee
     accrues fflags in the hart: the cached value is stale afterwards."""
-    addr = _slowlib()[f"fps_{op}_{'d' if f.d else 's'}"]
+    name = f"fps_{op}_{'d' if f.d else 's'}"
     a = (args + ["0", "0", "0"])[:3]
     r = b.tmp()
-    b.emit(f"{r} = call i64 inttoptr (i64 {addr} to ptr)(ptr %h, i64 {a[0]}, i64 {a[1]}, i64 {a[2]}, i64 {rm})")
+    b.emit(f"{r} = call i64 @{name}(ptr %h, i64 {a[0]}, i64 {a[1]}, i64 {a[2]}, i64 {rm})")
     return r
+
+
+def import_slow_functions(engine, text: str) -> None:
+    """Lets `engine` link modules that call the slow path (`text` is the module's IR): registers
+    the library's addresses as imports, compiling it on first use."""
+    if SLOW_CALL not in text or SLOW_FUNCTIONS[0] in engine.imports:
+        return
+    lib = _slowlib(engine.object_cache)
+    for n in SLOW_FUNCTIONS:
+        engine.add_import(n, lib[n])
 
 
 def _fflags_changed(b: BlockBuilder) -> None:

@@ -1,0 +1,249 @@
+"""Persistent translation cache: the object code of compiled modules, kept across runs.
+
+Where: `<root>/tcache/<k[:2]>/<k>.obj`, root being $MIRAGE_CACHE_DIR or ~/.cache/mirage, and k the
+hex SHA-256 of
+  * the environment: the translator's version (a hash of translator/*.py and translator/emit/*.py),
+    LLVM's version, the host CPU's name and features;
+  * the codegen variant (LLVM levels the engine compiles the module with);
+  * the module's IR text, which spells out the guest pcs, flags, tier and every instruction.
+Generated code embeds no address of the process that compiled it (callouts, the dispatcher and
+the FP slow path are imported symbols; RAM and hart state are reached through the hart pointer),
+so an object compiled in one run links into another.
+
+An entry: MAGIC (8 bytes) | key (32) | SHA-256 of the object (32) | bytes of machine code (u64) |
+seconds its compilation took (f64) | the object file. One that is truncated, has another magic
+or key, or whose object fails its checksum is rejected: counted, deleted and compiled anew (as
+is one that the JIT fails to link). Entries are written to a temporary file and renamed into
+place, so concurrent runs never read a partial one. A hit refreshes the entry's mtime; after a
+run that wrote entries the cache is trimmed to 90% of its bound (1 GiB) from the least recently
+used end.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import os
+import shutil
+import struct
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+MAGIC = b"MIRPC\x00\x01\n"
+HEADER = struct.Struct("<8s32s32sQd")
+DEFAULT_MAX_BYTES = 1 << 30
+SUFFIX = ".obj"
+
+
+def cache_root() -> Path:
+    """Mirage's cache directory: $MIRAGE_CACHE_DIR, else ~/.cache/mirage."""
+    env = os.environ.get("MIRAGE_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "mirage"
+
+
+@functools.cache
+def translator_version() -> str:
+    """A hash of the translator's sources: any change to how IR or code is made starts afresh."""
+    import translator
+
+    base = Path(translator.__file__).parent
+    h = hashlib.sha256()
+    for path in sorted([*base.glob("*.py"), *base.glob("emit/*.py")]):
+        h.update(path.relative_to(base).as_posix().encode() + b"\0")
+        h.update(path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+@functools.cache
+def environment() -> str:
+    """What, besides the IR text, decides the object code: translator, LLVM and host CPU."""
+    import llvmlite
+    import llvmlite.binding as llvm
+
+    from translator import jit
+
+    jit._init()
+    features = llvm.get_host_cpu_features().flatten()
+    return (f"translator={translator_version()} llvm={'.'.join(map(str, llvm.llvm_version_info))} "
+            f"llvmlite={llvmlite.__version__} cpu={llvm.get_host_cpu_name()} features={features}")
+
+
+@dataclass
+class PcacheStats:
+    lookups: int = 0
+    hits: int = 0
+    misses: int = 0  # Lookups that found no usable entry (rejected ones included)
+    rejected: int = 0  # Entries found unreadable, corrupt, mismatching or unlinkable
+    writes: int = 0
+    write_errors: int = 0
+    bytes_written: int = 0
+    evicted: int = 0
+    seconds_saved: float = 0.0  # Compile seconds the hits' entries took when they were made
+
+
+@dataclass
+class Entry:
+    path: Path
+    size: int
+    mtime: float
+
+
+class PersistentCache:
+    """The object cache an Engine consults (see translator.jit.Engine.object_cache)."""
+
+    def __init__(self, root: Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.dir = (root if root is not None else cache_root()) / "tcache"
+        self.max_bytes = max_bytes
+        self.stats = PcacheStats()
+        self._env: bytes | None = None
+        self._tmp = itertools.count()
+        self._last_hit: tuple[str, float] | None = None
+
+    def key(self, text: str, variant: str) -> str:
+        if self._env is None:
+            self._env = environment().encode()
+        h = hashlib.sha256(self._env)
+        h.update(b"\0" + variant.encode() + b"\0")
+        h.update(text.encode())
+        return h.hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.dir / key[:2] / (key + SUFFIX)
+
+    def get(self, key: str) -> tuple[bytes, int] | None:
+        """The object and its machine-code size, or None (a miss; bad entries are rejected)."""
+        self.stats.lookups += 1
+        path = self.path(key)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            self.stats.misses += 1
+            return None
+        except OSError:
+            self.stats.misses += 1
+            self.stats.rejected += 1
+            return None
+        entry = _parse(key, data)
+        if entry is None:
+            self.stats.misses += 1
+            self.stats.rejected += 1
+            path.unlink(missing_ok=True)
+            return None
+        obj, code, seconds = entry
+        self.stats.hits += 1
+        self.stats.seconds_saved += seconds
+        self._last_hit = (key, seconds)
+        try:
+            os.utime(path)
+        except OSError:
+            pass
+        return obj, code
+
+    def reject(self, key: str) -> None:
+        """The entry `get` just returned could not be used (the JIT did not link it)."""
+        if self._last_hit is not None and self._last_hit[0] == key:
+            self.stats.hits -= 1
+            self.stats.misses += 1
+            self.stats.seconds_saved -= self._last_hit[1]
+            self._last_hit = None
+        self.stats.rejected += 1
+        self.path(key).unlink(missing_ok=True)
+
+    def put(self, key: str, obj: bytes, code_bytes: int, seconds: float) -> None:
+        """Stores an entry atomically; a cache that cannot be written only counts the failure."""
+        path = self.path(key)
+        data = HEADER.pack(MAGIC, bytes.fromhex(key), hashlib.sha256(obj).digest(), code_bytes, seconds) + obj
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(self._tmp)}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except OSError:
+            self.stats.write_errors += 1
+            tmp.unlink(missing_ok=True)
+            return
+        self.stats.writes += 1
+        self.stats.bytes_written += len(data)
+
+    def close(self) -> None:
+        """At the end of a run: keeps the cache within its bound."""
+        if self.stats.writes:
+            self.trim()
+
+    # Maintenance
+    def entries(self) -> list[Entry]:
+        out = []
+        if not self.dir.is_dir():
+            return out
+        for sub in os.scandir(self.dir):
+            if not sub.is_dir():
+                continue
+            for e in os.scandir(sub.path):
+                if e.name.endswith(SUFFIX) and not e.name.startswith("."):
+                    try:
+                        st = e.stat()
+                    except OSError:
+                        continue
+                    out.append(Entry(Path(e.path), st.st_size, st.st_mtime))
+        return out
+
+    def trim(self, max_bytes: int | None = None) -> int:
+        """Deletes least recently used entries until the cache is within 90% of its bound (and
+        temporary files that a killed run left behind). Returns how many entries went."""
+        limit = self.max_bytes if max_bytes is None else max_bytes
+        entries = self.entries()
+        total = sum(e.size for e in entries)
+        gone = 0
+        if total > limit:
+            for e in sorted(entries, key=lambda e: e.mtime):
+                if total <= limit * 0.9:
+                    break
+                try:
+                    e.path.unlink()
+                except OSError:
+                    continue
+                total -= e.size
+                gone += 1
+        now = time.time()
+        for tmp in self.dir.glob("*/.*.tmp"):
+            try:
+                if now - tmp.stat().st_mtime > 3600:
+                    tmp.unlink()
+            except OSError:
+                pass
+        self.stats.evicted += gone
+        return gone
+
+    def info(self) -> dict:
+        entries = self.entries()
+        return {
+            "dir": str(self.dir),
+            "entries": len(entries),
+            "bytes": sum(e.size for e in entries),
+            "max_bytes": self.max_bytes,
+            "oldest": min((e.mtime for e in entries), default=None),
+            "newest": max((e.mtime for e in entries), default=None),
+            "environment": environment(),
+        }
+
+    def clear(self) -> int:
+        """Deletes every entry; returns how many there were."""
+        n = len(self.entries())
+        if self.dir.is_dir():
+            shutil.rmtree(self.dir, ignore_errors=True)
+        return n
+
+    def as_dict(self) -> dict:
+        return {"enabled": True, "dir": str(self.dir), **asdict(self.stats)}
+
+
+def _parse(key: str, data: bytes) -> tuple[bytes, int, float] | None:
+    if len(data) < HEADER.size:
+        return None
+    magic, k, digest, code, seconds = HEADER.unpack_from(data)
+    obj = data[HEADER.size:]
+    if magic != MAGIC or k != bytes.fromhex(key) or hashlib.sha256(obj).digest() != digest:
+        return None
+    return obj, code, seconds

@@ -1,0 +1,232 @@
+"""Run statistics: what `mirage jit-run --stats FILE` writes and `mirage cache stats` shows.
+
+Counting costs the run nothing in Python: blocks count their own executions in native globals
+(@<name>_n per block, @<name>_l for a self-loop's iterations), the dispatcher counts lookups and
+jump-cache misses in the hart struct, and everything else is counted where Python already runs
+(translation, jump-cache misses, callouts, the monitor). `collect` reads it all once, at the end.
+
+The JSON document (schema "mirage-stats", version 2; version 1 had the keys marked *):
+  schema*, version*      "mirage-stats", 2
+  program, kernel        what ran (paths as given; kernel may be null)
+  started                Unix time the command started
+  guest_insns*           instructions retired (all harts)
+  run_seconds*           guest execution, translation and compilation included
+  total_seconds*         from the start of the command (set-up and loading included)
+  jit:
+    blocks*, insns*      blocks and guest instructions translated, all tiers
+    blocks_by_tier*      {"0": n, "1": n}
+    promotions*          tier-0 blocks recompiled at tier 1
+    modules*, functions* modules compiled or linked from the persistent cache (the dispatcher's
+                         module included) and their functions
+    compile_seconds*     in Engine.compile: LLVM code generation (or the cache lookup) and linking
+    translate_seconds*   in TranslationCache.translate: scanning, IR, compiling, inserting
+    object_bytes*        object files linked
+    code_bytes           host machine code (.text) in them
+    tiers                {"0"|"1": {blocks, insns, modules, compiled, cached, compile_seconds,
+                         object_bytes, code_bytes}} (compiled: by LLVM; cached: from the pcache)
+    modes                {"M"|"S"|"U": {blocks, insns}} by the privilege the code ran at
+                         (M = the firmware in virtual M-mode)
+  block_table            {lookups, hits, misses}: the translation table (a Python dict), consulted
+                         when the native jump cache misses
+  jump_cache             {lookups, hits, misses}: native dispatcher lookups, all harts
+  dispatch*              {lookups, jump_cache_misses}: version 1's names for the same counts
+  transitions:
+    executions           block executions: entries plus self-loop iterations
+    entries              block entries (a tier-0 block's hand-back for promotion not included)
+    loop_iterations      back edges taken inside self-loop blocks
+    dispatched           entries through the dispatcher (jump-cache hits)
+    chained              entries through chain slots (block to block): all entries, hand-backs
+                         included, minus dispatched; exact but for the rare entries that found
+                         the instruction budget spent (polls). Under -d exec, where blocks run one
+                         at a time from Python and nothing chains, those entries count here
+  callouts*              {mem, sys, miss, poll}: calls from generated code into Python
+  invalidations*         {cause: n}: "code-write" (blocks dropped: their guest bytes were written),
+                         "fence.i" (fence.i executed; the writes had already dropped the code),
+                         "satp", "sfence.vma", "pmp" (jump-cache flushes), "breakpoint" (blocks
+                         dropped for the debugger), "eviction" (blocks dropped to bound the cache;
+                         Mirage keeps every translation, so 0)
+  fence_i*               fence.i executed
+  mmu*                   {walks, fills}
+  pcache                 persistent translation cache (runtime/pcache.py): {enabled, dir,
+                         lookups, hits, misses, rejected, writes, write_errors, bytes_written,
+                         evicted, seconds_saved}; {"enabled": false} without it
+  vfm*                   Monitor.stats: monitor entries by cause (layout in vfm/monitor.py)
+  hot_blocks             the most executed blocks, most first: [{pc, ppc, flags, mode, tier,
+                         insns, executions, entries, iterations, translations, code}]; by block
+                         key (virtual pc, physical pc, flags) over all its translations; tier is
+                         the latest's; code is the hex of the guest bytes (as in memory) of the
+                         most executed translation, so it disassembles offline
+  events                 [[seconds, kind, count]] since the machine was made: "translate"
+                         (blocks compiled in one module) or an invalidation cause; runs with
+                         many events are summed into at most 1000 time buckets per kind
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import time
+from pathlib import Path
+
+SCHEMA = "mirage-stats"
+VERSION = 2
+HOT_BLOCKS = 20
+MAX_EVENTS = 2000
+MODES = {0: "U", 1: "S", 3: "M"}
+CAUSES = ("code-write", "fence.i", "satp", "sfence.vma", "pmp", "breakpoint", "eviction")
+
+
+def last_stats_path() -> Path:
+    from runtime.pcache import cache_root
+
+    return cache_root() / "last-stats.json"
+
+
+def _count(addr: int, wide: bool) -> int:
+    if not addr:
+        return 0
+    return (ctypes.c_uint64 if wide else ctypes.c_uint32).from_address(addr).value
+
+
+def block_counts(tc) -> tuple[list[dict], dict[str, int]]:
+    """Per block key, executions over all its translations (most executed first), and totals."""
+    by_key: dict[tuple[int, int, int], dict] = {}
+    entries = iterations = handbacks = 0
+    for rec in tc.history:
+        n = _count(rec.counter, rec.tier > 0)
+        it = _count(rec.loop_counter, True)
+        if rec.tier == 0 and rec.hot and n >= rec.hot:
+            n -= 1  # The count that reached the threshold handed the block back unexecuted
+            handbacks += 1
+        entries += n
+        iterations += it
+        key = (rec.vpc, rec.ppc, rec.flags)
+        b = by_key.get(key)
+        if b is None:
+            b = by_key[key] = {"pc": rec.vpc, "ppc": rec.ppc, "flags": rec.flags,
+                               "mode": MODES.get(rec.flags & 3, "?"), "tier": rec.tier, "insns": rec.n_insns,
+                               "executions": 0, "entries": 0, "iterations": 0, "translations": 0,
+                               "code": rec.code.hex(), "_best": -1}
+        b["executions"] += n + it
+        b["entries"] += n
+        b["iterations"] += it
+        b["translations"] += 1
+        b["tier"] = rec.tier
+        if n + it > b["_best"]:
+            b["_best"] = n + it
+            b["code"] = rec.code.hex()
+            b["insns"] = rec.n_insns
+    blocks = sorted(by_key.values(), key=lambda b: (-b["executions"], b["pc"]))
+    for b in blocks:
+        del b["_best"]
+    return blocks, {"entries": entries, "iterations": iterations, "handbacks": handbacks}
+
+
+def _events(events: list[tuple[float, str, int]]) -> list[list]:
+    if len(events) <= MAX_EVENTS:
+        return [[round(t, 6), k, n] for t, k, n in events]
+    end = max(t for t, _, _ in events) or 1.0
+    bins = 1000
+    sums: dict[tuple[str, int], int] = {}
+    for t, k, n in events:
+        i = min(bins - 1, int(t / end * bins))
+        sums[(k, i)] = sums.get((k, i), 0) + n
+    return [[round(i * end / bins, 6), k, n] for (k, i), n in sorted(sums.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
+
+
+def collect(m, t_start: float, t_run: float, t_end: float, pcache=None, program: str | None = None,
+            kernel: str | None = None, started: float | None = None, hot: int = HOT_BLOCKS) -> dict:
+    """The statistics document of a finished run (layout in the module docstring)."""
+    tc = m.tcache
+    es = m.engine.stats
+    dispatch = sum(int(h.s.stat_dispatch) for h in m.harts)
+    jc_miss = sum(int(h.s.stat_jc_miss) for h in m.harts)
+    blocks, totals = block_counts(tc)
+    dispatched = dispatch - jc_miss
+    invalidations = {c: 0 for c in CAUSES}
+    invalidations.update(tc.invalidations)
+    invalidations["fence.i"] = tc.fence_i
+    invalidations.pop("reset", None)
+    tiers = {}
+    for t, ts in sorted(tc.tier_stats.items()):
+        tiers[str(t)] = {"blocks": ts.blocks, "insns": ts.insns, "modules": ts.modules, "compiled": ts.compiled,
+                         "cached": ts.cached, "compile_seconds": ts.compile_seconds,
+                         "object_bytes": ts.object_bytes, "code_bytes": ts.code_bytes}
+    modes = {MODES.get(k, str(k)): {"blocks": tc.by_mode[k], "insns": tc.insns_by_mode[k]}
+             for k in sorted(tc.by_mode, reverse=True)}
+    return {
+        "schema": SCHEMA,
+        "version": VERSION,
+        "program": program,
+        "kernel": kernel,
+        "started": started if started is not None else time.time() - (t_end - t_start),
+        "guest_insns": sum(h.retired() for h in m.harts),
+        "run_seconds": t_end - t_run,
+        "total_seconds": t_end - t_start,
+        "jit": {
+            "blocks": tc.translated_blocks,
+            "blocks_by_tier": {str(k): v for k, v in sorted(tc.by_tier.items())},
+            "promotions": tc.promotions,
+            "insns": tc.translated_insns,
+            "modules": es.modules,
+            "functions": es.functions,
+            "compile_seconds": es.seconds,
+            "translate_seconds": tc.translate_seconds,
+            "object_bytes": es.object_bytes,
+            "code_bytes": es.code_bytes,
+            "tiers": tiers,
+            "modes": modes,
+        },
+        "block_table": {"lookups": tc.lookups, "hits": tc.lookup_hits, "misses": tc.lookups - tc.lookup_hits},
+        "jump_cache": {"lookups": dispatch, "hits": dispatched, "misses": jc_miss},
+        "dispatch": {"lookups": dispatch, "jump_cache_misses": jc_miss},
+        "transitions": {
+            "executions": totals["entries"] + totals["iterations"],
+            "entries": totals["entries"],
+            "loop_iterations": totals["iterations"],
+            "dispatched": dispatched,
+            "chained": max(0, totals["entries"] + totals["handbacks"] - dispatched),
+        },
+        "callouts": dict(m.stats_callouts),
+        "invalidations": invalidations,
+        "fence_i": tc.fence_i,
+        "mmu": {"walks": m.mmu.stats_walks, "fills": m.mmu.stats_fills},
+        "pcache": pcache.as_dict() if pcache is not None else {"enabled": False},
+        "vfm": m.monitor.stats if m.monitor is not None else {},
+        "hot_blocks": blocks[:hot],
+        "events": _events([e for e in tc.events if e[1] != "reset"]),
+    }
+
+
+def dumps(doc: dict) -> str:
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def write(doc: dict, path: Path) -> None:
+    """Writes a statistics document atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(dumps(doc))
+    os.replace(tmp, path)
+
+
+def save_last(doc: dict) -> Path | None:
+    """Keeps the document as the last run's (for `mirage cache stats`); never fails the run."""
+    path = last_stats_path()
+    try:
+        write(doc, path)
+    except OSError:
+        return None
+    return path
+
+
+def load(path: Path) -> dict:
+    """Reads a statistics document; raises ValueError if it is not one."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: {e}") from e
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise ValueError(f"{path}: not a Mirage statistics file")
+    return doc

@@ -1,0 +1,305 @@
+"""Translation statistics (`jit-run --stats`, `mirage cache stats`) and the persistent cache,
+checked against programs whose behaviour is known."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from elftools.elf.elffile import ELFFile
+
+from runtime.cli import main
+from tests.conftest import ROOT
+
+# 1000 iterations of a three-instruction self-loop; `j loop` makes the loop block start at `loop`.
+LOOP = r"""
+  la t0, trap
+  csrw mtvec, t0
+  li a0, 0
+  li a1, 1000
+  j loop
+loop:
+  add a0, a0, a1
+  addi a1, a1, -1
+  bnez a1, loop
+  li t1, 500500
+  bne a0, t1, bad
+  PASS
+bad: FAIL 2
+trap: FAIL 7
+"""
+
+# Rewrites the instruction at `patch` N times (addi a0, zero, k for k = N..1), each time followed
+# by fence.i and a call. `patch` is translated and run once first, so every rewrite drops it.
+N_WRITES = 5
+SMC = rf"""
+  la t0, trap
+  csrw mtvec, t0
+  li s0, {N_WRITES}
+  li s2, 0
+  la s1, patch
+  jal ra, patch
+  add s2, s2, a0
+loop:
+  slli t0, s0, 20
+  li t1, 0x513
+  or t0, t0, t1
+  sw t0, 0(s1)
+  fence.i
+  jal ra, patch
+  add s2, s2, a0
+  addi s0, s0, -1
+  bnez s0, loop
+  li t1, {N_WRITES * (N_WRITES + 1) // 2}
+  bne s2, t1, bad
+  PASS
+bad: FAIL 2
+trap: FAIL 7
+  .align 2
+  .option push
+  .option norvc
+patch:
+  addi a0, zero, 0
+  jalr zero, 0(ra)
+  .option pop
+"""
+
+# Firmware mrets to S-mode, which turns Sv39 on (a 1 GiB identity page over the program), runs a
+# loop, and turns it off again: two satp changes and two sfence.vma.
+SATP = r"""
+  la t0, trap
+  csrw mtvec, t0
+  li t0, -1
+  csrw pmpaddr0, t0
+  li t0, 0x1f
+  csrw pmpcfg0, t0
+  li t0, 3 << 11
+  csrc mstatus, t0
+  li t0, 1 << 11
+  csrs mstatus, t0
+  la t0, s_entry
+  csrw mepc, t0
+  mret
+s_entry:
+  la t0, pt
+  srli t0, t0, 12
+  li t1, 8 << 60
+  or t0, t0, t1
+  csrw satp, t0
+  sfence.vma
+  li a0, 0
+  li a1, 10
+1: add a0, a0, a1
+  addi a1, a1, -1
+  bnez a1, 1b
+  csrw satp, zero
+  sfence.vma
+  li t0, 55
+  bne a0, t0, bad
+  PASS
+bad: FAIL 2
+trap: FAIL 7
+  .data
+  .align 12
+pt:
+  .dword 0, 0, 0x200000CF
+  .fill 509, 8, 0
+"""
+
+
+def run(*args: str, cache: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MIRAGE_CACHE_DIR=str(cache))
+    return subprocess.run([sys.executable, "-m", "runtime", *args], capture_output=True, env=env, cwd=ROOT,
+                          timeout=120)
+
+
+def run_stats(elf: Path, tmp: Path, *opts: str, cache: Path | None = None, name: str = "s.json") -> dict:
+    out = tmp / name
+    r = run("jit-run", "--max-insns", "10000000", "--stats", str(out), *opts, str(elf), cache=cache or tmp / "cache")
+    assert r.returncode == 0, r.stderr.decode()
+    return json.loads(out.read_text())
+
+
+def symbol(elf: Path, name: str) -> int:
+    with open(elf, "rb") as f:
+        sym = ELFFile(f).get_section_by_name(".symtab").get_symbol_by_name(name)
+    return sym[0]["st_value"]
+
+
+def block_at(doc: dict, pc: int) -> dict:
+    found = [b for b in doc["hot_blocks"] if b["pc"] == pc]
+    assert len(found) == 1, doc["hot_blocks"]
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def loop_run(toolchain, tmp_path_factory):
+    """The loop program, optimized at once (--hot-threshold 0): (elf, stats, stats file, cache dir)."""
+    from tests.guest import build
+
+    elf = build.build(LOOP)
+    tmp = tmp_path_factory.mktemp("loop")
+    doc = run_stats(elf, tmp, "--hot-threshold", "0")
+    return elf, doc, tmp / "s.json", tmp / "cache"
+
+
+def test_loop_counts_at_tier_1(loop_run):
+    elf, doc, _, cache = loop_run
+    assert doc["schema"] == "mirage-stats" and doc["version"] == 2
+    for key in ("guest_insns", "run_seconds"):
+        assert doc[key] > 0
+    for key in ("blocks", "modules", "compile_seconds"):
+        assert doc["jit"][key] > 0
+    loop = block_at(doc, symbol(elf, "loop"))
+    assert loop["insns"] == 3 and loop["tier"] == 1
+    # One entry, then 999 back edges inside the function.
+    assert loop["executions"] == 1000
+    assert loop["entries"] == 1 and loop["iterations"] == 999
+    # Executed blocks: set-up to csrw, the two li and j, the loop, and the check ending in PASS.
+    executed = [b for b in doc["hot_blocks"] if b["executions"]]
+    assert len(executed) == 4
+    assert sorted(b["executions"] for b in executed) == [1, 1, 1, 1000]
+    tr = doc["transitions"]
+    assert tr["executions"] == 1003 and tr["loop_iterations"] == 999
+    assert tr["chained"] + tr["dispatched"] + tr["loop_iterations"] == tr["executions"]
+    assert doc["jit"]["tiers"]["0"]["blocks"] == 0
+    assert doc["jit"]["modes"]["M"]["blocks"] == doc["jit"]["blocks"]
+    assert doc["jump_cache"]["lookups"] == doc["jump_cache"]["hits"] + doc["jump_cache"]["misses"] > 0
+    assert doc["block_table"]["lookups"] == doc["jump_cache"]["misses"]
+    # Every run is also the last run.
+    assert json.loads((cache / "last-stats.json").read_text())["hot_blocks"] == doc["hot_blocks"]
+
+
+def test_loop_counts_across_promotion(loop_run, tmp_path):
+    elf = loop_run[0]
+    doc = run_stats(elf, tmp_path)
+    loop = block_at(doc, symbol(elf, "loop"))
+    # 199 executions at tier 0, the 200th count hands it back for promotion, 801 at tier 1.
+    assert loop["executions"] == 1000
+    assert loop["translations"] == 2 and loop["tier"] == 1
+    assert doc["jit"]["promotions"] >= 1
+    assert doc["jit"]["tiers"]["0"]["blocks"] > 0 and doc["jit"]["tiers"]["1"]["blocks"] >= 1
+    assert doc["transitions"]["executions"] == 1003
+
+
+def test_code_writes_are_counted(toolchain, tmp_path):
+    from tests.guest import build
+
+    elf = build.build(SMC)
+    doc = run_stats(elf, tmp_path)
+    assert doc["invalidations"]["code-write"] == N_WRITES
+    assert doc["invalidations"]["fence.i"] == N_WRITES == doc["fence_i"]
+    patch = block_at(doc, symbol(elf, "patch"))
+    assert patch["translations"] == N_WRITES + 1
+    assert patch["executions"] == N_WRITES + 1
+
+
+def test_satp_switches_are_counted(toolchain, tmp_path):
+    from tests.guest import build
+
+    elf = build.build(SATP)
+    doc = run_stats(elf, tmp_path)
+    assert doc["invalidations"]["satp"] == 2
+    assert doc["invalidations"]["sfence.vma"] == 2
+    assert doc["jit"]["modes"]["S"]["blocks"] > 0
+    assert doc["vfm"]["mret"] == 1
+
+
+def test_persistent_cache_hits_rejects_and_clears(loop_run, tmp_path):
+    elf = loop_run[0]
+    cache = tmp_path / "cache"
+    cold = run_stats(elf, tmp_path, cache=cache, name="cold.json")
+    assert cold["pcache"]["enabled"] and cold["pcache"]["hits"] == 0
+    modules = sum(t["modules"] for t in cold["jit"]["tiers"].values())
+    assert cold["pcache"]["writes"] >= modules > 0
+    warm = run_stats(elf, tmp_path, cache=cache, name="warm.json")
+    assert warm["pcache"]["hits"] == warm["pcache"]["lookups"] > 0
+    assert warm["pcache"]["misses"] == 0
+    assert sum(t["compiled"] for t in warm["jit"]["tiers"].values()) == 0
+    assert sum(t["cached"] for t in warm["jit"]["tiers"].values()) == modules
+    assert warm["hot_blocks"] == cold["hot_blocks"]
+
+    # A corrupted entry is rejected (and compiled anew), the others still hit.
+    entries = sorted((cache / "tcache").glob("*/*.obj"))
+    assert len(entries) == cold["pcache"]["writes"]
+    data = bytearray(entries[0].read_bytes())
+    data[-20] ^= 0xFF
+    entries[0].write_bytes(bytes(data))
+    again = run_stats(elf, tmp_path, cache=cache, name="again.json")
+    assert again["pcache"]["rejected"] == 1 and again["pcache"]["writes"] == 1
+    assert again["pcache"]["hits"] == again["pcache"]["lookups"] - 1
+
+    # A truncated one too.
+    entries[1].write_bytes(entries[1].read_bytes()[:30])
+    assert run_stats(elf, tmp_path, cache=cache, name="trunc.json")["pcache"]["rejected"] == 1
+
+    r = run("cache", "info", "--json", cache=cache)
+    assert r.returncode == 0, r.stderr.decode()
+    assert json.loads(r.stdout)["entries"] == len(entries)
+    r = run("cache", "clear", cache=cache)
+    assert r.returncode == 0 and f"removed {len(entries)} entries".encode() in r.stdout
+    assert not list((cache / "tcache").glob("*/*.obj"))
+    assert json.loads(run("cache", "info", "--json", cache=cache).stdout)["entries"] == 0
+
+    off = run_stats(elf, tmp_path, "--no-pcache", cache=cache, name="off.json")
+    assert off["pcache"] == {"enabled": False}
+    assert not list((cache / "tcache").glob("*/*.obj"))
+
+
+def test_pcache_eviction_keeps_the_bound(tmp_path):
+    from runtime.pcache import PersistentCache
+
+    pc = PersistentCache(tmp_path, max_bytes=10_000)
+    keys = [pc.key(f"module {i}", "v") for i in range(8)]
+    for i, k in enumerate(keys):
+        pc.put(k, bytes(2000), 100, 0.5)
+        os.utime(pc.path(k), (1000 + i, 1000 + i))
+    assert pc.trim() > 0
+    left = pc.entries()
+    assert sum(e.size for e in left) <= 9000
+    # The most recently used survive.
+    assert pc.get(keys[-1]) == (bytes(2000), 100)
+    assert pc.get(keys[0]) is None
+    assert pc.stats.hits == 1 and pc.stats.misses == 1 and pc.stats.rejected == 0
+
+
+def test_cache_stats_shows_hot_block_disassembly(loop_run, monkeypatch):
+    _, doc, path, cache = loop_run
+    r = CliRunner().invoke(main, ["cache", "stats", str(path)])
+    assert r.exit_code == 0, r.output
+    out = r.output
+    assert "Hottest blocks" in out and "Invalidations" in out and "Persistent translation cache" in out
+    # The loop block, disassembled from the bytes saved in the stats (rv64gc: compressed forms).
+    loop_pc = next(b["pc"] for b in doc["hot_blocks"] if b["executions"] == 1000)
+    assert f"#1 block at {loop_pc:#x}" in out
+    assert "c.add a0, a1" in out and "c.addi a1, -1" in out
+    assert f"c.bnez a1, -4  # {loop_pc:#x}" in out
+
+    # Without FILE: the last run's.
+    monkeypatch.setenv("MIRAGE_CACHE_DIR", str(cache))
+    r = CliRunner().invoke(main, ["cache", "stats", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["hot_blocks"] == doc["hot_blocks"]
+
+    monkeypatch.setenv("MIRAGE_CACHE_DIR", str(cache / "nothing-here"))
+    r = CliRunner().invoke(main, ["cache", "stats"])
+    assert r.exit_code == 2 and "no statistics yet" in r.output
+
+
+def test_cache_stats_plot_writes_png(loop_run, tmp_path):
+    path = loop_run[2]
+    png = tmp_path / "out.png"
+    r = CliRunner().invoke(main, ["cache", "stats", str(path), "--plot", str(png), "--json"])
+    assert r.exit_code == 0, r.output
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    assert width >= 400 and height >= 300
+    assert data[-8:-4] == b"IEND"

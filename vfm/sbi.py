@@ -1,0 +1,58 @@
+"""SBI numbers and names (RISC-V Supervisor Binary Interface, v2.0): what the OS world asks of the
+firmware through ecall (a7 = extension ID, a6 = function ID, a0.. = arguments; the firmware
+returns an error code in a0 and a value in a1)."""
+
+from __future__ import annotations
+
+# Standard error codes (SBI 3.2)
+SUCCESS = 0
+ERR_FAILED = -1
+ERR_NOT_SUPPORTED = -2
+ERR_INVALID_PARAM = -3
+
+# Extension IDs
+EID_LEGACY_SET_TIMER = 0x00
+EID_BASE = 0x10
+EID_TIME = 0x54494D45
+EID_IPI = 0x735049
+EID_RFNC = 0x52464E43
+EID_HSM = 0x48534D
+EID_SRST = 0x53525354
+EID_PMU = 0x504D55
+EID_DBCN = 0x4442434E
+EID_SUSP = 0x53555350
+EID_CPPC = 0x43505043
+
+# Legacy extensions (SBI chapter 5): the EID is the function; they return only a0.
+LEGACY = {0x00: "set_timer", 0x01: "console_putchar", 0x02: "console_getchar", 0x03: "clear_ipi",
+          0x04: "send_ipi", 0x05: "remote_fence_i", 0x06: "remote_sfence_vma",
+          0x07: "remote_sfence_vma_asid", 0x08: "shutdown"}
+
+EXTENSIONS: dict[int, tuple[str, dict[int, str]]] = {
+    EID_BASE: ("BASE", {0: "get_spec_version", 1: "get_impl_id", 2: "get_impl_version",
+                        3: "probe_extension", 4: "get_mvendorid", 5: "get_marchid", 6: "get_mimpid"}),
+    EID_TIME: ("TIME", {0: "set_timer"}),
+    EID_IPI: ("IPI", {0: "send_ipi"}),
+    EID_RFNC: ("RFNC", {0: "remote_fence_i", 1: "remote_sfence_vma", 2: "remote_sfence_vma_asid",
+                        3: "remote_hfence_gvma_vmid", 4: "remote_hfence_gvma",
+                        5: "remote_hfence_vvma_asid", 6: "remote_hfence_vvma"}),
+    EID_HSM: ("HSM", {0: "hart_start", 1: "hart_stop", 2: "hart_get_status", 3: "hart_suspend"}),
+    EID_SRST: ("SRST", {0: "system_reset"}),
+    EID_PMU: ("PMU", {0: "num_counters", 1: "counter_get_info", 2: "counter_config_matching",
+                      3: "counter_start", 4: "counter_stop", 5: "counter_fw_read",
+                      6: "counter_fw_read_hi", 7: "snapshot_set_shmem"}),
+    EID_DBCN: ("DBCN", {0: "console_write", 1: "console_read", 2: "console_write_byte"}),
+    EID_SUSP: ("SUSP", {0: "system_suspend"}),
+    EID_CPPC: ("CPPC", {0: "probe", 1: "read", 2: "read_hi", 3: "write"}),
+}
+
+
+def call_name(eid: int, fid: int) -> tuple[str, str]:
+    """(extension, function) names of an SBI call, e.g. (0x54494D45, 0) -> ("TIME", "set_timer");
+    legacy calls are ("legacy", name); unknown numbers are spelled in hex / decimal."""
+    if eid in LEGACY:
+        return "legacy", LEGACY[eid]
+    ext = EXTENSIONS.get(eid)
+    if ext is None:
+        return f"{eid:#x}", str(fid)
+    return ext[0], ext[1].get(fid, str(fid))
