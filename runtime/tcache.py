@@ -22,6 +22,8 @@ from translator.ir import HOT_THRESHOLD
 from translator.jit import Engine
 
 _u64 = ctypes.c_uint64
+# Blocks recompiled together when one becomes hot (the hot one plus warm ones).
+PROMOTE_BATCH = 32
 
 
 @dataclass(eq=False)
@@ -38,6 +40,7 @@ class Block:
     valid: bool = True
     tier: int = 1
     insn_pcs: list[int] = field(default_factory=list)
+    counter: int = 0  # Address of its execution counter (@<name>_n)
 
 
 class BlockRecord(NamedTuple):
@@ -124,7 +127,7 @@ class TranslationCache:
         return blk
 
     def translate(self, hart: Hart, vpc: int, ppc: int, flags: int, fetch16, to_phys,
-                  tier: int | None = None) -> Block:
+                  tier: int | None = None, also: list[tuple[int, int]] | None = None) -> Block:
         """Translates the block at vpc and, in the same module, code likely to run soon: its static
         successors and the return sites of its calls (breadth first, up to `batch` blocks).
         Under FLAG_STEP: only the one-instruction block at vpc, optimized, breakpoints ignored."""
@@ -133,11 +136,12 @@ class TranslationCache:
         if step:
             tier = 1
         codes: list[tuple[BlockCode, int]] = []
-        work = [(vpc, ppc)]
-        seen = {vpc}
+        work = [(vpc, ppc), *(also or ())]
+        seen = {vpc, *(pc for pc, _ in also or ())}
+        replace = {(pc, phys) for pc, phys in work}
         while work and len(codes) < (1 if step else self.batch):
             pc, phys = work.pop(0)
-            if pc != vpc and (pc, phys, flags) in self.blocks:
+            if (pc, phys) not in replace and (pc, phys, flags) in self.blocks:
                 continue
             debug = not step and pc in self.breakpoints
             try:
@@ -172,7 +176,8 @@ class TranslationCache:
             pages = tuple(sorted({phys >> abi.PAGE_BITS, (phys + (last_pc - code.pc)) >> abi.PAGE_BITS,
                                   (end_ppc - 1) >> abi.PAGE_BITS}))
             blk = Block(code.pc, phys, flags, addrs[code.name], code.n_insns, end_ppc, pages,
-                        insn_pcs=[p for p, _, _ in code.insns], tier=block_tier)
+                        insn_pcs=[p for p, _, _ in code.insns], tier=block_tier,
+                        counter=addrs.get(f"{code.name}_n", 0))
             self._insert(blk, [(addrs[s], (t, phys + (t - code.pc), flags)) for s, t in code.chain_slots])
             if self.on_pages is not None:
                 self.on_pages(pages)
@@ -286,18 +291,32 @@ class TranslationCache:
         self.tier = 0 if n > 0 else 1
 
     def promote(self, old: Block, hart: Hart, harts: list[Hart], fetch16) -> Block:
-        """Recompiles a tier-0 block that reached its threshold at tier 1 and makes the new code
-        reachable wherever the old one was (chain slots, jump caches)."""
-        batch, self.batch = self.batch, 1
+        """Recompiles a tier-0 block that reached its threshold at tier 1, together with the tier-0
+        blocks of the same mode that are warm (a quarter of the threshold), so hot code shares
+        a module and its pages; the new code replaces the old in chain slots and jump caches."""
+        warm = []
+        floor = max(1, self.hot_threshold // 4)
+        for b in list(self.blocks.values()):
+            if (b is not old and b.tier == 0 and b.flags == old.flags and b.counter
+                    and ctypes.c_uint32.from_address(b.counter).value >= floor):
+                warm.append(b)
+        warm = warm[:PROMOTE_BATCH - 1]
+        olds = {(b.vpc, b.ppc, b.flags): b for b in (old, *warm)}
+        batch, self.batch = self.batch, len(olds)
         try:
-            new = self.translate(hart, old.vpc, old.ppc, old.flags, fetch16, None, tier=1)
+            new = self.translate(hart, old.vpc, old.ppc, old.flags, fetch16, None, tier=1,
+                                 also=[(b.vpc, b.ppc) for b in warm])
         finally:
             self.batch = batch
-        self.promotions += 1
-        for h in harts:
-            e = h.s.jc[(new.vpc >> 1) & (abi.JC_SIZE - 1)]
-            if int(abi.ffi.cast("uintptr_t", e.fn)) == old.fn:
-                self.jc_insert(h, new)
+        self.promotions += len(olds)
+        for key, ob in olds.items():
+            nb = self.blocks.get(key)
+            if nb is None:
+                continue
+            for h in harts:
+                e = h.s.jc[(nb.vpc >> 1) & (abi.JC_SIZE - 1)]
+                if int(abi.ffi.cast("uintptr_t", e.fn)) == ob.fn:
+                    self.jc_insert(h, nb)
         return new
 
     def unchain_all(self) -> None:
