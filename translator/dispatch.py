@@ -28,36 +28,42 @@ def _trampolines() -> str:
     return "\n".join(out)
 
 
-def _mem_helpers() -> str:
-    """Out-of-line loads and stores for tier-0 blocks: the same TLB probe as inline code, one copy."""
-    out = []
-    page_mask = -abi.PAGE_SIZE
-    for size in (1, 2, 4, 8):
-        bits = size * 8
-        cmpmask = page_mask | (size - 1)
-        for signed in ((False, True) if size < 8 else (False,)):
-            name = f"mirage_ld{size}{'s' if signed else 'u'}"
-            ext = "" if size == 8 else f"  %v = {'sext' if signed else 'zext'} i{bits} %r to i64\n"
-            val = "%r" if size == 8 else "%v"
-            out.append(f"""
-define i64 @{name}(ptr noalias %h, i64 %a, i64 %tlb, i64 %desc, i64 %pc) #0 {{
-  %i0 = lshr i64 %a, {abi.PAGE_BITS}
+def _probe(cmpmask: int, write: bool) -> str:
+    """The TLB probe both helper kinds share: %p is the host address on the fast path."""
+    tag_off = 8 if write else 0
+    return f"""  %i0 = lshr i64 %a, {abi.PAGE_BITS}
   %i1 = and i64 %i0, {abi.TLB_SIZE - 1}
   %i2 = shl i64 %i1, 5
-  %o = add i64 %i2, %tlb
+  %o0 = add i64 %i2, %tlb
+  %o = add i64 %o0, {tag_off}
   %ep = getelementptr inbounds i8, ptr %h, i64 %o
   %tag = load i64, ptr %ep
   %c = and i64 %a, {cmpmask}
   %hit = icmp eq i64 %tag, %c
   br i1 %hit, label %fast, label %slow, !prof !0
 fast:
-  %adp = getelementptr inbounds i8, ptr %ep, i64 24
+  %adp = getelementptr inbounds i8, ptr %ep, i64 {24 - tag_off}
   %ad = load i64, ptr %adp
   %off = add i64 %a, %ad
   %rp = getelementptr inbounds i8, ptr %h, i64 {abi.OFF_RAM}
   %ram = load ptr, ptr %rp
   %p = getelementptr i8, ptr %ram, i64 %off
-  %r = load i{bits}, ptr %p, align 1
+"""
+
+
+def _mem_helpers() -> str:
+    """Out-of-line loads and stores for tier-0 blocks: the same TLB probe as inline code, one copy."""
+    out = []
+    for size in (1, 2, 4, 8):
+        bits = size * 8
+        cmpmask = -abi.PAGE_SIZE | (size - 1)
+        for signed in ((False, True) if size < 8 else (False,)):
+            name = f"mirage_ld{size}{'s' if signed else 'u'}"
+            ext = "" if size == 8 else f"  %v = {'sext' if signed else 'zext'} i{bits} %r to i64\n"
+            val = "%r" if size == 8 else "%v"
+            out.append(f"""
+define i64 @{name}(ptr noalias %h, i64 %a, i64 %tlb, i64 %desc, i64 %pc) #0 {{
+{_probe(cmpmask, False)}  %r = load i{bits}, ptr %p, align 1
 {ext}  ret i64 {val}
 slow:
   %s = call i64 @mirage_mem_c(ptr %h, i64 %a, i64 0, i64 %desc, i64 %pc)
@@ -67,24 +73,7 @@ slow:
         tv = "%v" if size == 8 else "%t"
         out.append(f"""
 define void @mirage_st{size}(ptr noalias %h, i64 %a, i64 %v, i64 %tlb, i64 %desc, i64 %pc) #0 {{
-  %i0 = lshr i64 %a, {abi.PAGE_BITS}
-  %i1 = and i64 %i0, {abi.TLB_SIZE - 1}
-  %i2 = shl i64 %i1, 5
-  %o0 = add i64 %i2, %tlb
-  %o = add i64 %o0, 8
-  %ep = getelementptr inbounds i8, ptr %h, i64 %o
-  %tag = load i64, ptr %ep
-  %c = and i64 %a, {cmpmask}
-  %hit = icmp eq i64 %tag, %c
-  br i1 %hit, label %fast, label %slow, !prof !0
-fast:
-  %adp = getelementptr inbounds i8, ptr %ep, i64 16
-  %ad = load i64, ptr %adp
-  %off = add i64 %a, %ad
-  %rp = getelementptr inbounds i8, ptr %h, i64 {abi.OFF_RAM}
-  %ram = load ptr, ptr %rp
-  %p = getelementptr i8, ptr %ram, i64 %off
-{trunc}  store i{bits} {tv}, ptr %p, align 1
+{_probe(cmpmask, True)}{trunc}  store i{bits} {tv}, ptr %p, align 1
   ret void
 slow:
   %s = call i64 @mirage_mem_c(ptr %h, i64 %a, i64 %v, i64 %desc, i64 %pc)
