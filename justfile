@@ -15,6 +15,7 @@ setup:
     command -v qemu-system-riscv64 >/dev/null || need+=(qemu-system-misc)
     command -v gdb-multiarch >/dev/null || need+=(gdb-multiarch)
     command -v dtc >/dev/null || need+=(device-tree-compiler)
+    command -v cpio >/dev/null || need+=(cpio)
     [ -f /usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.elf ] || need+=(opensbi)
     if [ ${#need[@]} -gt 0 ]; then
         sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
