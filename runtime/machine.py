@@ -165,8 +165,9 @@ class Machine:
                 self.mmu.fill(hart, mmu, vaddr, paddr, amo)
             if desc & abi.DESC_SIGNED and v >> (8 * size - 1):
                 v -= 1 << (8 * size)
-            if not amo:
-                self._stop_if_wanted(hart, pc, desc, remain)
+            # A load does not stop its block even if the device asked for the run loop (e.g. a
+            # PLIC claim lowering SEIP): the block must still write the loaded value to rd, so the
+            # request waits for the next store, system instruction or poll.
             return v & MASK64
         except Trap as t:
             hart.uncount(remain + 1)
