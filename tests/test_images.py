@@ -17,6 +17,7 @@ from platforms import qemu_virt
 from runtime import fdt
 from runtime.cli import main
 from runtime.images import build, linux
+from tests.conftest import mirage
 
 INIT = b"#!/bin/sh\necho hello\n"
 LINKS = ["/linuxrc", "/bin/sh", "/bin/ls", "/sbin/poweroff", "/usr/bin/setsid", "/usr/sbin/chroot"]
@@ -225,3 +226,50 @@ def test_named_images_resolve():
     assert "linux-shell" in build.NAMED
     boot = build.Boot(firmware=Path("fw"))
     assert boot.kernel is None and boot.initrd is None and boot.append is None
+
+
+# `mirage jit-run --initrd --append`: what the firmware receives
+
+DUMP_DTB_AND_INITRD = r"""
+  mv s0, a1                 # the DTB, as firmware gets it
+  la t0, begin_signature
+  li t1, 4096
+1: ld t2, 0(s0)
+  sd t2, 0(t0)
+  addi s0, s0, 8
+  addi t0, t0, 8
+  addi t1, t1, -8
+  bnez t1, 1b
+  li s0, 0x88200000         # initrd_range(256 MiB, ...)[0]
+  ld t2, 0(s0)
+  sd t2, 0(t0)
+  ld t2, 8(s0)
+  sd t2, 8(t0)
+  PASS
+  .data
+  .align 3
+begin_signature:
+  .fill 4096 + 16, 1, 0
+end_signature:
+"""
+
+
+@pytest.mark.parametrize("given_dtb", [False, True], ids=["generated-dtb", "given-dtb"])
+def test_jit_run_initrd_and_append(asm, tmp_path, given_dtb):
+    initrd = tmp_path / "initrd"
+    initrd.write_bytes(b"0123456789abcdef" + bytes(1000))
+    sig = tmp_path / "sig"
+    extra = []
+    if given_dtb:  # --dtb: its /chosen gets the initrd range and the command line, as in QEMU
+        (tmp_path / "virt.dtb").write_bytes(fdt.encode(qemu_virt.device_tree(bootargs="replaced")))
+        extra = ["--dtb", str(tmp_path / "virt.dtb")]
+    r = mirage("jit-run", str(asm(DUMP_DTB_AND_INITRD)), "--initrd", str(initrd), "--append", "console=ttyS0 x=1",
+               "--signature", str(sig), "--signature-granularity", "8", "--max-insns", "100000", *extra)
+    assert r.returncode == 0, r.stderr.decode()
+    data = b"".join(int(w, 16).to_bytes(8, "little") for w in sig.read_text().split())
+    chosen = fdt.decode(data[:4096])["chosen"]
+    assert fdt.strings_of(chosen["bootargs"]) == ["console=ttyS0 x=1"]
+    start, end = linux.initrd_range(256 << 20, initrd.stat().st_size)
+    assert fdt.cells(chosen["linux,initrd-start"]) == [0, start]
+    assert fdt.cells(chosen["linux,initrd-end"]) == [0, end]
+    assert data[4096:] == b"0123456789abcdef"

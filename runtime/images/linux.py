@@ -377,9 +377,9 @@ class Reporter:
         self.say(f"{what}: done in {_elapsed(time.monotonic() - t0)}")
 
     def run(self, cmd: list[str], cwd: Path, log: Path, env: dict[str, str] | None = None,
-            shell_input: str | None = None) -> None:
+            stdin_text: str | None = None) -> None:
         """Runs `cmd` in `cwd`, its output appended to `log`; a failure raises BuildError with the
-        command and the last lines of its output. `shell_input`: lines fed to its stdin."""
+        command and the last lines of its output. `stdin_text`: lines fed to its stdin."""
         full_env = {**os.environ, **BUILD_ENV, **(env or {})}
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         t0 = time.monotonic()
@@ -389,7 +389,7 @@ class Reporter:
             try:
                 p = subprocess.Popen(cmd, cwd=cwd, env=full_env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT,
-                                     stdin=subprocess.PIPE if shell_input else subprocess.DEVNULL)
+                                     stdin=subprocess.PIPE if stdin_text else subprocess.DEVNULL)
             except OSError as e:
                 raise BuildError(f"cannot run `{shlex.join(cmd)}`: {e.strerror}") from None
 
@@ -400,9 +400,9 @@ class Reporter:
 
             reader = threading.Thread(target=pump, daemon=True)
             reader.start()
-            if shell_input:
+            if stdin_text:
                 try:
-                    p.stdin.write(shell_input.encode())
+                    p.stdin.write(stdin_text.encode())
                     p.stdin.close()
                 except BrokenPipeError:
                     pass
@@ -607,7 +607,7 @@ def build_busybox(art: Artifacts, rep: Reporter, jobs: int) -> None:
         fragment = BUSYBOX_FRAGMENT.read_text()
         (src / ".config").write_text(apply_fragment((src / ".config").read_text(), fragment))
         # Options the fragment makes visible get their defaults.
-        rep.run([*make, "oldconfig"], src, log, shell_input="\n" * 1000)
+        rep.run([*make, "oldconfig"], src, log, stdin_text="\n" * 1000)
     problems = verify_config(fragment, (src / ".config").read_text())
     if problems:
         raise BuildError(f"the busybox .config lacks what {BUSYBOX_FRAGMENT} asks for:\n"
