@@ -155,6 +155,11 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
     info_addr = dtb_addr - 0x1000
     info = (0x4942534F, 2, qemu_virt.PAYLOAD_ADDR, 1, 0, 0)
     m.mem.load_bytes(info_addr, b"".join(v.to_bytes(8, "little") for v in info))
+    uart = getattr(m, "devices", {}).get("uart0")
+    if uart is not None and not sys.stdin.isatty():
+        from runtime.console import StdinFeed
+
+        StdinFeed(uart, sys.stdin.fileno()).attach(m)
     mon = Monitor(offload=not no_offload, reserved=[(ram_end, MONITOR_RAM)])
     mon.attach(m)
     hart = m.harts[0]
