@@ -125,8 +125,9 @@ class Clint:
             self.mtimecmp[h] = value & MASK64
             self.update()
 
-    def read(self, offset: int, size: int) -> int:
-        out = 0
+    def _pieces(self, offset: int, size: int):
+        """Splits an access into per-register pieces: (kind, hart, width, done, shift, n), where
+        `done` bytes of the access came before and `n` bytes fall in the register at `shift`."""
         done = 0
         while done < size:
             loc = self._locate(offset + done)
@@ -136,21 +137,17 @@ class Clint:
             kind, h, base, width = loc
             shift = (offset + done - base) * 8
             n = min(size - done, width - (offset + done - base))
-            val = (self._get(kind, h) >> shift) & ((1 << (8 * n)) - 1)
-            out |= val << (8 * done)
+            yield kind, h, width, done, shift, n
             done += n
+
+    def read(self, offset: int, size: int) -> int:
+        out = 0
+        for kind, h, _width, done, shift, n in self._pieces(offset, size):
+            out |= ((self._get(kind, h) >> shift) & ((1 << (8 * n)) - 1)) << (8 * done)
         return out
 
     def write(self, offset: int, size: int, value: int) -> None:
-        done = 0
-        while done < size:
-            loc = self._locate(offset + done)
-            if loc is None:
-                done += 1
-                continue
-            kind, h, base, width = loc
-            shift = (offset + done - base) * 8
-            n = min(size - done, width - (offset + done - base))
+        for kind, h, width, done, shift, n in self._pieces(offset, size):
             mask = ((1 << (8 * n)) - 1) << shift
             part = ((value >> (8 * done)) << shift) & mask
             if n == width:
@@ -158,4 +155,3 @@ class Clint:
             else:
                 new = (self._get(kind, h) & ~mask) | part
             self._put(kind, h, new)
-            done += n
