@@ -203,13 +203,14 @@ def render(doc: dict, top: int = 10, disasm: int = 5, source: str = "") -> None:
              + f"; {doc.get('total_seconds', 0.0):.3f} s in all; schema version {doc.get('version')}")
     con.print(head)
 
-    t = table("Translation by tier", "tier", "blocks", "guest insns", "modules", "compiled", "from pcache",
-              "compile s", "object bytes", "host code bytes")
+    t = table("Translation by tier", "tier", "blocks", "never run", "guest insns", "modules", "compiled",
+              "from pcache", "compile s", "object bytes", "host code bytes")
     for tier, ts in sorted(jit.get("tiers", {}).items()):
         t.add_row({"0": "0 (cold, counted)", "1": "1 (optimized)"}.get(tier, tier), f"{ts['blocks']:,}",
-                  f"{ts['insns']:,}", f"{ts['modules']:,}", f"{ts['compiled']:,}", f"{ts['cached']:,}",
-                  f"{ts['compile_seconds']:.3f}", f"{ts['object_bytes']:,}", f"{ts['code_bytes']:,}")
-    t.add_row("all (+ runtime module)", f"{jit.get('blocks', 0):,}", f"{jit.get('insns', 0):,}",
+                  f"{ts.get('never_run', 0):,}", f"{ts['insns']:,}", f"{ts['modules']:,}", f"{ts['compiled']:,}",
+                  f"{ts['cached']:,}", f"{ts['compile_seconds']:.3f}", f"{ts['object_bytes']:,}",
+                  f"{ts['code_bytes']:,}")
+    t.add_row("all (+ runtime module)", f"{jit.get('blocks', 0):,}", "", f"{jit.get('insns', 0):,}",
               f"{jit.get('modules', 0):,}", "", "", f"{jit.get('compile_seconds', 0.0):.3f}",
               f"{jit.get('object_bytes', 0):,}", f"{jit.get('code_bytes', 0):,}", style="bold")
     con.print(t)

@@ -23,7 +23,8 @@ The JSON document (schema "mirage-stats", version 2; version 1 had the keys mark
     object_bytes*        object files linked
     code_bytes           host machine code (.text) in them
     tiers                {"0"|"1": {blocks, insns, modules, compiled, cached, compile_seconds,
-                         object_bytes, code_bytes}} (compiled: by LLVM; cached: from the pcache)
+                         object_bytes, code_bytes, never_run}} (compiled: by LLVM; cached: from
+                         the pcache; never_run: translated ahead of need and never executed)
     modes                {"M"|"S"|"U": {blocks, insns}} by the privilege the code ran at
                          (M = the firmware in virtual M-mode)
   block_table            {lookups, hits, misses}: the translation table (a Python dict), consulted
@@ -93,12 +94,15 @@ def block_counts(tc) -> tuple[list[dict], dict[str, int]]:
     """Per block key, executions over all its translations (most executed first), and totals."""
     by_key: dict[tuple[int, int, int], dict] = {}
     entries = iterations = handbacks = 0
+    unrun: dict[str, int] = {}
     for rec in tc.history:
         n = _count(rec.counter, rec.tier > 0)
         it = _count(rec.loop_counter, True)
         if rec.tier == 0 and rec.hot and n >= rec.hot:
             n -= 1  # The count that reached the threshold handed the block back unexecuted
             handbacks += 1
+        if n + it == 0:
+            unrun[str(rec.tier)] = unrun.get(str(rec.tier), 0) + 1
         entries += n
         iterations += it
         key = (rec.vpc, rec.ppc, rec.flags)
@@ -120,7 +124,7 @@ def block_counts(tc) -> tuple[list[dict], dict[str, int]]:
     blocks = sorted(by_key.values(), key=lambda b: (-b["executions"], b["pc"]))
     for b in blocks:
         del b["_best"]
-    return blocks, {"entries": entries, "iterations": iterations, "handbacks": handbacks}
+    return blocks, {"entries": entries, "iterations": iterations, "handbacks": handbacks, "unrun": unrun}
 
 
 def _events(events: list[tuple[float, str, int]]) -> list[list]:
@@ -152,7 +156,8 @@ def collect(m, t_start: float, t_run: float, t_end: float, pcache=None, program:
     for t, ts in sorted(tc.tier_stats.items()):
         tiers[str(t)] = {"blocks": ts.blocks, "insns": ts.insns, "modules": ts.modules, "compiled": ts.compiled,
                          "cached": ts.cached, "compile_seconds": ts.compile_seconds,
-                         "object_bytes": ts.object_bytes, "code_bytes": ts.code_bytes}
+                         "object_bytes": ts.object_bytes, "code_bytes": ts.code_bytes,
+                         "never_run": totals["unrun"].get(str(t), 0)}
     modes = {MODES.get(k, str(k)): {"blocks": tc.by_mode[k], "insns": tc.insns_by_mode[k]}
              for k in sorted(tc.by_mode, reverse=True)}
     return {

@@ -178,7 +178,7 @@ def test_loop_counts_at_tier_1(loop_run):
 
 def test_loop_counts_across_promotion(loop_run, tmp_path):
     elf = loop_run[0]
-    doc = run_stats(elf, tmp_path)
+    doc = run_stats(elf, tmp_path, "--hot-threshold", "200")
     loop = block_at(doc, symbol(elf, "loop"))
     # 199 executions at tier 0, the 200th count hands it back for promotion, 801 at tier 1.
     assert loop["executions"] == 1000
