@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -155,11 +156,6 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
     info_addr = dtb_addr - 0x1000
     info = (0x4942534F, 2, qemu_virt.PAYLOAD_ADDR, 1, 0, 0)
     m.mem.load_bytes(info_addr, b"".join(v.to_bytes(8, "little") for v in info))
-    uart = getattr(m, "devices", {}).get("uart0")
-    if uart is not None and not sys.stdin.isatty():
-        from runtime.console import StdinFeed
-
-        StdinFeed(uart, sys.stdin.fileno()).attach(m)
     mon = Monitor(offload=not no_offload, reserved=[(ram_end, MONITOR_RAM)])
     mon.attach(m)
     hart = m.harts[0]
@@ -173,15 +169,29 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
             stub = GdbStub(m, 1234 if gdb_port is None else gdb_port)
         except OSError as e:
             fail(f"gdb stub: cannot listen on port {1234 if gdb_port is None else gdb_port}: {e.strerror}")
+    uart = getattr(m, "devices", {}).get("uart0")
+    console = None
+    if uart is not None:
+        from runtime.console import StdinFeed, TtyConsole
+
+        if sys.stdin.isatty():
+            # Interactive, as QEMU's -nographic: raw terminal for the run, Ctrl-A escapes.
+            console = TtyConsole(uart, sys.stdin.fileno(), signals=stub is not None)
+            console.attach(m)
+        else:
+            StdinFeed(uart, sys.stdin.fileno()).attach(m)
     t_run = time.perf_counter()
     try:
-        if stub is not None and gdb_stop:
-            stub.wait_and_stop()
-        result = m.run()
+        with console or contextlib.nullcontext():
+            if stub is not None and gdb_stop:
+                stub.wait_and_stop()
+            result = m.run()
     except KeyboardInterrupt:
         click.echo("\nmirage: interrupted", err=True)
         sys.exit(130)
     t_end = time.perf_counter()
+    if console is not None and console.quit:
+        click.echo("mirage: terminated by Ctrl-A x", err=True)
     if stub is not None:
         stub.finish(result)
     sys.stdout.flush()

@@ -23,6 +23,9 @@ class Uart16550:
         self.dlm = 0
         self.thr_empty_pending = False
         self.irq_line = None  # fn(level: bool), set by the platform (PLIC source)
+        # fn(), called when the guest reads the line status: it is waiting on the UART, so the
+        # console checks its input then (runtime/console.py); may raise to stop the machine.
+        self.on_status_read = None
 
     def push_input(self, data: bytes) -> None:
         self.rx.extend(data)
@@ -61,6 +64,8 @@ class Uart16550:
         if offset == MCR:
             return self.mcr
         if offset == LSR:
+            if self.on_status_read is not None:
+                self.on_status_read()
             return LSR_THRE | LSR_TEMT | (LSR_DR if self.rx else 0)
         if offset == MSR:
             return 0xB0
