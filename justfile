@@ -33,9 +33,10 @@ setup:
         python3 -m pip install -q -e '.[test]'
     fi
 
-# Run Mirage's main job (default: the bundled demo), e.g. `just run demo` or `just run path/to/prog.elf`.
+# Run Mirage's main job (default: linux-shell, OpenSBI + Linux + busybox, images built on first
+# use), e.g. `just run`, `just run demo` or `just run path/to/prog.elf`.
 run *ARGS: setup
-    python3 -m runtime jit-run {{ if ARGS == "" { "demo" } else { ARGS } }}
+    python3 -m runtime jit-run {{ if ARGS == "" { "linux-shell" } else { ARGS } }}
 
 # The full test suite (the per-commit gate).
 test *ARGS: setup
