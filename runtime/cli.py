@@ -44,6 +44,9 @@ def main() -> None:
 @click.option("--icount", is_flag=True, help="Time advances with retired instructions (reproducible).")
 @click.option("--hot-threshold", type=click.IntRange(0, 1 << 30), default=None, envvar="MIRAGE_HOT_THRESHOLD",
               help="Executions before a block is recompiled optimized (0: optimize everything at once).")
+@click.option("--jit-thread/--no-jit-thread", default=True, show_default=True, envvar="MIRAGE_JIT_THREAD",
+              help="Compile optimized code in a worker thread while the guest runs on (off: in the run loop, "
+                   "so promotions happen at reproducible points).")
 @click.option("--kernel", type=click.Path(dir_okay=False), help="Payload (ELF or raw) loaded at 0x80200000.")
 @click.option("--dtb", type=click.Path(dir_okay=False), help="Device tree blob (default: generated).")
 @click.option("--initrd", type=click.Path(dir_okay=False), help="Initial ramdisk (placed as QEMU does, range in /chosen).")
@@ -62,7 +65,7 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
             kernel: str | None, gdb_default: bool, gdb_port: int | None, gdb_stop: bool,
             initrd: str | None, append: str | None,
             dtb: str | None, debug: str | None, debug_file: str | None, no_offload: bool,
-            no_pcache: bool) -> None:
+            no_pcache: bool, jit_thread: bool) -> None:
     """Run PROGRAM (an ELF, a raw binary at 0x80000000, or a named image: demo, linux-shell) as
     firmware under the monitor."""
     from platforms import qemu_virt
@@ -81,6 +84,7 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
     ram_end = qemu_virt.RAM_BASE + ram
     if hot_threshold is not None:
         m.tcache.set_hot_threshold(hot_threshold)
+    m.tcache.background = jit_thread
     pcache = None
     if not no_pcache:
         from runtime.pcache import PersistentCache

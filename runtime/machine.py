@@ -383,7 +383,10 @@ class Machine:
         hart = self.harts[hart_index]
         enter = self._enter
         s = hart.s
+        tc = self.tcache
         while self.halted is None:
+            if tc.pending:
+                tc.install_ready(self.harts)
             budget = SLICE
             if self.max_insns is not None:
                 left = self.max_insns - hart.retired()
@@ -417,6 +420,8 @@ class Machine:
                 s.exit_now = 0
                 self.poll(hart)
         hart.set_budget(0)
+        tc.install_ready(self.harts)
+        tc.abandon()
         return self.halted
 
     def _promote(self, hart: Hart) -> None:

@@ -19,7 +19,7 @@ from runtime.hart import Hart
 from translator import abi
 from translator.block import MAX_BLOCK_INSNS, BlockCode, build, module_text, scan
 from translator.ir import HOT_THRESHOLD
-from translator.jit import Engine
+from translator.jit import Compilation, Engine
 
 _u64 = ctypes.c_uint64
 # Blocks recompiled together when one becomes hot (the hot one plus warm ones).
@@ -71,6 +71,18 @@ class TierStats:
     code_bytes: int = 0
 
 
+@dataclass(eq=False)
+class _Job:
+    """A module being translated: its blocks (with physical pcs), their flags and tier, the
+    compilation, and for a promotion the tier-0 blocks it replaces."""
+
+    codes: list[tuple[BlockCode, int]]
+    flags: int
+    tier: int
+    compilation: Compilation
+    olds: dict[tuple[int, int, int], Block] = field(default_factory=dict)
+
+
 class TranslationCache:
     """Per-machine cache of translated blocks (shared by its harts)."""
 
@@ -118,6 +130,10 @@ class TranslationCache:
         self.lookups = 0
         self.lookup_hits = 0
         self._name_uses: Counter[str] = Counter()
+        # Promotions compiled in the engine's worker thread (install_ready puts them in).
+        self.background = False
+        self.pending: list[_Job] = []
+        self.promoting: set[tuple[int, int, int]] = set()
 
     def lookup(self, vpc: int, ppc: int, flags: int) -> Block | None:
         self.lookups += 1
@@ -132,9 +148,19 @@ class TranslationCache:
         successors and the return sites of its calls (breadth first, up to `batch` blocks).
         Under FLAG_STEP: only the one-instruction block at vpc, optimized, breakpoints ignored."""
         t0 = time.perf_counter()
+        job = self._prepare(vpc, ppc, flags, fetch16, to_phys, tier, also, background=False)
+        first = self._install(job)
+        self.translate_seconds += time.perf_counter() - t0
+        assert first is not None
+        return first
+
+    def _prepare(self, vpc: int, ppc: int, flags: int, fetch16, to_phys, tier: int | None,
+                 also: list[tuple[int, int]] | None, background: bool) -> _Job:
+        """Scans and builds the module's blocks and starts compiling it."""
         step = bool(flags & abi.FLAG_STEP)
         if step:
             tier = 1
+        block_tier = self.tier if tier is None else tier
         codes: list[tuple[BlockCode, int]] = []
         work = [(vpc, ppc), *(also or ())]
         seen = {vpc, *(pc for pc, _ in also or ())}
@@ -151,9 +177,9 @@ class TranslationCache:
                 if pc == vpc:
                     raise
                 continue
-            name = self._block_name(pc, phys, flags, self.tier if tier is None else tier)
+            name = self._block_name(pc, phys, flags, block_tier)
             code = build(pc, flags, insns, name, loops=self.loops and not step,
-                         tier=self.tier if tier is None else tier, hot=self.hot_threshold, debug=debug)
+                         tier=block_tier, hot=self.hot_threshold, debug=debug)
             codes.append((code, phys))
             for target in code.targets:
                 if target in seen:
@@ -165,33 +191,45 @@ class TranslationCache:
                     tphys = to_phys(target)
                     if tphys is not None:
                         work.append((target, tphys))
-        text = module_text(codes_only := [c for c, _ in codes], self._extra_decls())
+        from translator.emit import rvf
+
+        codes_only = [c for c, _ in codes]
+        text = module_text(codes_only, self._extra_decls())
         exports = [c.name for c in codes_only] + [s for c in codes_only for s, _ in c.chain_slots]
-        block_tier = self.tier if tier is None else tier
-        addrs = self._compile(text, exports, codes_only, block_tier)
+        rvf.import_slow_functions(self.engine, text)
+        exports += [f"{c.name}_n" for c in codes_only]
+        exports += [f"{c.name}_l" for c in codes_only if any(g.startswith(f"@{c.name}_l ") for g in c.globals)]
+        compilation = self.engine.start(text, exports, len(codes_only),
+                                        opt=self.tier0_opt if block_tier == 0 else None, background=background)
+        return _Job(codes, flags, block_tier, compilation)
+
+    def _install(self, job: _Job, keep=None) -> Block | None:
+        """Links a prepared module and enters its blocks (those `keep(key)` accepts); the first."""
+        addrs = self._finish(job)
         first = None
-        for code, phys in codes:
+        for code, phys in job.codes:
+            flags = job.flags
+            if keep is not None and not keep((code.pc, phys, flags)):
+                continue
             last_pc = code.insns[-1][0]
             end_ppc = phys + (code.end_pc - code.pc)
             pages = tuple(sorted({phys >> abi.PAGE_BITS, (phys + (last_pc - code.pc)) >> abi.PAGE_BITS,
                                   (end_ppc - 1) >> abi.PAGE_BITS}))
             blk = Block(code.pc, phys, flags, addrs[code.name], code.n_insns, end_ppc, pages,
-                        insn_pcs=[p for p, _, _ in code.insns], tier=block_tier,
+                        insn_pcs=[p for p, _, _ in code.insns], tier=job.tier,
                         counter=addrs.get(f"{code.name}_n", 0))
             self._insert(blk, [(addrs[s], (t, phys + (t - code.pc), flags)) for s, t in code.chain_slots])
             if self.on_pages is not None:
                 self.on_pages(pages)
             self.translated_blocks += 1
-            self.by_tier[block_tier] += 1
+            self.by_tier[job.tier] += 1
             self.translated_insns += code.n_insns
-            self._record(code, phys, flags, block_tier, addrs)
+            self._record(code, phys, flags, job.tier, addrs)
             if first is None:
                 first = blk
             if self.on_translate is not None:
                 self.on_translate(code)
-        self.translate_seconds += time.perf_counter() - t0
-        self.events.append((time.perf_counter() - self.t0, "translate", len(codes)))
-        assert first is not None
+        self.events.append((time.perf_counter() - self.t0, "translate", len(job.codes)))
         return first
 
     def _extra_decls(self) -> str:
@@ -206,18 +244,12 @@ class TranslationCache:
         self._name_uses[base] = n + 1
         return base if n == 0 else f"{base}v{n}"
 
-    def _compile(self, text: str, exports: list[str], codes: list[BlockCode], tier: int) -> dict[str, int]:
-        """Compiles a module (exporting the blocks' execution counters too) and accounts for it."""
-        from translator.emit import rvf
-
-        rvf.import_slow_functions(self.engine, text)
-        counters = [f"{c.name}_n" for c in codes]
-        counters += [f"{c.name}_l" for c in codes if any(g.startswith(f"@{c.name}_l ") for g in c.globals)]
+    def _finish(self, job: _Job) -> dict[str, int]:
+        """Links a module (waiting for its code if need be) and accounts for it by tier."""
         st = self.engine.stats
         before = (st.seconds, st.object_bytes, st.code_bytes, st.emitted, st.cached)
-        addrs, _obj = self.engine.compile(text, exports + counters, len(codes),
-                                          opt=self.tier0_opt if tier == 0 else None)
-        ts = self.tier_stats.setdefault(tier, TierStats())
+        addrs, _obj = job.compilation.finish()
+        ts = self.tier_stats.setdefault(job.tier, TierStats())
         ts.modules += 1
         ts.compile_seconds += st.seconds - before[0]
         ts.object_bytes += st.object_bytes - before[1]
@@ -290,28 +322,68 @@ class TranslationCache:
         self.hot_threshold = n
         self.tier = 0 if n > 0 else 1
 
-    def promote(self, old: Block, hart: Hart, harts: list[Hart], fetch16) -> Block:
+    def promote(self, old: Block, hart: Hart, harts: list[Hart], fetch16) -> Block | None:
         """Recompiles a tier-0 block that reached its threshold at tier 1, together with the tier-0
         blocks of the same mode that are warm (a quarter of the threshold), so hot code shares
-        a module and its pages; the new code replaces the old in chain slots and jump caches."""
+        a module and its pages; the new code replaces the old in chain slots and jump caches.
+        With `background` set, LLVM works in the engine's worker thread while the old code goes
+        on running, and `install_ready` (called by the run loop) puts the new code in: None."""
+        if (old.vpc, old.ppc, old.flags) in self.promoting:
+            return None  # Already on its way
         warm = []
         floor = max(1, self.hot_threshold // 4)
         for b in list(self.blocks.values()):
             if (b is not old and b.tier == 0 and b.flags == old.flags and b.counter
+                    and (b.vpc, b.ppc, b.flags) not in self.promoting
                     and ctypes.c_uint32.from_address(b.counter).value >= floor):
                 warm.append(b)
         warm = warm[:PROMOTE_BATCH - 1]
         olds = {(b.vpc, b.ppc, b.flags): b for b in (old, *warm)}
+        t0 = time.perf_counter()
+        # Only the old blocks (the batch stops before any successor), so the job replaces
+        # exactly what it read.
         batch, self.batch = self.batch, len(olds)
         try:
-            new = self.translate(hart, old.vpc, old.ppc, old.flags, fetch16, None, tier=1,
-                                 also=[(b.vpc, b.ppc) for b in warm])
+            job = self._prepare(old.vpc, old.ppc, old.flags, fetch16, None, 1,
+                                [(b.vpc, b.ppc) for b in warm], background=self.background)
         finally:
             self.batch = batch
         self.promotions += len(olds)
+        job.olds = olds
+        if self.background:
+            self.pending.append(job)
+            self.promoting.update(olds)
+            self.translate_seconds += time.perf_counter() - t0
+            return None
+        new = self._enter_promoted(job, harts)
+        self.translate_seconds += time.perf_counter() - t0
+        return new
+
+    def install_ready(self, harts: list[Hart], wait: bool = False) -> int:
+        """Puts in the background promotions that are compiled (all of them with `wait`); how many
+        modules. A block changed or dropped meanwhile keeps its current code."""
+        done = 0
+        while self.pending and (wait or self.pending[0].compilation.ready()):
+            job = self.pending.pop(0)
+            self.promoting.difference_update(job.olds)
+            t0 = time.perf_counter()
+            self._enter_promoted(job, harts)
+            self.translate_seconds += time.perf_counter() - t0
+            done += 1
+        return done
+
+    def abandon(self) -> None:
+        """Forgets promotions still compiling (the run is over) and stops the worker thread."""
+        self.pending.clear()
+        self.promoting.clear()
+        self.engine.shutdown()
+
+    def _enter_promoted(self, job: _Job, harts: list[Hart]) -> Block | None:
+        olds = job.olds
+        new = self._install(job, keep=lambda key: key in olds and self.blocks.get(key) is olds[key])
         for key, ob in olds.items():
             nb = self.blocks.get(key)
-            if nb is None:
+            if nb is None or nb is ob:
                 continue
             for h in harts:
                 e = h.s.jc[(nb.vpc >> 1) & (abi.JC_SIZE - 1)]

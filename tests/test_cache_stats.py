@@ -178,7 +178,7 @@ def test_loop_counts_at_tier_1(loop_run):
 
 def test_loop_counts_across_promotion(loop_run, tmp_path):
     elf = loop_run[0]
-    doc = run_stats(elf, tmp_path, "--hot-threshold", "200")
+    doc = run_stats(elf, tmp_path, "--hot-threshold", "200", "--no-jit-thread")
     loop = block_at(doc, symbol(elf, "loop"))
     # 199 executions at tier 0, the 200th count hands it back for promotion, 801 at tier 1.
     assert loop["executions"] == 1000
@@ -186,6 +186,21 @@ def test_loop_counts_across_promotion(loop_run, tmp_path):
     assert doc["jit"]["promotions"] >= 1
     assert doc["jit"]["tiers"]["0"]["blocks"] > 0 and doc["jit"]["tiers"]["1"]["blocks"] >= 1
     assert doc["transitions"]["executions"] == 1003
+
+
+def test_background_promotion_counts_every_execution(toolchain, tmp_path):
+    """The loop is recompiled in the worker thread while it goes on at tier 0; the tier-1 code
+    takes over mid-run and no execution is lost or repeated."""
+    from tests.guest import build
+
+    n = 30_000_000  # Long enough (tenths of a second) for the background compile to land
+    elf = build.build(LOOP.replace("li a1, 1000", f"li a1, {n}").replace("li t1, 500500", f"li t1, {n * (n + 1) // 2}"))
+    doc = run_stats(elf, tmp_path, "--hot-threshold", "200", "--jit-thread", "--max-insns", str(4 * n))
+    loop = block_at(doc, symbol(elf, "loop"))
+    assert loop["translations"] == 2 and loop["tier"] == 1
+    assert loop["executions"] == n
+    assert doc["jit"]["promotions"] >= 1 and doc["jit"]["tiers"]["1"]["blocks"] >= 1
+    assert doc["transitions"]["executions"] == n + 3
 
 
 def test_code_writes_are_counted(toolchain, tmp_path):

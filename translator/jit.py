@@ -6,6 +6,7 @@ and hands back the addresses of exported functions and globals.
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
 import time
 from dataclasses import dataclass
@@ -27,7 +28,8 @@ def _init() -> None:
 class CompileStats:
     modules: int = 0
     functions: int = 0
-    seconds: float = 0.0  # In `compile`: code generation (or the object-cache lookup) and linking
+    seconds: float = 0.0  # Code generation (or the object-cache lookup) and linking
+    background_seconds: float = 0.0  # Of `seconds`, code generation in the worker thread
     object_bytes: int = 0
     code_bytes: int = 0  # Host machine code (.text sections) of those objects
     emitted: int = 0  # Modules LLVM compiled (the others came from the object cache)
@@ -61,6 +63,7 @@ class Engine:
         self.object_cache = None
         self._names = itertools.count()
         self._libs: list = []  # Resource trackers keep code alive
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None  # Background code generation
 
     def add_import(self, name: str, address: int) -> None:
         """Registers a symbol every later module may call (callouts, the dispatcher)."""
@@ -102,30 +105,91 @@ class Engine:
                 opt: int | None = None) -> tuple[dict[str, int], bytes]:
         """Compiles a module at the engine's codegen level, or at `opt` (a cheaper tier). With an
         object cache, a module whose text was compiled before (in any run) is only linked."""
+        return self.start(ir_text, exports, n_functions, opt, background=False).finish()
+
+    def start(self, ir_text: str, exports: list[str], n_functions: int = 1, opt: int | None = None,
+              background: bool = True) -> Compilation:
+        """Begins compiling a module; `finish()` on the returned handle links it (on the calling
+        thread) and returns what `compile` does. With `background`, LLVM's code generation runs in
+        the engine's worker thread (llvmlite releases the GIL meanwhile), so the caller goes on
+        running guest code; `ready()` says when linking will not wait."""
         t0 = time.perf_counter()
+        job = Compilation(self, ir_text, exports, n_functions, opt)
         cache = self.object_cache
-        addrs = None
         if cache is not None:
-            key = cache.key(ir_text, f"opt={self.opt if opt is None else opt} ir_opt={self.ir_opt}")
-            hit = cache.get(key)
-            if hit is not None:
-                obj, code = hit
-                try:
-                    addrs = self.link(obj, exports)
-                    self.stats.cached += 1
-                except RuntimeError:
-                    cache.reject(key)
+            job.key = cache.key(ir_text, f"opt={self.opt if opt is None else opt} ir_opt={self.ir_opt}")
+            job.hit = cache.get(job.key)
+        if job.hit is None:
+            if background:
+                if self._pool is None:
+                    self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mirage-jit")
+                job.future = self._pool.submit(job.emit)
+            else:
+                job.emit()
+        job.seconds += time.perf_counter() - t0
+        return job
+
+    def shutdown(self) -> None:
+        """Stops the worker thread; compilations still queued are abandoned."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+class Compilation:
+    """A module on its way to native code (Engine.start)."""
+
+    def __init__(self, engine: Engine, ir_text: str, exports: list[str], n_functions: int,
+                 opt: int | None) -> None:
+        self.engine = engine
+        self.ir_text = ir_text
+        self.exports = exports
+        self.n_functions = n_functions
+        self.opt = opt
+        self.key = None
+        self.hit: tuple[bytes, int] | None = None  # (object, code bytes) from the object cache
+        self.future: concurrent.futures.Future | None = None
+        self.obj: bytes | None = None
+        self.emit_seconds = 0.0
+        self.seconds = 0.0  # On the caller's thread
+
+    def emit(self) -> None:
+        t0 = time.perf_counter()
+        self.obj = self.engine.emit_object(self.ir_text, self.opt)
+        self.emit_seconds = time.perf_counter() - t0
+
+    def ready(self) -> bool:
+        return self.future is None or self.future.done()
+
+    def finish(self) -> tuple[dict[str, int], bytes]:
+        """Links the module (waiting for its code generation if needed); its exports' addresses."""
+        t0 = time.perf_counter()
+        eng = self.engine
+        cache = eng.object_cache
+        addrs = None
+        if self.hit is not None:
+            obj, code = self.hit
+            try:
+                addrs = eng.link(obj, self.exports)
+                eng.stats.cached += 1
+            except RuntimeError:
+                cache.reject(self.key)
+                self.emit()
+        elif self.future is not None:
+            self.future.result()
         if addrs is None:
-            obj = self.emit_object(ir_text, opt)
-            emitted = time.perf_counter() - t0
+            obj = self.obj
             code = code_size(obj)
-            addrs = self.link(obj, exports)
-            self.stats.emitted += 1
+            addrs = eng.link(obj, self.exports)
+            eng.stats.emitted += 1
             if cache is not None:
-                cache.put(key, obj, code, emitted)
-        self.stats.seconds += time.perf_counter() - t0
-        self.stats.modules += 1
-        self.stats.functions += n_functions
-        self.stats.object_bytes += len(obj)
-        self.stats.code_bytes += code
+                cache.put(self.key, obj, code, self.emit_seconds)
+            if self.future is not None:
+                eng.stats.background_seconds += self.emit_seconds
+        self.seconds += time.perf_counter() - t0
+        eng.stats.seconds += self.seconds + (self.emit_seconds if self.future is not None else 0.0)
+        eng.stats.modules += 1
+        eng.stats.functions += self.n_functions
+        eng.stats.object_bytes += len(obj)
+        eng.stats.code_bytes += code
         return addrs, obj
