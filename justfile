@@ -55,6 +55,10 @@ fuzz *ARGS: setup
 bench *ARGS: setup
     python3 -m tests.bench.run {{ ARGS }}
 
+# Linux boot benchmark: linux-shell to the prompt and back on QEMU and on Mirage (cold and warm pcache).
+bench-boot *ARGS: setup
+    python3 -m tests.bench.boot {{ ARGS }}
+
 # Monitor micro-benchmarks: host time of a firmware trap and of a world switch (us per operation).
 bench-vfm *ARGS: setup
     python3 -m tests.bench.vfm_bench {{ ARGS }}

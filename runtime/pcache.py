@@ -10,6 +10,10 @@ Generated code embeds no address of the process that compiled it (callouts, the 
 the FP slow path are imported symbols; RAM and hart state are reached through the hart pointer),
 so an object compiled in one run links into another.
 
+$MIRAGE_TCACHE_DIR, if set, replaces `<root>/tcache` and moves nothing else (images, statistics
+and the gate's results stay under the root): `just bench-boot` points it at a scratch directory
+so its warm runs leave the user's cache alone.
+
 An entry: MAGIC (8 bytes) | key (32) | SHA-256 of the object (32) | bytes of machine code (u64) |
 seconds its compilation took (f64) | the object file. One that is truncated, has another magic
 or key, or whose object fails its checksum is rejected: counted, deleted and compiled anew (as
@@ -41,6 +45,12 @@ def cache_root() -> Path:
     """Mirage's cache directory: $MIRAGE_CACHE_DIR, else ~/.cache/mirage."""
     env = os.environ.get("MIRAGE_CACHE_DIR")
     return Path(env) if env else Path.home() / ".cache" / "mirage"
+
+
+def tcache_dir() -> Path:
+    """The persistent translation cache's directory: $MIRAGE_TCACHE_DIR, else <cache_root()>/tcache."""
+    env = os.environ.get("MIRAGE_TCACHE_DIR")
+    return Path(env) if env else cache_root() / "tcache"
 
 
 @functools.cache
@@ -94,7 +104,7 @@ class PersistentCache:
     """The object cache an Engine consults (see translator.jit.Engine.object_cache)."""
 
     def __init__(self, root: Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
-        self.dir = (root if root is not None else cache_root()) / "tcache"
+        self.dir = root / "tcache" if root is not None else tcache_dir()
         self.max_bytes = max_bytes
         self.stats = PcacheStats()
         self._env: bytes | None = None
