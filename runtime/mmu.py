@@ -39,6 +39,11 @@ class Mmu:
         self._written: dict[tuple[int, int], set[int]] = {}
         self.stats_walks = 0
         self.stats_fills = 0
+        # Size of the leaf the last translation used (0: no page table), and per hart the TLB
+        # slots filled from superpages, by superpage: a 4 KiB entry cut from a superpage must go
+        # when an sfence.vma names any address of that superpage.
+        self.leaf_size = 0
+        self._super: dict[int, dict[tuple[int, int], set[tuple[int, int]]]] = {}
         self.pmp_check = None  # Set by the monitor: fn(hart, paddr, size, access, priv) -> bool
         # Set by the monitor: fn(hart, mmu, paddr) -> bool, whether one PMP decision covers the whole
         # page of paddr; pages that are not get no fast-path entry, so every access is checked.
@@ -48,6 +53,7 @@ class Mmu:
     # Translation
     def translate(self, hart: Hart, vaddr: int, access: str, mmu: int, size: int = 1) -> int:
         """Virtual to physical for one access of `size` bytes (within a page); raises Trap on a fault."""
+        self.leaf_size = 0
         if mmu == abi.MMU_M:
             paddr = vaddr
             priv = C.PRV_M
@@ -103,6 +109,7 @@ class Mmu:
                     # Hardware A/D update, as QEMU does (privileged spec 4.3.1 permits either).
                     self.mem.write(pte_addr, 8, pte | want)
                 offset_mask = (1 << (12 + 9 * level)) - 1
+                self.leaf_size = offset_mask + 1
                 return ((ppn << 12) & ~offset_mask) | (vaddr & offset_mask)
             a = ((pte >> 10) & ((1 << 44) - 1)) << 12
         raise Trap(PAGE_FAULT[access], vaddr)
@@ -135,6 +142,9 @@ class Mmu:
             e.write = INVALID
         e.read = vpage
         e.addend = addend
+        if self.leaf_size > abi.PAGE_SIZE:
+            base = vaddr & ~(self.leaf_size - 1)
+            self._super.setdefault(hart.ptr, {}).setdefault((base, self.leaf_size), set()).add((mmu, idx))
         ppn = ppage >> abi.PAGE_BITS
         if write and ppn not in self.write_watch:
             e.write = vpage
@@ -163,6 +173,14 @@ class Mmu:
 
     def flush(self, hart: Hart, mmus: tuple[int, ...] = (abi.MMU_U, abi.MMU_S, abi.MMU_S_SUM, abi.MMU_M)) -> None:
         """Invalidates whole TLBs (satp writes, sfence.vma, permission changes)."""
+        sup = self._super.get(hart.ptr)
+        if sup:
+            for key in list(sup):
+                slots = {s for s in sup[key] if s[0] not in mmus}
+                if slots:
+                    sup[key] = slots
+                else:
+                    del sup[key]
         for mmu in mmus:
             base = hart.ptr + abi.OFF_TLB + mmu * abi.TLB_SIZE * abi.TLB_ENTRY
             ctypes.memset(base, 0xFF, abi.TLB_SIZE * abi.TLB_ENTRY)
@@ -176,6 +194,24 @@ class Mmu:
                 slots.difference_update([s for s in slots if s[0] == hart.ptr and s[1] == mmu])
                 if not slots:
                     del self._writers[ppn]
+
+    def flush_page(self, hart: Hart, vaddr: int, mmus: tuple[int, ...]) -> None:
+        """sfence.vma with an address (privileged spec 4.2.1: "orders only reads and writes to
+        leaf page table entries for the virtual address in rs1"): the entry of that page, and
+        every entry cut from a superpage that contains it."""
+        vpage = vaddr & PAGE_MASK
+        idx = (vaddr >> abi.PAGE_BITS) & (abi.TLB_SIZE - 1)
+        tlb = hart.s.tlb
+        for mmu in mmus:
+            e = tlb[mmu][idx]
+            if e.read == vpage or e.write == vpage:
+                e.read = e.write = INVALID
+        sup = self._super.get(hart.ptr)
+        if sup:
+            for key in [k for k in sup if k[0] <= vaddr < k[0] + k[1]]:
+                for mmu, i in sup.pop(key):
+                    if mmu in mmus:
+                        tlb[mmu][i].read = tlb[mmu][i].write = INVALID
 
     # Reads for the page walker and instruction fetch
     def read_phys(self, paddr: int, size: int) -> int | None:

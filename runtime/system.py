@@ -253,8 +253,13 @@ def execute(machine, hart: Hart, insn: Insn, pc: int) -> None:
     elif name == "sfence.vma":
         if priv == C.PRV_U or hart.tvm:
             raise _illegal(insn.raw)
-        machine.mmu.flush(hart, (0, 1, 2))
-        machine.tcache.jc_flush(hart, "sfence.vma")
+        if insn.rs1:
+            vaddr = hart.get_x(insn.rs1)
+            machine.mmu.flush_page(hart, vaddr, (0, 1, 2))
+            machine.tcache.jc_flush_page(hart, vaddr, "sfence.vma")
+        else:
+            machine.mmu.flush(hart, (0, 1, 2))
+            machine.tcache.jc_flush(hart, "sfence.vma")
     elif name == "mret":
         raise _illegal(insn.raw)  # From S or U: mret is M-only
     else:

@@ -134,6 +134,8 @@ class TranslationCache:
         self.background = False
         self.pending: list[_Job] = []
         self.promoting: set[tuple[int, int, int]] = set()
+        # Blocks in a jump cache that cross into a second page, by (hart, second page).
+        self.jc_cross: dict[tuple[int, int], set[Block]] = {}
 
     def lookup(self, vpc: int, ppc: int, flags: int) -> Block | None:
         self.lookups += 1
@@ -435,12 +437,15 @@ class TranslationCache:
         return ppn in self.by_page
 
     # Jump cache (native, per hart)
-    @staticmethod
-    def jc_insert(hart: Hart, blk: Block) -> None:
+    def jc_insert(self, hart: Hart, blk: Block) -> None:
         e = hart.s.jc[(blk.vpc >> 1) & (abi.JC_SIZE - 1)]
         e.vpc = blk.vpc
         e.flags = blk.flags
         e.fn = abi.ffi.cast("void *", blk.fn)
+        if len(blk.pages) > 1:
+            # Its slot belongs to its first page: remember it under the second page too.
+            second = (blk.vpc | (abi.PAGE_SIZE - 1)) + 1
+            self.jc_cross.setdefault((hart.ptr, second), set()).add(blk)
 
     @staticmethod
     def jc_remove(hart: Hart, blk: Block) -> None:
@@ -449,8 +454,21 @@ class TranslationCache:
             e.vpc = (1 << 64) - 1
             e.fn = abi.ffi.NULL
 
+    def jc_flush_page(self, hart: Hart, vaddr: int, cause: str) -> None:
+        """Clears the jump-cache slots of blocks starting on the page of vaddr: 2048 consecutive
+        slots (indexed by vpc >> 1). Blocks that cross into the page are never in the jump cache."""
+        vpage = vaddr & ~(abi.PAGE_SIZE - 1) & ((1 << 64) - 1)
+        first = (vpage >> 1) & (abi.JC_SIZE - 1)
+        ctypes.memset(hart.ptr + abi.OFF_JC + first * abi.JC_ENTRY, 0xFF, (abi.PAGE_SIZE >> 1) * abi.JC_ENTRY)
+        for blk in self.jc_cross.pop((hart.ptr, vpage), ()):
+            self.jc_remove(hart, blk)
+        self.invalidations[cause] += 1
+        self.events.append((time.perf_counter() - self.t0, cause, 1))
+
     def jc_flush(self, hart: Hart, cause: str) -> None:
         """Clears the virtual-pc lookup (satp, sfence.vma); translations stay valid."""
+        for key in [k for k in self.jc_cross if k[0] == hart.ptr]:
+            del self.jc_cross[key]
         ctypes.memset(hart.ptr + abi.OFF_JC, 0xFF, abi.JC_SIZE * abi.JC_ENTRY)
         self.invalidations[cause] += 1
         self.events.append((time.perf_counter() - self.t0, cause, 1))

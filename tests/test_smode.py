@@ -1045,6 +1045,71 @@ def test_sv39_translation_and_protection(asm):
     run(asm, SV39)
 
 
+# sfence.vma with an address (privileged spec 4.2.1) orders the leaf PTE of that address only,
+# but a leaf is a whole superpage: every TLB entry cut from it must go, not just the named page.
+SFENCE_ADDR = r"""
+  VM_ON
+  la a0, sf_frame_1
+  li a1, 0x1111
+  sd a1, 0(a0)
+  li a1, 0x2222
+  li s4, 0x1000
+  add s5, a0, s4
+  sd a1, 0(s5)
+  # A 4 KiB page: read (the TLB holds it), remap, sfence.vma of an address inside it.
+  la t2, sf_frame_1
+  PTE pt_l0, 20, t2, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D
+  sfence.vma
+  li s1, TEST_VA + 0x14000
+  ld a1, 0(s1)
+  CHECK a1, 0x1111
+  la t2, sf_frame_1 + 0x1000
+  PTE pt_l0, 20, t2, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D
+  addi t3, s1, 0x7f8
+  sfence.vma t3, zero
+  ld a1, 0(s1)
+  CHECK a1, 0x2222
+  # Stores take the new mapping too.
+  li a1, 0x3333
+  sd a1, 8(s1)
+  ld a2, 8(s5)
+  CHECK a2, 0x3333
+  # A 2 MiB superpage at 0xC080_0000 -> RAM base: both frames read through it.
+  li t2, 0x80000000
+  PTE pt_l1, 4, t2, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D
+  sfence.vma
+  la s2, sf_frame_1
+  li t0, 0xC0800000 - 0x80000000
+  add s2, s2, t0
+  add s3, s2, s4
+  ld a1, 0(s2)
+  CHECK a1, 0x1111
+  ld a1, 0(s3)
+  CHECK a1, 0x2222
+  # Remapped to RAM + 2 MiB (zeros there), and sfence.vma of the first frame's page only:
+  # the second page is part of the same leaf and sees the new mapping as well.
+  li t2, 0x80200000
+  PTE pt_l1, 4, t2, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D
+  sfence.vma s2, zero
+  ld a1, 0(s3)
+  CHECK a1, 0
+  ld a1, 0(s2)
+  CHECK a1, 0
+  j 90f
+  .data
+  .align 12
+sf_frame_1:
+  .fill 1024, 8, 0
+  .fill 512, 8, 0
+  .text
+90:
+"""
+
+
+def test_sfence_vma_of_one_address(asm):
+    run(asm, SFENCE_ADDR)
+
+
 # riscv-tests rv64si icache-alias: instruction fetch is physically addressed, and remapping a
 # page takes effect with sfence.vma alone (no fence.i).
 ICACHE_ALIAS = r"""

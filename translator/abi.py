@@ -25,7 +25,7 @@ MMU_M = 3  # Firmware (virtual M-mode): physical addresses, monitor's protection
 NUM_MMU = 4
 
 # Virtual-pc jump cache in front of the translation cache (QEMU: TB_JMP_CACHE_BITS).
-JC_BITS = 12
+JC_BITS = 16
 JC_SIZE = 1 << JC_BITS
 JC_ENTRY = 32
 
