@@ -384,17 +384,22 @@ class Machine:
         enter = self._enter
         s = hart.s
         tc = self.tcache
+        stall_left = stall_retired = None
         while self.halted is None:
             if tc.pending:
                 tc.install_ready(self.harts)
             budget = SLICE
+            left = None
             if self.max_insns is not None:
-                left = self.max_insns - hart.retired()
-                if left <= 0:
+                retired = hart.retired()
+                left = self.max_insns - retired
+                # Also stop when what is left is less than the next block: blocks run whole.
+                if left <= 0 or (left == stall_left and retired == stall_retired):
                     self.halted = GuestExit(3, f"instruction limit reached ({self.max_insns} instructions) "
                                                f"at pc {hart.pc:#x}")
                     break
                 budget = min(budget, left)
+                stall_left, stall_retired = None, None
             if self.timer_sources:
                 budget = min(budget, self._insns_to_next_timer())
             hart.set_budget(budget)
@@ -415,6 +420,8 @@ class Machine:
                 self._promote(hart)
             elif code == abi.EXIT_POLL:
                 self.stats_callouts["poll"] += 1
+                if left is not None and budget == left:
+                    stall_left, stall_retired = left, hart.retired()
                 self.poll(hart)
             elif code == abi.EXIT_CALLOUT:
                 s.exit_now = 0

@@ -74,6 +74,15 @@ def test_max_insns_stops_runaway(asm):
     assert b"instruction limit" in r.stderr
 
 
+def test_max_insns_below_the_next_block_stops(asm):
+    # A four-instruction loop block: 100002 leaves two instructions, fewer than the block, which
+    # runs whole or not at all; the limit must still stop the run (it used to spin forever).
+    loop = "1: addi a0, a0, 1\n  addi a1, a1, 1\n  addi a2, a2, 1\n  j 1b\n"
+    r = mirage("jit-run", "--max-insns", "100002", str(asm(loop)), timeout=30)
+    assert r.returncode == 3, r.stderr
+    assert b"instruction limit reached (100002 instructions)" in r.stderr
+
+
 def test_signature(asm, tmp_path):
     src = r"""
   la t0, begin_signature
