@@ -75,11 +75,11 @@ class Machine:
         self.waiters: list = []  # fn(seconds): block until input may have arrived
         self.counteren = 0  # Physical mcounteren, owned by the monitor
         self._install_callouts()
-        rt = self.engine.compile(dispatcher_ir(), ["mirage_dispatch", *CALLOUTS, *MEM_HELPERS])[0]
+        rt = self.engine.compile(dispatcher_ir(), ["mirage_dispatch", "mirage_enter", *CALLOUTS, *MEM_HELPERS])[0]
         self.dispatch_addr = rt["mirage_dispatch"]
         for name, addr in rt.items():
             self.engine.add_import(name, addr)
-        self._enter = ffi.cast("int64_t(*)(hart_t *)", self.dispatch_addr)
+        self._enter = ffi.cast("int64_t(*)(hart_t *)", rt["mirage_enter"])
         self.tcache = TranslationCache(self.engine, self.dispatch_addr)
         self.tcache.on_pages = lambda pages: [self.mmu.watch_page(p, self.harts) for p in pages]
         for h in self.harts:

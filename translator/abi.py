@@ -92,6 +92,7 @@ OFF_JC = offset("jc")
 HART_SIZE = ffi.sizeof("hart_t")
 
 # Values a block or the dispatcher returns to the run loop.
+EXIT_NEXT = 0  # Go on at pc (tier-0 blocks return it to the loop in mirage_enter)
 EXIT_MISS = 1  # No translation for (pc, flags) in the jump cache
 EXIT_POLL = 2  # Budget spent or exit requested: pc is the next block to run
 EXIT_CALLOUT = 3  # A callout asked to stop (trap taken, code invalidated, machine halted)

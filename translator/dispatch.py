@@ -1,7 +1,8 @@
 """The native dispatcher: finds the block for (pc, flags) in the hart's jump cache and tail-calls it.
 
-Blocks tail-call the dispatcher (indirect jumps, cross-page targets, after callouts) or each other
-through chain slots, so guest code runs block after block without returning to Python.
+Optimized blocks tail-call the dispatcher (indirect jumps, cross-page targets, after callouts) or
+each other through chain slots; cold (tier-0) blocks return EXIT_NEXT to the loop in mirage_enter,
+which dispatches again. Either way guest code runs block after block without returning to Python.
 """
 
 from __future__ import annotations
@@ -121,6 +122,17 @@ miss:
   %m1 = add i64 %m0, 1
   store i64 %m1, ptr %mp
   ret i64 {abi.EXIT_MISS}
+}}
+
+define i64 @mirage_enter(ptr noalias %h) #0 {{
+entry:
+  br label %again
+again:
+  %r = call i64 @mirage_dispatch(ptr %h)
+  %next = icmp eq i64 %r, {abi.EXIT_NEXT}
+  br i1 %next, label %again, label %out, !prof !0
+out:
+  ret i64 %r
 }}
 
 attributes #0 = {{ nounwind "frame-pointer"="none" }}

@@ -244,7 +244,7 @@ class BlockBuilder:
     def _slow_call(self, addr: str, value: str, desc: int) -> str:
         self.flush()
         self.sync_budget()
-        r = self.call("preserve_mostcc i64", "@mirage_mem", f"ptr %h, i64 {addr}, i64 {value}, i64 {desc}, i64 {const(self.insn_pc)}")
+        r = self.callout("mirage_mem", f"ptr %h, i64 {addr}, i64 {value}, i64 {desc}, i64 {const(self.insn_pc)}")
         stop = self.load_field(abi.OFF_EXIT_NOW, "i32")
         c = self.icmp("ne", stop, "0", "i32")
         out, cont = self.label("slowexit"), self.label("slowok")
@@ -366,7 +366,9 @@ class BlockBuilder:
         self.sync_budget()
         self.targets.append(target)
         self.store_field(abi.OFF_PC, const(target))
-        if target >> abi.PAGE_BITS == self.pc >> abi.PAGE_BITS:
+        if self.tier == 0:
+            self.to_dispatcher()
+        elif target >> abi.PAGE_BITS == self.pc >> abi.PAGE_BITS:
             slot = f"@{self.name}_s{len(self.chain_slots)}"
             self.chain_slots.append((slot[1:], target))
             self.globals.append(f"{slot} = dso_local global ptr @mirage_dispatch")
@@ -376,17 +378,32 @@ class BlockBuilder:
             self.emit(f"{r} = musttail call i64 {fn}(ptr %h)")
             self.emit(f"ret i64 {r}")
         else:
-            r = self.tmp()
-            self.emit(f"{r} = musttail call i64 @mirage_dispatch(ptr %h)")
-            self.emit(f"ret i64 {r}")
+            self.to_dispatcher()
 
     def exit_indirect(self, target: str) -> None:
         self.flush()
         self.sync_budget()
         self.store_field(abi.OFF_PC, target)
+        self.to_dispatcher()
+
+    def to_dispatcher(self) -> None:
+        """Goes on at the pc just stored: tier 1 tail-calls the dispatcher; tier 0 returns to the
+        loop in mirage_enter (a musttail call costs LLVM's fast instruction selector its fast
+        path, doubling a cold block's compile time)."""
+        if self.tier == 0:
+            self.emit(f"ret i64 {abi.EXIT_NEXT}")
+            return
         r = self.tmp()
         self.emit(f"{r} = musttail call i64 @mirage_dispatch(ptr %h)")
         self.emit(f"ret i64 {r}")
+
+    def callout(self, name: str, args: str) -> str:
+        """Calls into the runtime: through the preserve_most trampoline from tier 1 (its fast
+        paths keep their registers), directly with the C convention from tier 0 (which keeps
+        nothing in registers, and whose fast instruction selector handles only C calls)."""
+        if self.tier == 0:
+            return self.call("i64", f"@{name}_c", args)
+        return self.call("preserve_mostcc i64", f"@{name}", args)
 
     def branch(self, cond: str, taken: int, fallthrough: int) -> None:
         t, f = self.label("bt"), self.label("bf")
@@ -486,7 +503,7 @@ class BlockBuilder:
         self.sync_budget()
         remain = self.n_insns - self.index - 1
         d = desc | (remain << abi.DESC_REMAIN_SHIFT) | (abi.DESC_COMPRESSED if self.insn_len == 2 else 0)
-        self.call("preserve_mostcc i64", "@mirage_sys", f"ptr %h, i64 {raw}, i64 {const(self.insn_pc)}, i64 {d}")
+        self.callout("mirage_sys", f"ptr %h, i64 {raw}, i64 {const(self.insn_pc)}, i64 {d}")
         stop = self.load_field(abi.OFF_EXIT_NOW, "i32")
         c = self.icmp("ne", stop, "0", "i32")
         out, cont = self.label("sysexit"), self.label("sysok")
@@ -494,14 +511,12 @@ class BlockBuilder:
         self.start_block(out)
         self.emit(f"ret i64 {abi.EXIT_CALLOUT}")
         self.start_block(cont)
-        r = self.tmp()
-        self.emit(f"{r} = musttail call i64 @mirage_dispatch(ptr %h)")
-        self.emit(f"ret i64 {r}")
+        self.to_dispatcher()
         self.terminated = True
 
     def helper(self, op: int, a: str, b: str) -> str:
         """Calls the runtime helper for rare semantics that need no guest state."""
-        return self.call("preserve_mostcc i64", "@mirage_helper", f"ptr %h, i64 {op}, i64 {a}, i64 {b}")
+        return self.callout("mirage_helper", f"ptr %h, i64 {op}, i64 {a}, i64 {b}")
 
     # Self-loops
     def begin_loop(self, regs: set[tuple[str, int]]) -> None:
