@@ -47,6 +47,8 @@ def main() -> None:
 @click.option("--jit-thread/--no-jit-thread", default=True, show_default=True, envvar="MIRAGE_JIT_THREAD",
               help="Compile optimized code in a worker thread while the guest runs on (off: in the run loop, "
                    "so promotions happen at reproducible points).")
+@click.option("--firmware", type=click.Path(dir_okay=False),
+              help="With a named image: run this firmware instead of its own (as QEMU's -bios).")
 @click.option("--kernel", type=click.Path(dir_okay=False), help="Payload (ELF or raw) loaded at 0x80200000.")
 @click.option("--dtb", type=click.Path(dir_okay=False), help="Device tree blob (default: generated).")
 @click.option("--initrd", type=click.Path(dir_okay=False), help="Initial ramdisk (placed as QEMU does, range in /chosen).")
@@ -65,7 +67,7 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
             kernel: str | None, gdb_default: bool, gdb_port: int | None, gdb_stop: bool,
             initrd: str | None, append: str | None,
             dtb: str | None, debug: str | None, debug_file: str | None, no_offload: bool,
-            no_pcache: bool, jit_thread: bool) -> None:
+            no_pcache: bool, jit_thread: bool, firmware: str | None) -> None:
     """Run PROGRAM (an ELF, a raw binary at 0x80000000, or a named image: demo, linux-shell) as
     firmware under the monitor."""
     from platforms import qemu_virt
@@ -98,10 +100,12 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
         except images.ImageError as e:
             fail(str(e))
         # A named image may bring a kernel, an initrd and a command line; options override them.
-        program = str(named.firmware)
+        program = firmware or str(named.firmware)
         kernel = kernel or (named.kernel and str(named.kernel))
         initrd = initrd or (named.initrd and str(named.initrd))
         append = named.append if append is None else append
+    elif firmware is not None:
+        fail("--firmware replaces a named image's firmware (linux-shell); PROGRAM is the firmware here")
     try:
         img = load(m.mem, Path(program), qemu_virt.RAM_BASE)
     except LoadError as e:

@@ -83,6 +83,15 @@ def test_max_insns_below_the_next_block_stops(asm):
     assert b"instruction limit reached (100002 instructions)" in r.stderr
 
 
+def test_firmware_replaces_a_named_images_own(asm):
+    # demo is a named image; --firmware runs another firmware in its place (QEMU's -bios).
+    r = mirage("jit-run", "demo", "--firmware", str(asm("FAIL 5\n")))
+    assert r.returncode != 0 and b"test 5" in r.stderr, r.stderr
+    # With an ELF as PROGRAM there is nothing to replace.
+    r = mirage("jit-run", str(asm("PASS\n")), "--firmware", "x.elf")
+    assert r.returncode == 2 and r.stderr.count(b"\n") == 1 and b"--firmware" in r.stderr
+
+
 def test_signature(asm, tmp_path):
     src = r"""
   la t0, begin_signature
