@@ -12,6 +12,8 @@ import pytest
 from tests.guest import build as guest_build
 
 ROOT = Path(__file__).resolve().parent.parent
+# Every module Mirage compiles under test goes through LLVM's verifier (translator/jit.py).
+os.environ["MIRAGE_VERIFY_IR"] = "1"
 
 
 def mirage(*args: str, input: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
