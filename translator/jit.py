@@ -7,6 +7,7 @@ and hands back the addresses of exported functions and globals.
 from __future__ import annotations
 
 import concurrent.futures
+import ctypes
 import itertools
 import os
 import time
@@ -68,6 +69,7 @@ class Engine:
         self._names = itertools.count()
         self._libs: list = []  # Resource trackers keep code alive
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None  # Background code generation
+        self._unlocked: _UnlockedCompiler | None = None  # The worker's own LLVM context
 
     def add_import(self, name: str, address: int) -> None:
         """Registers a symbol every later module may call (callouts, the dispatcher)."""
@@ -78,12 +80,21 @@ class Engine:
             return self.tm
         tm = self._tms.get(opt)
         if tm is None:
-            target = llvm.Target.from_default_triple()
-            tm = target.create_target_machine(cpu=llvm.get_host_cpu_name(),
-                                              features=llvm.get_host_cpu_features().flatten(),
-                                              opt=opt, reloc="pic", codemodel="default", jit=True)
-            self._tms[opt] = tm
+            tm = self._tms[opt] = self._new_tm(opt)
         return tm
+
+    @staticmethod
+    def _new_tm(opt: int):
+        target = llvm.Target.from_default_triple()
+        return target.create_target_machine(cpu=llvm.get_host_cpu_name(),
+                                            features=llvm.get_host_cpu_features().flatten(),
+                                            opt=opt, reloc="pic", codemodel="default", jit=True)
+
+    def _worker_compiler(self) -> _UnlockedCompiler:
+        if self._unlocked is None:
+            # Target machines of its own: the main thread's are in use concurrently.
+            self._unlocked = _UnlockedCompiler(self._new_tm(0), self._new_tm(self.opt))
+        return self._unlocked
 
     def emit_object(self, ir_text: str, opt: int | None = None) -> bytes:
         mod = llvm.parse_assembly(ir_text)
@@ -128,7 +139,7 @@ class Engine:
             if background:
                 if self._pool is None:
                     self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mirage-jit")
-                job.future = self._pool.submit(job.emit)
+                job.future = self._pool.submit(job.emit, True)
             else:
                 job.emit()
         job.seconds += time.perf_counter() - t0
@@ -158,9 +169,13 @@ class Compilation:
         self.emit_seconds = 0.0
         self.seconds = 0.0  # On the caller's thread
 
-    def emit(self) -> None:
+    def emit(self, worker: bool = False) -> None:
         t0 = time.perf_counter()
-        self.obj = self.engine.emit_object(self.ir_text, self.opt)
+        eng = self.engine
+        if worker and not eng.ir_opt:
+            self.obj = eng._worker_compiler().emit(self.ir_text, 0 if self.opt == 0 else None)
+        else:
+            self.obj = eng.emit_object(self.ir_text, self.opt)
         self.emit_seconds = time.perf_counter() - t0
 
     def ready(self) -> bool:
@@ -198,3 +213,48 @@ class Compilation:
         eng.stats.object_bytes += len(obj)
         eng.stats.code_bytes += code
         return addrs, obj
+
+
+class _UnlockedCompiler:
+    """Code generation for the worker thread that bypasses llvmlite's global lock (it serializes
+    every LLVM call of the process, so the worker would stall the main thread's compiles): its
+    own LLVM context, and target machines no other thread uses. LLVM allows concurrent work in
+    separate contexts; only parsing, code generation and the buffers are called, directly."""
+
+    def __init__(self, tm0, tm) -> None:
+        lib = llvm.ffi.lib
+        self._ctx = llvm.create_context()
+        self._tms = {0: tm0, None: tm}
+        self._parse = lib.LLVMPY_ParseAssembly._cfn
+        self._emit = lib.LLVMPY_TargetMachineEmitToMemory._cfn
+        self._start = lib.LLVMPY_GetBufferStart._cfn
+        self._size = lib.LLVMPY_GetBufferSize._cfn
+        self._free_buffer = lib.LLVMPY_DisposeMemoryBuffer._cfn
+        self._free_module = lib.LLVMPY_DisposeModule._cfn
+        self._free_string = lib.LLVMPY_DisposeString._cfn
+        self._verify = lib.LLVMPY_VerifyModule._cfn
+
+    def _error(self, what: str, err: ctypes.c_char_p) -> RuntimeError:
+        text = (err.value or b"").decode(errors="replace")
+        if err.value is not None:
+            self._free_string(err)
+        return RuntimeError(f"{what}: {text}")
+
+    def emit(self, ir_text: str, opt: int | None) -> bytes:
+        """IR text to object code (the engine's codegen level, or 0)."""
+        err = ctypes.c_char_p()
+        mod = self._parse(self._ctx._ptr, ir_text.encode(), ctypes.byref(err))
+        if not mod:
+            raise self._error("LLVM IR parsing error", err)
+        try:
+            if VERIFY and self._verify(mod, ctypes.byref(err)):
+                raise self._error("LLVM IR verification failed", err)
+            buf = self._emit(self._tms[opt]._ptr, mod, 1, ctypes.byref(err))
+            if not buf:
+                raise self._error("LLVM code generation error", err)
+            try:
+                return ctypes.string_at(self._start(buf), self._size(buf))
+            finally:
+                self._free_buffer(buf)
+        finally:
+            self._free_module(mod)
