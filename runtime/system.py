@@ -15,17 +15,8 @@ from translator.isa import Insn
 
 MASK64 = (1 << 64) - 1
 
-# sstatus is a restricted view of mstatus (privileged spec 4.1.1).
-SSTATUS_READ = (C.MSTATUS_SIE | C.MSTATUS_SPIE | C.MSTATUS_UBE | C.MSTATUS_SPP | C.MSTATUS_FS | C.MSTATUS_XS
-                | C.MSTATUS_SUM | C.MSTATUS_MXR | C.MSTATUS_UXL | C.MSTATUS_SD)
-SSTATUS_WRITE = C.MSTATUS_SIE | C.MSTATUS_SPIE | C.MSTATUS_SPP | C.MSTATUS_FS | C.MSTATUS_SUM | C.MSTATUS_MXR
+SSTATUS_READ, SSTATUS_WRITE, fix_sd = C.SSTATUS_READ, C.SSTATUS_WRITE, C.fix_sd
 S_INTERRUPTS = (1 << C.IRQ_SSI) | (1 << C.IRQ_STI) | (1 << C.IRQ_SEI)
-
-
-def fix_sd(mstatus: int) -> int:
-    """SD summarizes FS/XS dirty state (privileged spec 3.1.6.6)."""
-    dirty = (mstatus & C.MSTATUS_FS) == C.MSTATUS_FS or (mstatus & C.MSTATUS_XS) == C.MSTATUS_XS
-    return (mstatus & ~C.MSTATUS_SD) | (C.MSTATUS_SD if dirty else 0)
 
 
 def _illegal(insn_raw: int) -> Trap:
@@ -54,7 +45,7 @@ Rule = tuple[Callable[[CsrContext], int], Callable[[CsrContext, int], None] | No
 
 
 def _r_sstatus(c: CsrContext) -> int:
-    return fix_sd(c.h.s.mstatus | (2 << 32)) & SSTATUS_READ
+    return fix_sd(c.h.s.mstatus | C.SSTATUS_UXL) & SSTATUS_READ
 
 
 def _w_sstatus(c: CsrContext, v: int) -> None:

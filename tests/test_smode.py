@@ -1045,6 +1045,58 @@ def test_sv39_translation_and_protection(asm):
     run(asm, SV39)
 
 
+# sstatus from S-mode: reads (UXL = 2, SD summarizing FS), and the accesses that only clear or
+# keep SIE, which compiled code completes inline, mixed with ones that must take the slow path
+# (SIE rising, FS, SUM); every value is checked after each step.
+SSTATUS_OPS = r"""
+  li t0, 3 << 13
+  csrc sstatus, t0
+  li t0, 1 << 13
+  csrs sstatus, t0
+  csrr s1, sstatus
+  CHECK_BITS s1, (3 << 32) | (1 << 63) | (3 << 13), (2 << 32) | (1 << 13)
+  li t0, 3 << 13
+  csrs sstatus, t0
+  csrr s1, sstatus
+  CHECK_BITS s1, (1 << 63) | (3 << 13), (1 << 63) | (3 << 13)
+  li t0, 2 << 13
+  csrc sstatus, t0
+  csrsi sstatus, 2
+  csrrci a0, sstatus, 2
+  CHECK_BITS a0, (1 << 63) | (3 << 13) | 2, (1 << 13) | 2
+  csrr a1, sstatus
+  CHECK_BITS a1, 2, 0
+  xor t0, a0, a1
+  CHECK t0, 2
+  csrrci a2, sstatus, 2
+  CHECK_EQ a2, a1
+  csrrs a3, sstatus, zero
+  CHECK_EQ a3, a1
+  csrsi sstatus, 2
+  li t0, 2
+  csrrc a4, sstatus, t0
+  CHECK_EQ a4, a0
+  csrrw a5, sstatus, a1
+  CHECK_EQ a5, a1
+  csrrwi zero, sstatus, 0
+  csrr a6, sstatus
+  CHECK_BITS a6, (1 << 18) | (1 << 8) | (1 << 5) | (3 << 13) | 2, 0
+  li t0, 1 << 18
+  csrrs a7, sstatus, t0
+  CHECK_EQ a7, a6
+  csrr a7, sstatus
+  CHECK_BITS a7, (1 << 18) | 2, 1 << 18
+  csrw sstatus, a1
+  csrr a7, sstatus
+  CHECK_EQ a7, a1
+"""
+
+
+@pytest.mark.parametrize("tier", ["cold", "optimized"])
+def test_sstatus_reads_and_sie_updates(asm, tier):
+    run(asm, SSTATUS_OPS, *(("--hot-threshold", "0") if tier == "optimized" else ()))
+
+
 # sfence.vma with an address (privileged spec 4.2.1) orders the leaf PTE of that address only,
 # but a leaf is a whole superpage: every TLB entry cut from it must go, not just the named page.
 SFENCE_ADDR = r"""
