@@ -97,6 +97,7 @@ EXIT_MISS = 1  # No translation for (pc, flags) in the jump cache
 EXIT_POLL = 2  # Budget spent or exit requested: pc is the next block to run
 EXIT_CALLOUT = 3  # A callout asked to stop (trap taken, code invalidated, machine halted)
 EXIT_HOT = 4  # A tier-0 block reached its execution threshold: pc is its start, nothing ran
+EXIT_MAX = 255  # Larger values a block returns are the next block's function (tier-0 chaining)
 
 # Memory slow path: i64 mirage_mem(ptr hart, i64 vaddr, i64 value, i64 desc, i64 pc).
 # desc packs the access: bits 0-3 log2(size), bit 4 store, bit 5 sign-extend, bit 6 fetch-as-AMO,

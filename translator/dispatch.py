@@ -1,8 +1,9 @@
 """The native dispatcher: finds the block for (pc, flags) in the hart's jump cache and tail-calls it.
 
 Optimized blocks tail-call the dispatcher (indirect jumps, cross-page targets, after callouts) or
-each other through chain slots; cold (tier-0) blocks return EXIT_NEXT to the loop in mirage_enter,
-which dispatches again. Either way guest code runs block after block without returning to Python.
+each other through chain slots; cold (tier-0) blocks return to the loop in mirage_enter, either
+EXIT_NEXT (dispatch again) or the function in a chain slot (called next). Either way guest code
+runs block after block without returning to Python.
 """
 
 from __future__ import annotations
@@ -128,7 +129,17 @@ define i64 @mirage_enter(ptr noalias %h) #0 {{
 entry:
   br label %again
 again:
-  %r = call i64 @mirage_dispatch(ptr %h)
+  %r0 = call i64 @mirage_dispatch(ptr %h)
+  br label %check
+check:
+  %r = phi i64 [ %r0, %again ], [ %r1, %chain ]
+  %isfn = icmp ugt i64 %r, {abi.EXIT_MAX}
+  br i1 %isfn, label %chain, label %code, !prof !0
+chain:
+  %fn = inttoptr i64 %r to ptr
+  %r1 = call i64 %fn(ptr %h)
+  br label %check
+code:
   %next = icmp eq i64 %r, {abi.EXIT_NEXT}
   br i1 %next, label %again, label %out, !prof !0
 out:

@@ -366,16 +366,18 @@ class BlockBuilder:
         self.sync_budget()
         self.targets.append(target)
         self.store_field(abi.OFF_PC, const(target))
-        if self.tier == 0:
-            self.to_dispatcher()
-        elif target >> abi.PAGE_BITS == self.pc >> abi.PAGE_BITS:
+        if target >> abi.PAGE_BITS == self.pc >> abi.PAGE_BITS:
             slot = f"@{self.name}_s{len(self.chain_slots)}"
             self.chain_slots.append((slot[1:], target))
             self.globals.append(f"{slot} = dso_local global ptr @mirage_dispatch")
             fn = self.tmp()
             self.emit(f"{fn} = load ptr, ptr {slot}")
             r = self.tmp()
-            self.emit(f"{r} = musttail call i64 {fn}(ptr %h)")
+            if self.tier == 0:
+                # Cold code hands the slot's function to the loop in mirage_enter, which calls it.
+                self.emit(f"{r} = ptrtoint ptr {fn} to i64")
+            else:
+                self.emit(f"{r} = musttail call i64 {fn}(ptr %h)")
             self.emit(f"ret i64 {r}")
         else:
             self.to_dispatcher()
