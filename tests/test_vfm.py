@@ -133,6 +133,25 @@ def test_ecall(asm):
     run(asm, ECALL)
 
 
+# The firmware's time CSR shadows the CLINT's mtime (privileged spec 3.1.11), also after the
+# firmware writes mtime.
+TIME_SHADOWS_MTIME = r"""
+  li t0, CLINT_MTIME
+  li t1, 1 << 40
+  sd t1, 0(t0)
+  csrr a0, time
+  sub a1, a0, t1
+  li t2, 10000000
+  sltu a2, a1, t2
+  CHECK a2, 1
+  PASS
+"""
+
+
+def test_firmware_time_csr_follows_mtime_writes(asm):
+    run(asm, TIME_SHADOWS_MTIME)
+
+
 # Every CSR instruction on every virtual M-mode CSR (privileged spec 2.1, 3.1 and Zicsr chapter 9).
 P1, P2 = 0xA5A5_5A5A_F0F0_0F0F, 0x0123_4567_89AB_CDEF
 M64 = (1 << 64) - 1

@@ -218,7 +218,7 @@ M_CSRS: dict[int, Rule] = {
     0xB00: (_r_counter("cycle"), _w_counter("cycle")),
     0xB02: (_r_counter("instret"), _w_counter("instret")),
     0xC00: _ro(_r_counter("cycle")),
-    0xC01: _ro(lambda a: a.m.time()),
+    0xC01: _ro(lambda a: system.platform_mtime(a.m)),
     0xC02: _ro(_r_counter("instret")),
     0x7A0: (_tselect_read, lambda a, v: setattr(a.v, "tselect", v)),
 }
