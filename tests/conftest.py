@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,20 @@ def mirage(*args: str, input: bytes | None = None, timeout: float = 120) -> subp
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     return subprocess.run([sys.executable, "-m", "runtime", *args], capture_output=True, input=input,
                           timeout=timeout, env=env, cwd=ROOT)
+
+
+def fail_checked_run(r: subprocess.CompletedProcess, where: dict[int, str]) -> None:
+    """Fails the test for a guest run that did not pass: the numbered check that failed (`where`:
+    number -> source line), an unexpected M-level trap (FAIL 1000000000 + mcause << 20 | mepc
+    low bits), or the exit status."""
+    err = r.stderr.decode(errors="replace")
+    m = re.search(r"test (\d+) failed", err)
+    if m and int(m.group(1)) >= 1000000000:
+        code = int(m.group(1)) - 1000000000
+        pytest.fail(f"unexpected trap: mcause {code >> 20}, mepc low bits {code & 0xFFFFF:#x}\n{err}")
+    if m:
+        pytest.fail(f"check {m.group(1)} failed ({where.get(int(m.group(1)), '?')})\n{err}")
+    pytest.fail(f"mirage exited with {r.returncode}\n{err}")
 
 
 @pytest.fixture(scope="session")

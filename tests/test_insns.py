@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from tests.conftest import mirage
+from tests.conftest import fail_checked_run, mirage
 
 # Macros and prologue shared by every program. t3-t6 belong to the macros.
 COMMON = r"""
@@ -112,16 +112,8 @@ def run(asm, source: str) -> None:
     """Builds and runs a program (256 MiB of RAM); fails naming the check that failed."""
     text, where = _number(source)
     r = mirage("jit-run", "-m", "256M", "--max-insns", "20000000", str(asm(text)))
-    if r.returncode == 0:
-        return
-    err = r.stderr.decode(errors="replace")
-    m = re.search(r"test (\d+) failed", err)
-    if m and int(m.group(1)) >= 1000000000:
-        code = int(m.group(1)) - 1000000000
-        pytest.fail(f"unexpected trap: mcause {code >> 20}, mepc low bits {code & 0xFFFFF:#x}\n{err}")
-    if m:
-        pytest.fail(f"check {m.group(1)} failed ({where.get(int(m.group(1)), '?')})\n{err}")
-    pytest.fail(f"mirage exited with {r.returncode}\n{err}")
+    if r.returncode != 0:
+        fail_checked_run(r, where)
 
 
 # RV64I: integer computation (unprivileged spec 2.4 and 5.2)

@@ -12,11 +12,10 @@ trap in s8 (mcause), s9 (mepc), s10 (mtval), s6 (mstatus), counts it in s11 and
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
-from tests.conftest import mirage
+from tests.conftest import fail_checked_run, mirage
 from tests.test_insns import _number
 from vfm import csr as vcsr
 
@@ -104,14 +103,7 @@ def run(asm, body: str, *args: str, defs: dict[str, int] | None = None, stats=No
         cmd += ["--stats", str(stats)]
     r = mirage(*cmd, str(asm(text)))
     if r.returncode != 0:
-        err = r.stderr.decode(errors="replace")
-        m = re.search(r"test (\d+) failed", err)
-        if m and int(m.group(1)) >= 1000000000:
-            code = int(m.group(1)) - 1000000000
-            pytest.fail(f"unexpected trap: mcause {code >> 20}, mepc low bits {code & 0xFFFFF:#x}\n{err}")
-        if m:
-            pytest.fail(f"check {m.group(1)} failed ({where.get(int(m.group(1)), '?')})\n{err}")
-        pytest.fail(f"mirage exited with {r.returncode}\n{err}")
+        fail_checked_run(r, where)
     return json.loads(stats.read_text())["vfm"] if stats is not None else None
 
 
