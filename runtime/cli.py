@@ -44,6 +44,9 @@ def main() -> None:
 @click.option("--icount", is_flag=True, help="Time advances with retired instructions (reproducible).")
 @click.option("--hot-threshold", type=click.IntRange(0, 1 << 30), default=None, envvar="MIRAGE_HOT_THRESHOLD",
               help="Executions before a block is recompiled optimized (0: optimize everything at once).")
+@click.option("--warm-threshold", type=click.IntRange(0, 1 << 30), default=None, envvar="MIRAGE_WARM_THRESHOLD",
+              help="Executions of a block head in the interpreter before it is translated (0: no interpreter, "
+                   "translate every block on its first execution).")
 @click.option("--jit-thread/--no-jit-thread", default=True, show_default=True, envvar="MIRAGE_JIT_THREAD",
               help="Compile optimized code in a worker thread while the guest runs on (off: in the run loop, "
                    "so promotions happen at reproducible points).")
@@ -64,7 +67,7 @@ def main() -> None:
               help="Do not use the persistent translation cache (~/.cache/mirage/tcache).")
 def jit_run(program: str, signature: str | None, signature_granularity: str, max_insns: int | None,
             stats_file: str | None, memory: str, opt: int, icount: bool, hot_threshold: int | None,
-            kernel: str | None, gdb_default: bool, gdb_port: int | None, gdb_stop: bool,
+            warm_threshold: int | None, kernel: str | None, gdb_default: bool, gdb_port: int | None, gdb_stop: bool,
             initrd: str | None, append: str | None,
             dtb: str | None, debug: str | None, debug_file: str | None, no_offload: bool,
             no_pcache: bool, jit_thread: bool, firmware: str | None) -> None:
@@ -86,6 +89,8 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
     ram_end = qemu_virt.RAM_BASE + ram
     if hot_threshold is not None:
         m.tcache.set_hot_threshold(hot_threshold)
+    if warm_threshold is not None:
+        m.warm_threshold = warm_threshold
     m.tcache.background = jit_thread
     pcache = None
     if not no_pcache:

@@ -7,6 +7,7 @@ not delegated, firmware privileged instructions) goes to the monitor through `Mo
 
 from __future__ import annotations
 
+import ctypes
 import sys
 import time
 from typing import Protocol
@@ -20,11 +21,23 @@ from translator import csrs as C
 from translator.abi import ffi
 from translator.block import FetchFault
 from translator.dispatch import CALLOUTS, MEM_HELPERS, dispatcher_ir
+from translator.interp import WARM_THRESHOLD
 from translator.isa import decode
 from translator.jit import Engine
 
 MASK64 = (1 << 64) - 1
 SLICE = 1 << 22  # Instructions between polls of devices and timers
+
+
+_RUNTIME_OBJECTS: dict[int, bytes] = {}
+
+
+def _runtime_object(engine: Engine) -> bytes:
+    """The object code of the dispatcher, helpers and interpreter, compiled once per process."""
+    obj = _RUNTIME_OBJECTS.get(engine.opt)
+    if obj is None:
+        obj = _RUNTIME_OBJECTS[engine.opt] = engine.emit_object(dispatcher_ir())
+    return obj
 
 
 class GuestExit(Exception):  # noqa: N818 (control flow, not an error)
@@ -68,20 +81,27 @@ class Machine:
         # The monitor's fast path for system instructions: fn(hart, raw, pc) -> bool (done)
         self.sys_hook = None
         self.debug_stop: Hart | None = None  # A hart that reached a debugger breakpoint (runtime/gdbstub.py)
-        self.stats_callouts = {"mem": 0, "sys": 0, "miss": 0, "poll": 0}
+        self.stats_callouts = {"mem": 0, "sys": 0, "miss": 0, "poll": 0, "fetch": 0, "warm": 0}
+        # Cold code runs in the native interpreter (translator/interp.py) until a block head has
+        # run `warm_threshold` times; 0 translates every block on its first execution instead.
+        self.warm_threshold = WARM_THRESHOLD
         self.store_watchers: list = []  # fn(hart, paddr, size) after slow-path stores to watched pages
         self._watch_pages: set[int] = set()
         self.timer_sources: list = []  # Devices with next_deadline(machine) -> mtime or None
         self.waiters: list = []  # fn(seconds): block until input may have arrived
         self.counteren = 0  # Physical mcounteren, owned by the monitor
         self._install_callouts()
-        rt = self.engine.compile(dispatcher_ir(), ["mirage_dispatch", "mirage_enter", *CALLOUTS, *MEM_HELPERS])[0]
+        rt = self.engine.link(_runtime_object(self.engine), ["mirage_dispatch", "mirage_enter", "mirage_interp",
+                                                              "mirage_heads", "mirage_warm", *CALLOUTS, *MEM_HELPERS])
+        self._warm_threshold = ctypes.c_int32.from_address(rt["mirage_warm"])
+        self.heads_addr = rt["mirage_heads"]
         self.dispatch_addr = rt["mirage_dispatch"]
         for name, addr in rt.items():
             self.engine.add_import(name, addr)
         self._enter = ffi.cast("int64_t(*)(hart_t *)", rt["mirage_enter"])
         self.tcache = TranslationCache(self.engine, self.dispatch_addr)
         self.tcache.on_pages = lambda pages: [self.mmu.watch_page(p, self.harts) for p in pages]
+        self.tcache.read_phys = self.mem.read_bytes
         for h in self.harts:
             h.s.ram = ffi.cast("uint8_t *", self.mem.host_base)
             self.mmu.flush(h)
@@ -114,8 +134,16 @@ class Machine:
             except BaseException as e:  # noqa: BLE001
                 return self._callout_failed(hp, e)
 
-        self._callbacks = (mem_cb, sys_cb, helper_cb)
-        for name, cb in (("mirage_mem_c", mem_cb), ("mirage_sys_c", sys_cb), ("mirage_helper_c", helper_cb)):
+        @ffi.callback("uint64_t(hart_t *, uint64_t)")
+        def fetch_cb(hp, pc):
+            try:
+                return self._fetch(self._hart_of(hp), pc)
+            except BaseException as e:  # noqa: BLE001
+                return self._callout_failed(hp, e)
+
+        self._callbacks = (mem_cb, sys_cb, helper_cb, fetch_cb)
+        for name, cb in (("mirage_mem_c", mem_cb), ("mirage_sys_c", sys_cb), ("mirage_helper_c", helper_cb),
+                         ("mirage_fetch_c", fetch_cb)):
             self.engine.add_import(name, int(ffi.cast("uintptr_t", cb)))
         self._by_ptr: dict[int, Hart] = {}
 
@@ -221,6 +249,32 @@ class Machine:
         self._watch_pages.add(ppn)
         self.mmu.watch_page(ppn, self.harts)
 
+    # Instruction fetch for the interpreter (its code-TLB misses)
+    def _fetch(self, hart: Hart, pc: int) -> int:
+        """The instruction at pc (16 or 32 bits), filling the code tag of its page; or takes the
+        fetch trap (privileged spec 3.1.15: tval is the faulting half's address) and stops."""
+        self.stats_callouts["fetch"] += 1
+        fmmu = hart.s.flags & abi.FLAG_PRIV_MASK  # MMU_U, MMU_S or MMU_M: the fetch view
+        try:
+            if pc & 1:
+                raise Trap(C.INSN_MISALIGNED, pc)
+            raw = 0
+            for half in (0, 2):
+                va = (pc + half) & MASK64
+                paddr = self.mmu.fetch_translate(hart, va)
+                if not self.mem.is_ram(paddr, 2):
+                    raise Trap(C.INSN_ACCESS, va)
+                self.mmu.fill_code(hart, fmmu, va, paddr)
+                raw |= self.mem.read(paddr, 2) << (8 * half)
+                if raw & 3 != 3:
+                    break
+            return raw
+        except Trap as t:
+            hart.uncount(1)
+            self.take_trap(hart, t.cause, t.tval, pc)
+            hart.s.exit_now = 1
+            return 0
+
     # Instruction fetch for the translator
     def _fetcher(self, hart: Hart):
         page_cache: dict[int, int] = {}
@@ -250,10 +304,11 @@ class Machine:
             return p if self.mem.is_ram(p, 2) else None
         return to_phys
 
-    def _translate_at(self, hart: Hart, step: bool = False):
+    def _translate_at(self, hart: Hart, step: bool = False, warm: bool = False):
         """Finds or translates the block at hart.pc; returns it, or None if fetching it trapped.
-        `step`: the one-instruction single-step block, kept out of the jump cache."""
-        self.stats_callouts["miss"] += 1
+        `step`: the one-instruction single-step block, kept out of the jump cache. `warm`: a head
+        the interpreter found warm: that block alone (its successors warm up on their own)."""
+        self.stats_callouts["warm" if warm else "miss"] += 1
         pc = hart.pc
         flags = hart.s.flags | (abi.FLAG_STEP if step else 0)
         if pc & 1:
@@ -280,7 +335,8 @@ class Machine:
         if blk is None:
             fetch16 = self._fetcher(hart)
             try:
-                blk = self.tcache.translate(hart, pc, ppc, flags, fetch16, self._code_phys(hart))
+                blk = self.tcache.translate(hart, pc, ppc, flags, fetch16, self._code_phys(hart),
+                                            batch=1 if warm else None)
             except FetchFault as f:
                 try:
                     self.mmu.fetch_translate(hart, f.pc)
@@ -385,6 +441,7 @@ class Machine:
         s = hart.s
         tc = self.tcache
         stall_left = stall_retired = None
+        self._warm_threshold.value = min(max(1, self.warm_threshold), (1 << 31) - 1)
         while self.halted is None:
             if tc.pending:
                 tc.install_ready(self.harts)
@@ -403,6 +460,7 @@ class Machine:
             if self.timer_sources:
                 budget = min(budget, self._insns_to_next_timer())
             hart.set_budget(budget)
+            s.interp = 1 if self.warm_threshold and not tc.breakpoints else 0
             if hart.wfi:
                 self._wait_for_interrupt(hart)
                 continue
@@ -416,6 +474,8 @@ class Machine:
                 raise err
             if code == abi.EXIT_MISS:
                 self._translate_at(hart)
+            elif code == abi.EXIT_WARM:
+                self._warm(hart)
             elif code == abi.EXIT_HOT:
                 self._promote(hart)
             elif code == abi.EXIT_POLL:
@@ -430,6 +490,23 @@ class Machine:
         tc.install_ready(self.harts)
         tc.abandon()
         return self.halted
+
+    def _warm(self, hart: Hart) -> None:
+        """The interpreter found the block head at hart.pc warm: its translation goes in the jump
+        cache if it exists, else is made (in the worker thread when there is one)."""
+        if not self.tcache.background:
+            self._translate_at(hart, warm=True)
+            return
+        try:
+            ppc = self.mmu.fetch_translate(hart, hart.pc)
+        except Trap:
+            self.stats_callouts["warm"] += 1
+            return  # The interpreter takes the fault when it runs the instruction
+        if (hart.pc, ppc, hart.s.flags) in self.tcache.blocks:
+            self._translate_at(hart, warm=True)  # Translated, but not in this jump cache
+        elif self.mem.is_ram(ppc, 2):
+            self.stats_callouts["warm"] += 1
+            self.tcache.warm(hart, hart.pc, ppc)
 
     def _promote(self, hart: Hart) -> None:
         """A tier-0 block at hart.pc reached its threshold: recompile it at tier 1."""

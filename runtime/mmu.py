@@ -138,18 +138,43 @@ class Mmu:
         idx = (vaddr >> abi.PAGE_BITS) & (abi.TLB_SIZE - 1)
         e = hart.s.tlb[mmu][idx]
         addend = (ppage - self.mem.ram_base - vpage) & MASK64
+        if e.addend != addend:
+            e.code = INVALID
         if e.addend != addend or e.read != vpage:
             e.write = INVALID
         e.read = vpage
         e.addend = addend
-        if self.leaf_size > abi.PAGE_SIZE:
-            base = vaddr & ~(self.leaf_size - 1)
-            self._super.setdefault(hart.ptr, {}).setdefault((base, self.leaf_size), set()).add((mmu, idx))
+        self._note_super(hart, vaddr, mmu, idx)
         ppn = ppage >> abi.PAGE_BITS
         if write and ppn not in self.write_watch:
             e.write = vpage
             self._writers.setdefault(ppn, set()).add((hart.ptr, mmu, idx))
             self._written.setdefault((hart.ptr, mmu), set()).add(ppn)
+
+    def fill_code(self, hart: Hart, mmu: int, vaddr: int, paddr: int) -> None:
+        """Installs the code tag of a RAM page after a successful fetch (the interpreter's fast
+        fetch); the entry's other tags stay if they share its addend."""
+        ppage = paddr & PAGE_MASK
+        if not self.mem.is_ram(ppage, abi.PAGE_SIZE):
+            return
+        if self.pmp_page is not None and not self.pmp_page(hart, mmu, paddr):
+            return
+        self.stats_fills += 1
+        vpage = vaddr & PAGE_MASK
+        idx = (vaddr >> abi.PAGE_BITS) & (abi.TLB_SIZE - 1)
+        e = hart.s.tlb[mmu][idx]
+        addend = (ppage - self.mem.ram_base - vpage) & MASK64
+        if e.addend != addend:
+            e.read = e.write = INVALID
+        e.code = vpage
+        e.addend = addend
+        self._note_super(hart, vaddr, mmu, idx)
+
+    def _note_super(self, hart: Hart, vaddr: int, mmu: int, idx: int) -> None:
+        """Remembers a TLB slot cut from a superpage (the last translation's leaf)."""
+        if self.leaf_size > abi.PAGE_SIZE:
+            base = vaddr & ~(self.leaf_size - 1)
+            self._super.setdefault(hart.ptr, {}).setdefault((base, self.leaf_size), set()).add((mmu, idx))
 
     def can_write_fast(self, hart: Hart, mmu: int, vaddr: int, paddr: int) -> bool:
         return (paddr >> abi.PAGE_BITS) not in self.write_watch
@@ -204,14 +229,14 @@ class Mmu:
         tlb = hart.s.tlb
         for mmu in mmus:
             e = tlb[mmu][idx]
-            if e.read == vpage or e.write == vpage:
-                e.read = e.write = INVALID
+            if e.read == vpage or e.write == vpage or e.code == vpage:
+                e.read = e.write = e.code = INVALID
         sup = self._super.get(hart.ptr)
         if sup:
             for key in [k for k in sup if k[0] <= vaddr < k[0] + k[1]]:
                 for mmu, i in sup.pop(key):
                     if mmu in mmus:
-                        tlb[mmu][i].read = tlb[mmu][i].write = INVALID
+                        tlb[mmu][i].read = tlb[mmu][i].write = tlb[mmu][i].code = INVALID
 
     # Reads for the page walker and instruction fetch
     def read_phys(self, paddr: int, size: int) -> int | None:

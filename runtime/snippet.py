@@ -49,11 +49,14 @@ _machines: dict[tuple[int, int], Machine] = {}
 def run_code(code: bytes, *, x: list[int] | None = None, f: list[int] | None = None, fcsr: int = 0,
              data: bytes = b"", data_addr: int = 0x8010_0000, code_addr: int = 0x8000_0000,
              max_insns: int = 10_000_000, ram_size: int = 4 << 20, fs_on: bool = True,
-             opt: int = 2, hot_threshold: int = 0) -> SnippetResult:
-    """Runs `code` with the given registers and data; stops at the first trap. `hot_threshold` 0
-    (the default) compiles at the optimized tier at once; N > 0 starts at tier 0."""
+             opt: int = 2, hot_threshold: int = 0, warm_threshold: int = 0) -> SnippetResult:
+    """Runs `code` with the given registers and data; stops at the first trap. `warm_threshold` 0
+    (the default) translates every block; N > 0 interprets code until a block head has run N
+    times. `hot_threshold` 0 (the default) compiles at the optimized tier at once; N > 0 starts
+    at tier 0."""
     m = Machine(ram_size=ram_size, opt=opt)
     m.tcache.set_hot_threshold(hot_threshold)
+    m.warm_threshold = warm_threshold
     mon = _StopOnTrap()
     mon.attach(m)
     m.mem.load_bytes(code_addr, code)

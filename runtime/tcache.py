@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from runtime.hart import Hart
 from translator import abi
-from translator.block import MAX_BLOCK_INSNS, BlockCode, build, module_text, scan
+from translator.block import MAX_BLOCK_INSNS, BlockCode, FetchFault, build, module_text, scan
 from translator.ir import HOT_THRESHOLD
 from translator.jit import Compilation, Engine
 
@@ -81,6 +81,7 @@ class _Job:
     tier: int
     compilation: Compilation
     olds: dict[tuple[int, int, int], Block] = field(default_factory=dict)
+    warm: bool = False  # New blocks the interpreter found warm (see TranslationCache.warm)
 
 
 class TranslationCache:
@@ -113,6 +114,7 @@ class TranslationCache:
         self.t0 = time.perf_counter()
         self.on_translate = None  # Hook for -d in_asm: fn(block_code)
         self.on_pages = None  # fn(physical pages): they now hold code (the machine watches them)
+        self.read_phys = None  # fn(paddr, n) -> bytes: guest RAM, to check background work is current
         # Chaining patches exits to their targets; off while every block must pass through Python
         # (-d exec, single-stepping).
         self.chaining = True
@@ -134,6 +136,10 @@ class TranslationCache:
         self.background = False
         self.pending: list[_Job] = []
         self.promoting: set[tuple[int, int, int]] = set()
+        # Warm heads waiting for the worker (queued by flags) and the keys of blocks on their way.
+        self.warm_queue: dict[int, list[tuple[int, int]]] = {}
+        self.warming: set[tuple[int, int, int]] = set()
+        self.warm_dropped = 0  # Background translations whose guest bytes changed before install
         # Blocks in a jump cache that cross into a second page, by (hart, second page).
         self.jc_cross: dict[tuple[int, int], set[Block]] = {}
 
@@ -145,19 +151,26 @@ class TranslationCache:
         return blk
 
     def translate(self, hart: Hart, vpc: int, ppc: int, flags: int, fetch16, to_phys,
-                  tier: int | None = None, also: list[tuple[int, int]] | None = None) -> Block:
+                  tier: int | None = None, also: list[tuple[int, int]] | None = None,
+                  batch: int | None = None) -> Block:
         """Translates the block at vpc and, in the same module, code likely to run soon: its static
         successors and the return sites of its calls (breadth first, up to `batch` blocks).
         Under FLAG_STEP: only the one-instruction block at vpc, optimized, breakpoints ignored."""
         t0 = time.perf_counter()
-        job = self._prepare(vpc, ppc, flags, fetch16, to_phys, tier, also, background=False)
+        saved = self.batch
+        if batch is not None:
+            self.batch = batch
+        try:
+            job = self._prepare(vpc, ppc, flags, fetch16, to_phys, tier, also, background=False)
+        finally:
+            self.batch = saved
         first = self._install(job)
         self.translate_seconds += time.perf_counter() - t0
         assert first is not None
         return first
 
     def _prepare(self, vpc: int, ppc: int, flags: int, fetch16, to_phys, tier: int | None,
-                 also: list[tuple[int, int]] | None, background: bool) -> _Job:
+                 also: list[tuple[int, int]] | None, background: bool, only_listed: bool = False) -> _Job:
         """Scans and builds the module's blocks and starts compiling it."""
         step = bool(flags & abi.FLAG_STEP)
         if step:
@@ -173,7 +186,8 @@ class TranslationCache:
                 continue
             debug = not step and pc in self.breakpoints
             try:
-                insns = scan(pc, flags, fetch16, 1 if step or debug else MAX_BLOCK_INSNS,
+                insns = scan(pc, flags, self._phys_fetch(pc, phys) if only_listed else fetch16,
+                             1 if step or debug else MAX_BLOCK_INSNS,
                              () if step else self.breakpoints)
             except Exception:
                 if pc == vpc:
@@ -183,6 +197,8 @@ class TranslationCache:
             code = build(pc, flags, insns, name, loops=self.loops and not step,
                          tier=block_tier, hot=self.hot_threshold, debug=debug)
             codes.append((code, phys))
+            if only_listed:
+                continue
             for target in code.targets:
                 if target in seen:
                     continue
@@ -361,6 +377,51 @@ class TranslationCache:
         self.translate_seconds += time.perf_counter() - t0
         return new
 
+    def warm(self, hart: Hart, vpc: int, ppc: int) -> None:
+        """The interpreter found the block head at vpc warm: queue it for translation in the worker
+        thread (the interpreter runs it meanwhile). Heads are batched per mode while the worker is
+        busy, so a module holds many blocks; the queue goes out when the worker is idle."""
+        flags = hart.s.flags
+        key = (vpc, ppc, flags)
+        if key in self.warming or ppc & (abi.PAGE_SIZE - 1) > abi.PAGE_SIZE - 4:
+            return  # On its way, or may cross a page: stays interpreted
+        self.warming.add(key)
+        self.warm_queue.setdefault(flags, []).append((vpc, ppc))
+        if not any(j.warm for j in self.pending):
+            self.flush_warm()
+
+    def _phys_fetch(self, vpc: int, ppc: int):
+        """A fetcher for the page of vpc read through its physical page (the mapping may have
+        changed since the head was found warm); blocks end at the page's end."""
+        def fetch16(vaddr: int) -> int:
+            if vaddr >> abi.PAGE_BITS != vpc >> abi.PAGE_BITS:
+                raise FetchFault(vaddr)
+            return int.from_bytes(self.read_phys(ppc + (vaddr - vpc), 2), "little")
+        return fetch16
+
+    def flush_warm(self) -> None:
+        """Sends the queued warm heads to the worker, one module per mode."""
+        queue, self.warm_queue = self.warm_queue, {}
+        for flags, heads in queue.items():
+            t0 = time.perf_counter()
+            (vpc, ppc), rest = heads[0], heads[1:]
+            batch, self.batch = self.batch, len(heads)
+            try:
+                job = self._prepare(vpc, ppc, flags, None, None, None, rest, background=True, only_listed=True)
+            except Exception:
+                self.warming.difference_update((pc, p, flags) for pc, p in heads)
+                continue
+            finally:
+                self.batch = batch
+            job.warm = True
+            self.pending.append(job)
+            self.translate_seconds += time.perf_counter() - t0
+
+    def _current(self, code: BlockCode, phys: int, read_phys) -> bool:
+        """Whether the guest bytes a block was scanned from are still in memory."""
+        raw = b"".join(r.to_bytes(4 if r & 3 == 3 else 2, "little") for _, _, r in code.insns)
+        return read_phys(phys, len(raw)) == raw
+
     def install_ready(self, harts: list[Hart], wait: bool = False) -> int:
         """Puts in the background promotions that are compiled (all of them with `wait`); how many
         modules. A block changed or dropped meanwhile keeps its current code."""
@@ -369,7 +430,12 @@ class TranslationCache:
             job = self.pending.pop(0)
             self.promoting.difference_update(job.olds)
             t0 = time.perf_counter()
-            self._enter_promoted(job, harts)
+            if job.warm:
+                self._enter_warm(job, harts)
+                if self.warm_queue and not any(j.warm for j in self.pending):
+                    self.flush_warm()
+            else:
+                self._enter_promoted(job, harts)
             self.translate_seconds += time.perf_counter() - t0
             done += 1
         return done
@@ -377,8 +443,32 @@ class TranslationCache:
     def abandon(self) -> None:
         """Forgets promotions still compiling (the run is over) and stops the worker thread."""
         self.pending.clear()
+        self.warm_queue.clear()
+        self.warming.clear()
         self.promoting.clear()
         self.engine.shutdown()
+
+    def _enter_warm(self, job: _Job, harts: list[Hart]) -> None:
+        """Installs background translations of warm heads whose guest bytes did not change since
+        they were scanned (the page was not watched meanwhile); the first hart's jump cache gets
+        them, others find them on their next warm head."""
+        fresh = set()
+        for code, phys in job.codes:
+            key = (code.pc, phys, job.flags)
+            self.warming.discard(key)
+            if key in self.blocks:
+                continue
+            if self.read_phys is not None and not self._current(code, phys, self.read_phys):
+                self.warm_dropped += 1
+                continue
+            fresh.add(key)
+        self._install(job, keep=lambda key: key in fresh)
+        for key in fresh:
+            blk = self.blocks.get(key)
+            if blk is not None:
+                for h in harts:
+                    if h.s.flags == blk.flags:
+                        self.jc_insert(h, blk)
 
     def _enter_promoted(self, job: _Job, harts: list[Hart]) -> Block | None:
         olds = job.olds

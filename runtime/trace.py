@@ -44,6 +44,8 @@ class Tracer:
 
     def attach(self, machine) -> None:
         machine.trace = self
+        if "in_asm" in self.cats or self.exec_on:
+            machine.warm_threshold = 0  # Every block translated (and so shown) on its first execution
         if "in_asm" in self.cats:
             machine.tcache.on_translate = self.in_asm
         if self.exec_on:

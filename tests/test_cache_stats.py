@@ -119,9 +119,13 @@ def run(*args: str, cache: Path) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
-def run_stats(elf: Path, tmp: Path, *opts: str, cache: Path | None = None, name: str = "s.json") -> dict:
+def run_stats(elf: Path, tmp: Path, *opts: str, cache: Path | None = None, name: str = "s.json",
+              warm: int = 0) -> dict:
+    """Runs with statistics; every block translated on its first execution unless `warm` > 0
+    (these tests count the translated tiers' work)."""
     out = tmp / name
-    r = run("jit-run", "--max-insns", "10000000", "--stats", str(out), *opts, str(elf), cache=cache or tmp / "cache")
+    r = run("jit-run", "--max-insns", "10000000", "--stats", str(out), "--warm-threshold", str(warm), *opts,
+            str(elf), cache=cache or tmp / "cache")
     assert r.returncode == 0, r.stderr.decode()
     return json.loads(out.read_text())
 

@@ -100,11 +100,16 @@ def _number(source: str) -> tuple[str, dict[int, str]]:
     return COMMON + "\n".join(out) + "\n", where
 
 
-@pytest.fixture(autouse=True, params=["tier0", "tier1", "promote"])
+@pytest.fixture(autouse=True, params=["interp", "tier0", "tier1", "promote"])
 def tier(request, monkeypatch):
-    """Every program runs with cold code only, optimized code only, and promotion after 2 runs."""
-    threshold = {"tier0": 1 << 30, "tier1": 0, "promote": 2}[request.param]
-    monkeypatch.setenv("MIRAGE_HOT_THRESHOLD", str(threshold))
+    """Every program runs in the interpreter only, with cold compiled code only, optimized code
+    only, and through every tier (interpreted, warm after 2 heads, promoted after 2 runs)."""
+    warm, hot = {"interp": (1 << 30, 1 << 30), "tier0": (0, 1 << 30), "tier1": (0, 0),
+                 "promote": (2, 2)}[request.param]
+    monkeypatch.setenv("MIRAGE_WARM_THRESHOLD", str(warm))
+    monkeypatch.setenv("MIRAGE_HOT_THRESHOLD", str(hot))
+    # Reproducible promotion points: translations happen in the run loop
+    monkeypatch.setenv("MIRAGE_JIT_THREAD", "0" if request.param == "promote" else "1")
     return request.param
 
 

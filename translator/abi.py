@@ -47,7 +47,7 @@ typedef struct {{
     int64_t budget;          /* Instructions left before returning to the run loop; zeroed to
                                 request an exit at the next block boundary */
     uint32_t exit_now;       /* Set by a callout: the calling block must return at once */
-    uint32_t pad0;
+    uint32_t interp;         /* Nonzero: jump-cache misses run in the interpreter (translator/interp.py) */
     uint64_t flags;          /* Translation flags of the current mode (part of every block key) */
     uint8_t *ram;            /* Host address of guest RAM */
     uint64_t resv;           /* LR reservation (guest address), all ones when none */
@@ -58,6 +58,7 @@ typedef struct {{
     uint64_t stat_dispatch;  /* Native dispatch lookups */
     uint64_t stat_jc_miss;   /* Lookups that missed the jump cache */
     uint64_t stat_chain;     /* Block-to-block transitions through chain slots */
+    uint64_t stat_interp;    /* Instructions run by the interpreter */
     uint64_t scratch[8];
     tlb_entry_t tlb[{NUM_MMU}][{TLB_SIZE}];
     jc_entry_t jc[{JC_SIZE}];
@@ -78,6 +79,7 @@ OFF_F = offset("f")
 OFF_PC = offset("pc")
 OFF_BUDGET = offset("budget")
 OFF_EXIT_NOW = offset("exit_now")
+OFF_INTERP = offset("interp")
 OFF_FLAGS = offset("flags")
 OFF_RAM = offset("ram")
 OFF_RESV = offset("resv")
@@ -87,9 +89,16 @@ OFF_MSTATUS = offset("mstatus")
 OFF_STAT_DISPATCH = offset("stat_dispatch")
 OFF_STAT_JC_MISS = offset("stat_jc_miss")
 OFF_STAT_CHAIN = offset("stat_chain")
+OFF_STAT_INTERP = offset("stat_interp")
 OFF_TLB = offset("tlb")
 OFF_JC = offset("jc")
 HART_SIZE = ffi.sizeof("hart_t")
+# Layout of a TLB entry (tlb_entry_t): tags by access kind, then the addend.
+TLB_READ = ffi.offsetof("tlb_entry_t", "read")
+TLB_WRITE = ffi.offsetof("tlb_entry_t", "write")
+TLB_CODE = ffi.offsetof("tlb_entry_t", "code")
+TLB_ADDEND = ffi.offsetof("tlb_entry_t", "addend")
+assert ffi.sizeof("tlb_entry_t") == TLB_ENTRY and ffi.sizeof("jc_entry_t") == JC_ENTRY
 
 # Values a block or the dispatcher returns to the run loop.
 EXIT_NEXT = 0  # Go on at pc (tier-0 blocks return it to the loop in mirage_enter)
@@ -97,6 +106,7 @@ EXIT_MISS = 1  # No translation for (pc, flags) in the jump cache
 EXIT_POLL = 2  # Budget spent or exit requested: pc is the next block to run
 EXIT_CALLOUT = 3  # A callout asked to stop (trap taken, code invalidated, machine halted)
 EXIT_HOT = 4  # A tier-0 block reached its execution threshold: pc is its start, nothing ran
+EXIT_WARM = 5  # The interpreter reached a warm block head: pc is the head, nothing ran
 EXIT_MAX = 255  # Larger values a block returns are the next block's function (tier-0 chaining)
 
 # Memory slow path: i64 mirage_mem(ptr hart, i64 vaddr, i64 value, i64 desc, i64 pc).

@@ -8,7 +8,10 @@ runs block after block without returning to Python.
 
 from __future__ import annotations
 
+import functools
+
 from translator import abi
+from translator.interp import interpreter_ir
 
 # Callouts reach Python through trampolines with LLVM's preserve_most convention, so a block's
 # slow path costs the block no callee-saved register spills on its fast path.
@@ -88,6 +91,7 @@ MEM_HELPERS = [f"mirage_ld{n}" for n in ("1u", "1s", "2u", "2s", "4u", "4s", "8u
     [f"mirage_st{n}" for n in (1, 2, 4, 8)]
 
 
+@functools.cache
 def dispatcher_ir() -> str:
     return _trampolines() + _mem_helpers() + f"""
 define i64 @mirage_dispatch(ptr noalias %h) #0 {{
@@ -122,6 +126,14 @@ miss:
   %m0 = load i64, ptr %mp
   %m1 = add i64 %m0, 1
   store i64 %m1, ptr %mp
+  %ip = getelementptr inbounds i8, ptr %h, i64 {abi.OFF_INTERP}
+  %ion = load i32, ptr %ip
+  %useint = icmp ne i32 %ion, 0
+  br i1 %useint, label %interp, label %out
+interp:
+  %ri = musttail call i64 @mirage_interp(ptr %h)
+  ret i64 %ri
+out:
   ret i64 {abi.EXIT_MISS}
 }}
 
@@ -149,4 +161,5 @@ out:
 attributes #0 = {{ nounwind "frame-pointer"="none" }}
 attributes #1 = {{ noinline "frame-pointer"="none" }}
 !0 = !{{!"branch_weights", i32 2000, i32 1}}
-"""
+!1 = !{{!"branch_weights", i32 1, i32 2000}}
+""" + interpreter_ir()

@@ -26,8 +26,11 @@ def _fill(line: str, values: dict[str, str]) -> str:
     return line
 
 
-def const(v: int) -> str:
-    """An i64 constant as LLVM spells it (signed decimal)."""
+def const(v: int | str) -> str:
+    """An i64 constant as LLVM spells it (signed decimal); an IR value (the interpreter's run-time
+    instruction fields, translator/interp.py) stands for itself."""
+    if isinstance(v, str):
+        return v
     v &= I64_MASK
     return str(v - (1 << 64) if v >> 63 else v)
 
@@ -221,8 +224,9 @@ class BlockBuilder:
         idx = self.op("lshr", addr, str(abi.PAGE_BITS))
         idx = self.op("and", idx, str(abi.TLB_SIZE - 1))
         eoff = self.op("shl", idx, "5")
-        base = abi.OFF_TLB + self.mmu * abi.TLB_SIZE * abi.TLB_ENTRY + (8 if write else 0)
-        eoff = self.op("add", eoff, str(base))
+        eoff = self.op("add", eoff, self._tlb_base())
+        if write:
+            eoff = self.op("add", eoff, "8")
         ep = self.tmp()
         self.emit(f"{ep} = getelementptr inbounds i8, ptr %h, i64 {eoff}")
         tag = self.tmp()
@@ -254,8 +258,9 @@ class BlockBuilder:
         self.start_block(cont)
         return r
 
-    def _tlb_base(self) -> int:
-        return abi.OFF_TLB + self.mmu * abi.TLB_SIZE * abi.TLB_ENTRY
+    def _tlb_base(self) -> str:
+        """Offset in the hart struct of the TLB of the block's data MMU index."""
+        return str(abi.OFF_TLB + self.mmu * abi.TLB_SIZE * abi.TLB_ENTRY)
 
     def _exit_if_stopped(self) -> None:
         """After a tier-0 helper: leave if the callout asked to (nothing is cached to write back)."""

@@ -475,6 +475,46 @@ def decode16(half: int) -> Insn | None:
     return None
 
 
+def encode(insn: Insn) -> int:
+    """The 32-bit encoding of a decoded instruction (the inverse of `_fields`, unprivileged spec
+    2.2-2.3); a compressed instruction gives the base instruction it expands to."""
+    enc = BY_NAME[insn.name]
+    f = enc.fmt
+    rd, rs1, rs2, imm = insn.rd << 7, insn.rs1 << 15, insn.rs2 << 20, insn.imm
+    w = 0
+    if f in ("R", "AMO", "LR", "SFENCE", "R1", "RF", "R1F", "R4"):
+        w = rd | rs1 | rs2 | (insn.rm << 12) | (insn.rs3 << 27) | (insn.aq << 26) | (insn.rl << 25)
+    elif f in ("I", "L", "FL", "FENCE", "SH6", "SH5"):
+        w = rd | rs1 | ((imm & 0xFFF) << 20)
+    elif f in ("S", "FS"):
+        w = rs1 | rs2 | (_bits(imm, 11, 5) << 25) | (_bits(imm, 4, 0) << 7)
+    elif f == "B":
+        w = (rs1 | rs2 | (_bits(imm, 12, 12) << 31) | (_bits(imm, 10, 5) << 25) | (_bits(imm, 4, 1) << 8)
+             | (_bits(imm, 11, 11) << 7))
+    elif f == "U":
+        w = rd | (imm & 0xFFFFF000)
+    elif f == "J":
+        w = (rd | (_bits(imm, 20, 20) << 31) | (_bits(imm, 10, 1) << 21) | (_bits(imm, 11, 11) << 20)
+             | (_bits(imm, 19, 12) << 12))
+    elif f == "CSR":
+        w = rd | rs1 | (insn.csr << 20)
+    elif f == "CSRI":
+        w = rd | (imm << 15) | (insn.csr << 20)
+    return (w & ~enc.mask) | enc.match
+
+
+def rvc_expansions() -> list[int]:
+    """For every 16-bit word, the 32-bit encoding of the instruction it expands to (chapter 16),
+    or 0 (an illegal instruction) for reserved encodings and for the low half of 32-bit ones."""
+    out = [0] * 0x10000
+    for w in range(0x10000):
+        if w & 3 != 3:
+            insn = decode16(w)
+            if insn is not None:
+                out[w] = encode(insn)
+    return out
+
+
 _cache: dict[int, Insn | None] = {}
 
 

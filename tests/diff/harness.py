@@ -59,12 +59,12 @@ def _crashed(stop: str) -> State:
 def run_mirage(prog: Program, prefix: int | None = None, opt: int = 2) -> State:
     from runtime.snippet import run_code
 
-    # Both translation tiers: even seeds compile optimized code at once, odd seeds run the cold tier.
-    hot = 0 if prog.seed % 2 == 0 else 1 << 30
+    # Every tier, by seed: the interpreter alone, the cold compiled tier, optimized code at once.
+    warm, hot = ((1 << 30, 1 << 30), (0, 1 << 30), (0, 0))[prog.seed % 3]
     try:
         r = run_code(prog.code(prefix), x=prog.x, f=prog.f, fcsr=prog.fcsr, data=prog.data, data_addr=DATA_ADDR,
                      code_addr=prog.code_addr, max_insns=8 * len(prog.insns) + 64, opt=opt,
-                     hot_threshold=hot)
+                     hot_threshold=hot, warm_threshold=warm)
     except Exception as e:  # A crash of the translator or runtime is a divergence like any other
         return _crashed(f"mirage raised {type(e).__name__}: {e}")
     if r.cause == 3:
