@@ -36,11 +36,10 @@ class Hart:
         self.satp = 0
         self.scounteren = 0
         self.senvcfg = 0
-        # Interrupt state: pending and enable bits (mip/mie layout); delegation set by the monitor
-        self.mip = 0
-        self.mie = 0
+        # Interrupt state: pending and enable bits (mip/mie layout) and the interrupt delegation
+        # set by the monitor live in the native struct (properties below), where code that sets
+        # sstatus.SIE checks them; exception delegation is the monitor's
         self.medeleg = 0
-        self.mideleg = 0
         self.wfi = False
         # Set during a callout to return to the run loop once the current instruction completes
         self.want_exit = False
@@ -69,6 +68,30 @@ class Hart:
     @pc.setter
     def pc(self, v: int) -> None:
         self.s.pc = v & 0xFFFFFFFFFFFFFFFF
+
+    @property
+    def mip(self) -> int:
+        return self.s.mip
+
+    @mip.setter
+    def mip(self, v: int) -> None:
+        self.s.mip = v
+
+    @property
+    def mie(self) -> int:
+        return self.s.mie
+
+    @mie.setter
+    def mie(self, v: int) -> None:
+        self.s.mie = v
+
+    @property
+    def mideleg(self) -> int:
+        return self.s.mideleg
+
+    @mideleg.setter
+    def mideleg(self, v: int) -> None:
+        self.s.mideleg = v
 
     @property
     def mstatus(self) -> int:

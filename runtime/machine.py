@@ -7,9 +7,9 @@ not delegated, firmware privileged instructions) goes to the monitor through `Mo
 
 from __future__ import annotations
 
-import ctypes
 import sys
 import time
+from time import perf_counter
 from typing import Protocol
 
 from runtime.hart import Hart, Trap
@@ -21,7 +21,7 @@ from translator import csrs as C
 from translator.abi import ffi
 from translator.block import FetchFault
 from translator.dispatch import CALLOUTS, MEM_HELPERS, dispatcher_ir
-from translator.interp import WARM_THRESHOLD
+from translator.interp import HEADS_SIZE, WARM_THRESHOLD, rvc_table
 from translator.isa import decode
 from translator.jit import Engine
 
@@ -29,15 +29,39 @@ MASK64 = (1 << 64) - 1
 SLICE = 1 << 22  # Instructions between polls of devices and timers
 
 
-_RUNTIME_OBJECTS: dict[int, bytes] = {}
+_RUNTIME_OBJECTS: dict[str, bytes] = {}
+
+
+def _runtime_build(what: str, variant: str, make) -> bytes:
+    """A build product kept in <cache root>/runtime/ (keyed by pcache.environment: translator
+    sources, LLVM and host CPU, whatever --no-pcache says: it is part of the build, not a
+    translation) and once per process."""
+    from runtime.pcache import PersistentCache, cache_root
+
+    data = _RUNTIME_OBJECTS.get(what + variant)
+    if data is None:
+        cache = PersistentCache()
+        cache.dir = cache_root() / "runtime"
+        key = cache.key(what, variant)
+        hit = cache.get(key)
+        if hit is not None:
+            data = hit[0]
+        else:
+            t0 = perf_counter()
+            data = make()
+            cache.put(key, data, 0, perf_counter() - t0)
+        _RUNTIME_OBJECTS[what + variant] = data
+    return data
+
+
+def _rvc_table() -> bytes:
+    return _runtime_build("mirage rvc table", "", rvc_table)
 
 
 def _runtime_object(engine: Engine) -> bytes:
-    """The object code of the dispatcher, helpers and interpreter, compiled once per process."""
-    obj = _RUNTIME_OBJECTS.get(engine.opt)
-    if obj is None:
-        obj = _RUNTIME_OBJECTS[engine.opt] = engine.emit_object(dispatcher_ir())
-    return obj
+    """The object code of the dispatcher, helpers and interpreter."""
+    return _runtime_build("mirage runtime module", f"opt={engine.opt}",
+                          lambda: engine.emit_object(dispatcher_ir()))
 
 
 class GuestExit(Exception):  # noqa: N818 (control flow, not an error)
@@ -82,6 +106,12 @@ class Machine:
         self.sys_hook = None
         self.debug_stop: Hart | None = None  # A hart that reached a debugger breakpoint (runtime/gdbstub.py)
         self.stats_callouts = {"mem": 0, "sys": 0, "miss": 0, "poll": 0, "fetch": 0, "warm": 0}
+        # Host seconds of those Python entries by cause ("hot": promotions), the part spent in
+        # callouts the interpreter made, and the time in native code (callouts included).
+        self.stats_seconds = dict.fromkeys([*self.stats_callouts, "hot"], 0.0)
+        self.interp_callout_seconds = 0.0
+        self.native_seconds = 0.0
+        self.cycles_per_second = 0.0  # The host cycle counter's rate, measured over a run
         # Cold code runs in the native interpreter (translator/interp.py) until a block head has
         # run `warm_threshold` times; 0 translates every block on its first execution instead.
         self.warm_threshold = WARM_THRESHOLD
@@ -91,10 +121,15 @@ class Machine:
         self.waiters: list = []  # fn(seconds): block until input may have arrived
         self.counteren = 0  # Physical mcounteren, owned by the monitor
         self._install_callouts()
-        rt = self.engine.link(_runtime_object(self.engine), ["mirage_dispatch", "mirage_enter", "mirage_interp",
-                                                              "mirage_heads", "mirage_warm", *CALLOUTS, *MEM_HELPERS])
-        self._warm_threshold = ctypes.c_int32.from_address(rt["mirage_warm"])
-        self.heads_addr = rt["mirage_heads"]
+        exports = ["mirage_dispatch", "mirage_enter", "mirage_interp", "mirage_cycles", *CALLOUTS, *MEM_HELPERS]
+        rt = self.engine.link(_runtime_object(self.engine), exports)
+        # The interpreter's tables (translator/interp.py), shared by the harts.
+        self._heads = ffi.new("int32_t[]", HEADS_SIZE)
+        self._btab = ffi.new("uint64_t[]", 4 * HEADS_SIZE)
+        self.heads_addr = int(ffi.cast("uintptr_t", self._heads))
+        self._rvc = ffi.new("uint32_t[]", 65536)
+        ffi.memmove(self._rvc, _rvc_table(), 4 * 65536)
+        self.cycles = ffi.cast("uint64_t(*)(void)", rt["mirage_cycles"])
         self.dispatch_addr = rt["mirage_dispatch"]
         for name, addr in rt.items():
             self.engine.add_import(name, addr)
@@ -102,8 +137,12 @@ class Machine:
         self.tcache = TranslationCache(self.engine, self.dispatch_addr)
         self.tcache.on_pages = lambda pages: [self.mmu.watch_page(p, self.harts) for p in pages]
         self.tcache.read_phys = self.mem.read_bytes
+        self.tcache.heads, self.tcache.btab = self.heads_addr, int(ffi.cast("uintptr_t", self._btab))
+        self.tcache.ram_base = self.mem.ram_base
         for h in self.harts:
             h.s.ram = ffi.cast("uint8_t *", self.mem.host_base)
+            h.s.heads, h.s.btab = self._heads, self._btab
+            h.s.rvc = self._rvc
             self.mmu.flush(h)
             self.tcache.jc_flush(h, "reset")
             h.update_flags()
@@ -113,17 +152,23 @@ class Machine:
     def _install_callouts(self) -> None:
         @ffi.callback("uint64_t(hart_t *, uint64_t, uint64_t, uint64_t, uint64_t)")
         def mem_cb(hp, vaddr, value, desc, pc):
+            t0 = perf_counter()
             try:
                 return self._mem_slow(self._hart_of(hp), vaddr, value, desc, pc)
             except BaseException as e:  # noqa: BLE001 (reported after native code returns)
                 return self._callout_failed(hp, e)
+            finally:
+                self._timed("mem", hp, t0)
 
         @ffi.callback("int64_t(hart_t *, uint64_t, uint64_t, uint64_t)")
         def sys_cb(hp, raw, pc, desc):
+            t0 = perf_counter()
             try:
                 self._sys(self._hart_of(hp), raw, pc, desc)
             except BaseException as e:  # noqa: BLE001
                 return self._callout_failed(hp, e)
+            finally:
+                self._timed("sys", hp, t0)
             return 0
 
         @ffi.callback("uint64_t(hart_t *, int64_t, uint64_t, uint64_t)")
@@ -136,16 +181,26 @@ class Machine:
 
         @ffi.callback("uint64_t(hart_t *, uint64_t)")
         def fetch_cb(hp, pc):
+            t0 = perf_counter()
             try:
                 return self._fetch(self._hart_of(hp), pc)
             except BaseException as e:  # noqa: BLE001
                 return self._callout_failed(hp, e)
+            finally:
+                self._timed("fetch", hp, t0)
 
         self._callbacks = (mem_cb, sys_cb, helper_cb, fetch_cb)
         for name, cb in (("mirage_mem_c", mem_cb), ("mirage_sys_c", sys_cb), ("mirage_helper_c", helper_cb),
                          ("mirage_fetch_c", fetch_cb)):
             self.engine.add_import(name, int(ffi.cast("uintptr_t", cb)))
         self._by_ptr: dict[int, Hart] = {}
+
+    def _timed(self, cause: str, hp, t0: float) -> None:
+        """Adds a callout's host time to its cause (and to the interpreter's share if it made it)."""
+        dt = perf_counter() - t0
+        self.stats_seconds[cause] += dt
+        if hp.in_interp:
+            self.interp_callout_seconds += dt
 
     def _hart_of(self, hp) -> Hart:
         if len(self.harts) == 1:
@@ -441,7 +496,9 @@ class Machine:
         s = hart.s
         tc = self.tcache
         stall_left = stall_retired = None
-        self._warm_threshold.value = min(max(1, self.warm_threshold), (1 << 31) - 1)
+        cal = (perf_counter(), self.cycles())
+        for h in self.harts:
+            h.s.warm = min(max(1, self.warm_threshold), (1 << 31) - 1)
         while self.halted is None:
             if tc.pending:
                 tc.install_ready(self.harts)
@@ -465,7 +522,10 @@ class Machine:
                 self._wait_for_interrupt(hart)
                 continue
             hart.want_exit = False
+            t0 = perf_counter()
             code = enter(s) if self.trace is None or not self.trace.exec_on else self._step_block(hart)
+            t1 = perf_counter()
+            self.native_seconds += t1 - t0
             if self.callout_error is not None:
                 err, self.callout_error = self.callout_error, None
                 if isinstance(err, GuestExit):
@@ -474,21 +534,32 @@ class Machine:
                 raise err
             if code == abi.EXIT_MISS:
                 self._translate_at(hart)
+                cause = "miss"
             elif code == abi.EXIT_WARM:
                 self._warm(hart)
+                cause = "warm"
             elif code == abi.EXIT_HOT:
                 self._promote(hart)
+                cause = "hot"
             elif code == abi.EXIT_POLL:
                 self.stats_callouts["poll"] += 1
                 if left is not None and budget == left:
                     stall_left, stall_retired = left, hart.retired()
                 self.poll(hart)
+                cause = "poll"
             elif code == abi.EXIT_CALLOUT:
                 s.exit_now = 0
                 self.poll(hart)
+                cause = "poll"
+            else:
+                continue
+            self.stats_seconds[cause] += perf_counter() - t1
         hart.set_budget(0)
         tc.install_ready(self.harts)
         tc.abandon()
+        dt = perf_counter() - cal[0]
+        if dt > 0:
+            self.cycles_per_second = (self.cycles() - cal[1]) / dt
         return self.halted
 
     def _warm(self, hart: Hart) -> None:
@@ -502,8 +573,10 @@ class Machine:
         except Trap:
             self.stats_callouts["warm"] += 1
             return  # The interpreter takes the fault when it runs the instruction
-        if (hart.pc, ppc, hart.s.flags) in self.tcache.blocks:
-            self._translate_at(hart, warm=True)  # Translated, but not in this jump cache
+        if (hart.pc, ppc, hart.s.flags) in self.tcache.blocks or ppc & (abi.PAGE_SIZE - 1) > abi.PAGE_SIZE - 4:
+            # Translated but not found natively (crosses a page), or its first instruction may:
+            # the main thread does it.
+            self._translate_at(hart, warm=True)
         elif self.mem.is_ram(ppc, 2):
             self.stats_callouts["warm"] += 1
             self.tcache.warm(hart, hart.pc, ppc)

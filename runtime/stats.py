@@ -40,7 +40,17 @@ The JSON document (schema "mirage-stats", version 2; version 1 had the keys mark
                          included, minus dispatched; exact but for the rare entries that found
                          the instruction budget spent (polls). Under -d exec, where blocks run one
                          at a time from Python and nothing chains, those entries count here
-  callouts*              {mem, sys, miss, poll}: calls from generated code into Python
+  callouts*              {mem, sys, miss, poll, fetch, warm}: entries into Python from native code
+                         (mem, sys, fetch: callouts) and from the run loop (miss: no translation
+                         at pc and the interpreter off or unable; warm: a head the interpreter
+                         found warm; poll: budget spent or a callout stopped the block)
+  interpreter            the cold tier (translator/interp.py): {enabled, warm_threshold, insns
+                         (instructions it ran), heads_warmed (heads queued for translation),
+                         blocks_translated (installed from them), stale_dropped (their guest
+                         bytes changed before install)}
+  time                   host seconds of the run loop: {interpreter, compiled (native code but
+                         the interpreter, callouts excluded), python: {cause: s} (mem, sys,
+                         fetch, miss, warm, poll, hot), translate (main thread's translation)}
   invalidations*         {cause: n}: "code-write" (blocks dropped: their guest bytes were written),
                          "fence.i" (fence.i executed; the writes had already dropped the code),
                          "satp", "sfence.vma", "pmp" (jump-cache flushes), "breakpoint" (blocks
@@ -194,6 +204,8 @@ def collect(m, t_start: float, t_run: float, t_end: float, pcache=None, program:
             "chained": max(0, totals["entries"] + totals["handbacks"] - dispatched),
         },
         "callouts": dict(m.stats_callouts),
+        "interpreter": _interpreter(m),
+        "time": _time_split(m),
         "invalidations": invalidations,
         "fence_i": tc.fence_i,
         "mmu": {"walks": m.mmu.stats_walks, "fills": m.mmu.stats_fills},
@@ -202,6 +214,28 @@ def collect(m, t_start: float, t_run: float, t_end: float, pcache=None, program:
         "hot_blocks": blocks[:hot],
         "events": _events([e for e in tc.events if e[1] != "reset"]),
     }
+
+
+def _interpreter(m) -> dict:
+    tc = m.tcache
+    return {"enabled": m.warm_threshold > 0, "warm_threshold": m.warm_threshold,
+            "insns": sum(int(h.s.stat_interp) for h in m.harts), "heads_warmed": tc.warm_heads,
+            "blocks_translated": tc.warm_blocks, "stale_dropped": tc.warm_dropped}
+
+
+def _time_split(m) -> dict:
+    """Host seconds of the run loop: in the interpreter, in compiled code (dispatcher included),
+    in Python by cause of entry (callouts from native code and the run loop's exits; warm, miss
+    and hot include the main thread's translation work), measured with perf_counter and, for the
+    interpreter, the host cycle counter."""
+    interp_total = 0.0
+    if m.cycles_per_second:
+        interp_total = sum(int(h.s.stat_interp_cycles) for h in m.harts) / m.cycles_per_second
+    in_native = sum(m.stats_seconds[c] for c in ("mem", "sys", "fetch"))
+    interp = max(0.0, interp_total - m.interp_callout_seconds)
+    compiled = max(0.0, m.native_seconds - interp_total - (in_native - m.interp_callout_seconds))
+    return {"interpreter": interp, "compiled": compiled, "python": dict(m.stats_seconds),
+            "translate": m.tcache.translate_seconds}
 
 
 def dumps(doc: dict) -> str:

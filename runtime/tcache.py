@@ -18,10 +18,16 @@ from typing import NamedTuple
 from runtime.hart import Hart
 from translator import abi
 from translator.block import MAX_BLOCK_INSNS, BlockCode, FetchFault, build, module_text, scan
+from translator.interp import heads_index
 from translator.ir import HOT_THRESHOLD
 from translator.jit import Compilation, Engine
 
 _u64 = ctypes.c_uint64
+_MASK64 = (1 << 64) - 1
+# Warm heads sent to the worker together (sooner if it is idle): fewer, larger modules.
+WARM_BATCH = 32
+# A queued head's counter: far below the threshold until its translation is in.
+HEAD_QUEUED = -(1 << 30)
 # Blocks recompiled together when one becomes hot (the hot one plus warm ones).
 PROMOTE_BATCH = 32
 
@@ -140,6 +146,14 @@ class TranslationCache:
         self.warm_queue: dict[int, list[tuple[int, int]]] = {}
         self.warming: set[tuple[int, int, int]] = set()
         self.warm_dropped = 0  # Background translations whose guest bytes changed before install
+        self.warm_heads = 0  # Heads queued for translation
+        self.warm_queued = 0
+        # The interpreter's tables (translator/interp.py), set by the machine: head counters and
+        # the native block table, and the RAM base its physical keys are relative to.
+        self.heads = 0
+        self.btab = 0
+        self.ram_base = 0
+        self.warm_blocks = 0  # Blocks installed from them
         # Blocks in a jump cache that cross into a second page, by (hart, second page).
         self.jc_cross: dict[tuple[int, int], set[Block]] = {}
 
@@ -294,6 +308,7 @@ class TranslationCache:
             self._drop(old)
         self.blocks[key] = blk
         self.by_fn[blk.fn] = blk
+        self._btab_set(blk)
         for p in blk.pages:
             self.by_page.setdefault(p, set()).add(blk)
         if blk.flags & abi.FLAG_STEP:
@@ -318,6 +333,7 @@ class TranslationCache:
         if not blk.valid:
             return
         blk.valid = False
+        self._btab_clear(blk)
         key = (blk.vpc, blk.ppc, blk.flags)
         if self.blocks.get(key) is blk:
             del self.blocks[key]
@@ -383,12 +399,33 @@ class TranslationCache:
         busy, so a module holds many blocks; the queue goes out when the worker is idle."""
         flags = hart.s.flags
         key = (vpc, ppc, flags)
-        if key in self.warming or ppc & (abi.PAGE_SIZE - 1) > abi.PAGE_SIZE - 4:
-            return  # On its way, or may cross a page: stays interpreted
+        if key in self.warming:
+            return
         self.warming.add(key)
+        self.warm_heads += 1
+        self._set_head(vpc, flags, HEAD_QUEUED)
         self.warm_queue.setdefault(flags, []).append((vpc, ppc))
-        if not any(j.warm for j in self.pending):
+        self.warm_queued += 1
+        if self.warm_queued >= WARM_BATCH or not any(j.warm for j in self.pending):
             self.flush_warm()
+
+    def _set_head(self, vpc: int, flags: int, value: int) -> None:
+        """Sets the interpreter's execution counter of a head (0: count afresh)."""
+        if self.heads:
+            ctypes.c_int32.from_address(self.heads + 4 * heads_index(vpc, flags)).value = value
+
+    def _btab_set(self, blk: Block) -> None:
+        """Enters a single-page block in the interpreter's native block table."""
+        if self.btab and len(blk.pages) == 1 and not blk.flags & abi.FLAG_STEP:
+            e = (_u64 * 4).from_address(self.btab + 32 * heads_index(blk.vpc, blk.flags))
+            e[0], e[1], e[2], e[3] = blk.vpc, blk.flags, (blk.ppc - self.ram_base) & _MASK64, blk.fn
+
+    def _btab_clear(self, blk: Block) -> None:
+        if self.btab:
+            e = (_u64 * 4).from_address(self.btab + 32 * heads_index(blk.vpc, blk.flags))
+            if e[3] == blk.fn:
+                e[0] = _MASK64  # No pc matches (pcs are even)
+            self._set_head(blk.vpc, blk.flags, 0)
 
     def _phys_fetch(self, vpc: int, ppc: int):
         """A fetcher for the page of vpc read through its physical page (the mapping may have
@@ -402,6 +439,7 @@ class TranslationCache:
     def flush_warm(self) -> None:
         """Sends the queued warm heads to the worker, one module per mode."""
         queue, self.warm_queue = self.warm_queue, {}
+        self.warm_queued = 0
         for flags, heads in queue.items():
             t0 = time.perf_counter()
             (vpc, ppc), rest = heads[0], heads[1:]
@@ -409,7 +447,9 @@ class TranslationCache:
             try:
                 job = self._prepare(vpc, ppc, flags, None, None, None, rest, background=True, only_listed=True)
             except Exception:
-                self.warming.difference_update((pc, p, flags) for pc, p in heads)
+                for pc, p in heads:
+                    self.warming.discard((pc, p, flags))
+                    self._set_head(pc, flags, 0)
                 continue
             finally:
                 self.batch = batch
@@ -456,6 +496,7 @@ class TranslationCache:
         for code, phys in job.codes:
             key = (code.pc, phys, job.flags)
             self.warming.discard(key)
+            self._set_head(code.pc, job.flags, 0)
             if key in self.blocks:
                 continue
             if self.read_phys is not None and not self._current(code, phys, self.read_phys):
@@ -463,6 +504,7 @@ class TranslationCache:
                 continue
             fresh.add(key)
         self._install(job, keep=lambda key: key in fresh)
+        self.warm_blocks += len(fresh)
         for key in fresh:
             blk = self.blocks.get(key)
             if blk is not None:

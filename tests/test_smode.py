@@ -610,8 +610,15 @@ u_ecall: ecall
 """
 
 
-def test_interrupts_enables_and_priorities(asm):
-    run(asm, INTERRUPTS)
+# Every tier: the interpreter, cold compiled code, optimized code (sstatus writes that set SIE
+# while an interrupt is pending take the slow path in all of them).
+TIERS = {"interp": ("--warm-threshold", "1000000000"), "cold": ("--warm-threshold", "0"),
+         "optimized": ("--warm-threshold", "0", "--hot-threshold", "0")}
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_interrupts_enables_and_priorities(asm, tier):
+    run(asm, INTERRUPTS, *TIERS[tier])
 
 
 # The machine timer (CLINT mtimecmp) is an M-level interrupt: it reaches the firmware even while
@@ -1041,8 +1048,9 @@ frame_b: .space 4096
 """
 
 
-def test_sv39_translation_and_protection(asm):
-    run(asm, SV39)
+@pytest.mark.parametrize("tier", TIERS)
+def test_sv39_translation_and_protection(asm, tier):
+    run(asm, SV39, *TIERS[tier])
 
 
 # sstatus from S-mode: reads (UXL = 2, SD summarizing FS), and the accesses that only clear or
@@ -1092,9 +1100,9 @@ SSTATUS_OPS = r"""
 """
 
 
-@pytest.mark.parametrize("tier", ["cold", "optimized"])
+@pytest.mark.parametrize("tier", TIERS)
 def test_sstatus_reads_and_sie_updates(asm, tier):
-    run(asm, SSTATUS_OPS, *(("--hot-threshold", "0") if tier == "optimized" else ()))
+    run(asm, SSTATUS_OPS, *TIERS[tier])
 
 
 # sfence.vma with an address (privileged spec 4.2.1) orders the leaf PTE of that address only,

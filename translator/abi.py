@@ -54,11 +54,19 @@ typedef struct {{
     uint32_t fflags;         /* Accrued FP exception flags (fcsr[4:0]) */
     uint32_t frm;            /* Dynamic rounding mode (fcsr[7:5]) */
     uint64_t mstatus;        /* Physical mstatus (S and U views, FS dirty tracking) */
+    uint64_t mip, mie;       /* Physical interrupt pending and enable bits */
+    uint64_t mideleg;        /* Interrupts delegated to S-mode (set by the monitor) */
     uint64_t hartid;
     uint64_t stat_dispatch;  /* Native dispatch lookups */
     uint64_t stat_jc_miss;   /* Lookups that missed the jump cache */
     uint64_t stat_chain;     /* Block-to-block transitions through chain slots */
     uint64_t stat_interp;    /* Instructions run by the interpreter */
+    uint64_t stat_interp_cycles; /* Host cycle counter ticks spent in the interpreter */
+    uint64_t in_interp;      /* Nonzero while the interpreter runs (callouts are attributed to it) */
+    int32_t *heads;          /* The interpreter's tables, shared by a machine's harts (through */
+    uint64_t *btab;          /* pointers: generated code never refers to data sections, which */
+    uint32_t *rvc;           /* the JIT may place beyond a 32-bit offset): head counters, block */
+    int64_t warm;            /* table, compressed-word expansions; and the warm threshold */
     uint64_t scratch[8];
     tlb_entry_t tlb[{NUM_MMU}][{TLB_SIZE}];
     jc_entry_t jc[{JC_SIZE}];
@@ -86,10 +94,19 @@ OFF_RESV = offset("resv")
 OFF_FFLAGS = offset("fflags")
 OFF_FRM = offset("frm")
 OFF_MSTATUS = offset("mstatus")
+OFF_MIP = offset("mip")
+OFF_MIE = offset("mie")
+OFF_MIDELEG = offset("mideleg")
 OFF_STAT_DISPATCH = offset("stat_dispatch")
 OFF_STAT_JC_MISS = offset("stat_jc_miss")
 OFF_STAT_CHAIN = offset("stat_chain")
 OFF_STAT_INTERP = offset("stat_interp")
+OFF_STAT_INTERP_CYCLES = offset("stat_interp_cycles")
+OFF_IN_INTERP = offset("in_interp")
+OFF_HEADS = offset("heads")
+OFF_BTAB = offset("btab")
+OFF_RVC = offset("rvc")
+OFF_WARM = offset("warm")
 OFF_TLB = offset("tlb")
 OFF_JC = offset("jc")
 HART_SIZE = ffi.sizeof("hart_t")

@@ -21,6 +21,8 @@ at that pc, as it did for every block before this tier existed.
 
 from __future__ import annotations
 
+import array
+
 from translator import abi, isa
 from translator.emit import EMITTERS, load_all
 from translator.ir import BlockBuilder, const
@@ -109,6 +111,7 @@ class InterpBuilder(BlockBuilder):
         super().__init__("mirage_interp", 0, 0, 0, 1, tier=0)
         self.cur_pc: Sym | None = None
         self.cur_len: Sym | None = None
+        self.cur_priv: Sym | None = None
         self.tlb: str = "0"
         self.desc_dyn: str = "0"
 
@@ -123,6 +126,12 @@ class InterpBuilder(BlockBuilder):
 
     def icmp(self, cond: str, a: str, b: str, ty: str = "i64") -> str:
         return super().icmp(cond, self._narrow(a, ty), self._narrow(b, ty), ty)
+
+    def priv(self) -> Sym:
+        return self.cur_priv
+
+    def store_x(self, r, value: str) -> None:
+        self.set_x(r, value)
 
     # Registers by run-time index; x0 is written back to zero after every write.
     def _reg_ptr(self, base: int, r) -> str:
@@ -259,9 +268,32 @@ def _jc_probe(b: InterpBuilder, pc: str, flags: str, miss: str) -> None:
     b.emit(f"ret i64 {fn}")
 
 
+def _code_tlb(b: InterpBuilder, pc: str, flags: str) -> tuple[str, str]:
+    """The code-tag probe of pc's TLB entry: (hit, entry pointer). The fetch MMU index is the
+    privilege (MMU_U = 0, MMU_S = 1, MMU_M = 3)."""
+    fmmu = b.op("and", flags, str(abi.FLAG_PRIV_MASK))
+    tidx = b.op("and", b.op("lshr", pc, str(abi.PAGE_BITS)), str(abi.TLB_SIZE - 1))
+    eoff = b.op("add", b.op("shl", b.op("add", b.op("mul", fmmu, str(abi.TLB_SIZE)), tidx),
+                            str(abi.TLB_ENTRY.bit_length() - 1)), str(abi.OFF_TLB))
+    ep = b.tmp()
+    b.emit(f"{ep} = getelementptr inbounds i8, ptr %h, i64 {eoff}")
+    cp = b.tmp()
+    b.emit(f"{cp} = getelementptr inbounds i8, ptr {ep}, i64 {abi.TLB_CODE}")
+    ctag = b.tmp()
+    b.emit(f"{ctag} = load i64, ptr {cp}")
+    return b.icmp("eq", ctag, b.op("and", pc, const(~(abi.PAGE_SIZE - 1)))), ep
+
+
+def rvc_table() -> bytes:
+    """The compressed-word expansion table the interpreter decodes through: 65,536 little-endian
+    u32 (isa.rvc_expansions)."""
+    return array.array("I", isa.rvc_expansions()).tobytes()
+
+
 def interpreter_ir() -> str:
     """The interpreter function `i64 @mirage_interp(ptr %h)` and its tables, as IR text. The warm
-    threshold is the i32 global @mirage_warm (set by the runtime)."""
+    threshold and the tables are reached through the hart (abi: heads, btab, rvc, warm); the
+    runtime fills the expansion table from `rvc_table()`."""
     b = InterpBuilder()
     load_all()
     rows = [e for e in isa.ENCODINGS if e.name in EMITTERS]
@@ -271,16 +303,53 @@ def interpreter_ir() -> str:
     b.start_block("head")
     pc = b.load_field(abi.OFF_PC)
     flags = b.load_field(abi.OFF_FLAGS)
-    _jc_probe(b, pc, flags, "count")
+    hidx = heads_index_ir(b, pc, flags)
+    _jc_probe(b, pc, flags, "btab")
+    # Not in this hart's jump cache: the machine's block table, keyed by the physical page the code
+    # TLB maps pc to (RAM offset), finds translations made for another hart or before a flush.
+    b.start_block("btab")
+    chit, cep = _code_tlb(b, pc, flags)
+    b.emit(f"br i1 {chit}, label %btprobe, label %count")
+    b.start_block("btprobe")
+    cad = b.tmp()
+    b.emit(f"{cad} = getelementptr inbounds i8, ptr {cep}, i64 {abi.TLB_ADDEND}")
+    cadv = b.tmp()
+    b.emit(f"{cadv} = load i64, ptr {cad}")
+    pkey = b.op("add", pc, cadv)
+    be = b.tmp()
+    btab = b.load_field(abi.OFF_BTAB, "ptr")
+    b.emit(f"{be} = getelementptr inbounds [4 x i64], ptr {btab}, i64 {hidx}")
+    fields = []
+    for k in range(4):
+        fp_ = b.tmp()
+        b.emit(f"{fp_} = getelementptr inbounds i64, ptr {be}, i64 {k}")
+        v = b.tmp()
+        b.emit(f"{v} = load i64, ptr {fp_}")
+        fields.append(v)
+    same = b.op("and", b.op("and", b.icmp("eq", fields[0], pc), b.icmp("eq", fields[1], flags), "i1"),
+                b.icmp("eq", fields[2], pkey), "i1")
+    b.emit(f"br i1 {same}, label %btfound, label %count")
+    b.start_block("btfound")
+    i1 = b.op("and", b.op("lshr", pc, "1"), str(abi.JC_SIZE - 1))
+    o = b.op("add", b.op("shl", i1, str(abi.JC_ENTRY.bit_length() - 1)), str(abi.OFF_JC))
+    je = b.tmp()
+    b.emit(f"{je} = getelementptr inbounds i8, ptr %h, i64 {o}")
+    for k, v in ((0, pc), (1, flags), (2, fields[3])):
+        jp = b.tmp()
+        b.emit(f"{jp} = getelementptr inbounds i64, ptr {je}, i64 {k}")
+        b.emit(f"store i64 {v}, ptr {jp}")
+    b.emit(f"ret i64 {fields[3]}")
+    # Untranslated: count the head; at the threshold hand it to the runtime (a queued head's
+    # counter is set far below zero until its translation is in).
     b.start_block("count")
     slot = b.tmp()
-    b.emit(f"{slot} = getelementptr inbounds i32, ptr @mirage_heads, i64 {heads_index_ir(b, pc, flags)}")
+    heads = b.load_field(abi.OFF_HEADS, "ptr")
+    b.emit(f"{slot} = getelementptr inbounds i32, ptr {heads}, i64 {hidx}")
     c0 = b.tmp()
     b.emit(f"{c0} = load i32, ptr {slot}")
     c1 = b.op("add", c0, "1", "i32")
-    warm_n = b.tmp()
-    b.emit(f"{warm_n} = load i32, ptr @mirage_warm")
-    hot = b.icmp("uge", c1, warm_n, "i32")
+    warm_n = b.cast("trunc", b.load_field(abi.OFF_WARM), "i64", "i32")
+    hot = b.icmp("sge", c1, warm_n, "i32")
     b.emit(f"store i32 {b.select(hot, '0', c1, 'i32')}, ptr {slot}")
     b.emit(f"br i1 {hot}, label %warm, label %insn, !prof !1")
     b.start_block("warm")
@@ -305,19 +374,8 @@ def interpreter_ir() -> str:
     b.emit(f"store i64 {b.op('add', s0, '1')}, ptr {sp}")
     ipc = b.load_field(abi.OFF_PC)
     iflags = b.load_field(abi.OFF_FLAGS)
-    # The fetch MMU index is the privilege (MMU_U = 0, MMU_S = 1, MMU_M = 3), the code tag of its TLB.
-    fmmu = b.op("and", iflags, str(abi.FLAG_PRIV_MASK))
-    tidx = b.op("and", b.op("lshr", ipc, str(abi.PAGE_BITS)), str(abi.TLB_SIZE - 1))
-    eoff = b.op("add", b.op("shl", b.op("add", b.op("mul", fmmu, str(abi.TLB_SIZE)), tidx),
-                            str(abi.TLB_ENTRY.bit_length() - 1)), str(abi.OFF_TLB))
-    ep = b.tmp()
-    b.emit(f"{ep} = getelementptr inbounds i8, ptr %h, i64 {eoff}")
-    cp = b.tmp()
-    b.emit(f"{cp} = getelementptr inbounds i8, ptr {ep}, i64 {abi.TLB_CODE}")
-    ctag = b.tmp()
-    b.emit(f"{ctag} = load i64, ptr {cp}")
+    hit, ep = _code_tlb(b, ipc, iflags)
     # The last half-word of a page takes the slow path (a 32-bit instruction may cross it).
-    hit = b.icmp("eq", ctag, b.op("and", ipc, const(~(abi.PAGE_SIZE - 1))))
     near_end = b.icmp("ugt", b.op("and", ipc, str(abi.PAGE_SIZE - 1)), str(abi.PAGE_SIZE - 4))
     fast_ok = b.op("and", hit, b.op("xor", near_end, "true", "i1"), "i1")
     b.emit(f"br i1 {fast_ok}, label %ffast, label %fslow, !prof !0")
@@ -345,7 +403,8 @@ def interpreter_ir() -> str:
     b.start_block("w16")
     half = b.op("and", word, "65535")
     xp = b.tmp()
-    b.emit(f"{xp} = getelementptr inbounds i32, ptr @mirage_rvc, i64 {half}")
+    rvct = b.load_field(abi.OFF_RVC, "ptr")
+    b.emit(f"{xp} = getelementptr inbounds i32, ptr {rvct}, i64 {half}")
     xw = b.tmp()
     b.emit(f"{xw} = load i32, ptr {xp}")
     x64 = b.cast("zext", xw, "i32", "i64")
@@ -365,6 +424,7 @@ def interpreter_ir() -> str:
     comp = b.select(b.icmp("eq", length, "2"), str(abi.DESC_COMPRESSED), "0")
     b.desc_dyn = b.op("or", b.op("shl", mmu, str(abi.DESC_MMU_SHIFT)), comp)
     b.insn_pc = Sym(ipc, b)
+    b.cur_priv = Sym(b.op("and", iflags, str(abi.FLAG_PRIV_MASK)), b)
     b.insn_len = length
     _decode_tree(b, raw, cases)
 
@@ -392,14 +452,34 @@ def interpreter_ir() -> str:
     b.emit(f"ret i64 {abi.EXIT_MISS}")
 
     body = "\n".join(b.lines)
-    rvc = ", ".join(f"i32 {v}" for v in isa.rvc_expansions())
     return f"""
-@mirage_heads = dso_local global [{HEADS_SIZE} x i32] zeroinitializer
-@mirage_warm = dso_local global i32 {WARM_THRESHOLD}
-@mirage_rvc = internal constant [65536 x i32] [{rvc}]
 declare i64 @mirage_fetch_c(ptr, i64)
 
+declare i64 @llvm.readcyclecounter()
+
+define i64 @mirage_cycles() #0 {{
+  %c = call i64 @llvm.readcyclecounter()
+  ret i64 %c
+}}
+
+; The interpreter, timed: its host cycles (callouts included) and a flag that attributes the
+; callouts it makes to it.
 define i64 @mirage_interp(ptr noalias %h) #0 {{
+  %fp = getelementptr inbounds i8, ptr %h, i64 {abi.OFF_IN_INTERP}
+  store i64 1, ptr %fp
+  %c0 = call i64 @llvm.readcyclecounter()
+  %r = call i64 @mirage_interp_body(ptr %h)
+  %c1 = call i64 @llvm.readcyclecounter()
+  store i64 0, ptr %fp
+  %d = sub i64 %c1, %c0
+  %sp = getelementptr inbounds i8, ptr %h, i64 {abi.OFF_STAT_INTERP_CYCLES}
+  %s0 = load i64, ptr %sp
+  %s1 = add i64 %s0, %d
+  store i64 %s1, ptr %sp
+  ret i64 %r
+}}
+
+define internal i64 @mirage_interp_body(ptr noalias %h) #0 {{
 entry:
   %ramp = getelementptr inbounds i8, ptr %h, i64 {abi.OFF_RAM}
   %ram = load ptr, ptr %ramp

@@ -151,6 +151,51 @@ class BlockBuilder:
         self.f_cache[r] = value
         self.f_dirty.add(r)
 
+    def store_x(self, r: int, value: str) -> None:
+        """Writes an integer register through to the hart struct (for paths that leave at once)."""
+        if r:
+            self.store_field(abi.OFF_X + 8 * r, value)
+
+    # Facts known at translation time in a block and at run time in the interpreter
+    def priv(self) -> int:
+        """The privilege the code runs at."""
+        return self.flags & abi.FLAG_PRIV_MASK
+
+    def eq(self, a, b: int) -> bool | str:
+        """a == b: a Python bool when a is known now, else an i1 value."""
+        if isinstance(a, int):
+            return a == b
+        return self.icmp("eq", a, str(b))
+
+    def ne(self, a, b: int) -> bool | str:
+        """a != b: a Python bool when a is known now, else an i1 value."""
+        if isinstance(a, int):
+            return a != b
+        return self.icmp("ne", a, str(b))
+
+    def both(self, a: bool | str, b: bool | str) -> bool | str:
+        if a is False or b is False:
+            return False
+        if a is True:
+            return b
+        if b is True:
+            return a
+        return self.op("and", a, b, "i1")
+
+    def when(self, cond: bool | str, body) -> None:
+        """Emits body() where cond holds; body's code may leave or fall through to what follows."""
+        if cond is False:
+            return
+        if cond is True:
+            body()
+            return
+        yes, no = self.label("when"), self.label("whenot")
+        self.emit(f"br i1 {cond}, label %{yes}, label %{no}")
+        self.start_block(yes)
+        body()
+        self.emit(f"br label %{no}")
+        self.start_block(no)
+
     def flush(self) -> None:
         """Writes dirty registers back; they stay cached (used on slow paths that rejoin)."""
         for r in sorted(self.x_dirty):

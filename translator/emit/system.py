@@ -15,8 +15,8 @@ SSTATUS = 0x100
 @emits("csrrw", "csrrs", "csrrc", "csrrwi", "csrrsi", "csrrci", "ecall", "ebreak", "mret", "sret", "wfi",
        "sfence.vma", "fence.i", terminator=True)
 def system(b: BlockBuilder, i: Insn) -> None:
-    if i.name.startswith("csrr") and i.csr == SSTATUS and b.flags & abi.FLAG_PRIV_MASK == C.PRV_S:
-        sstatus_inline(b, i)
+    if i.name.startswith("csrr"):
+        b.when(b.both(b.eq(b.priv(), C.PRV_S), b.eq(i.csr, SSTATUS)), lambda: sstatus_inline(b, i))
     b.sys_callout(i.raw, abi.SYS_INSN)
 
 
@@ -29,17 +29,21 @@ def _fix_sd(b: BlockBuilder, m: str) -> str:
 
 
 def sstatus_inline(b: BlockBuilder, i: Insn) -> None:
-    """S-mode sstatus accesses that change nothing but clear or keep SIE (Linux saves and masks
-    interrupts this way, hundreds of thousands of times a boot) complete here, with the rule of
-    runtime/system.py (csrs.SSTATUS_READ/WRITE, fix_sd); the others, and any that would set SIE
-    (an interrupt may be pending), take the system callout that follows."""
+    """S-mode sstatus accesses that change nothing but SUM and SIE (Linux masks and restores
+    interrupts this way, and opens user memory around each copy to or from it, hundreds of
+    thousands of times a boot) complete here, with the rule of runtime/system.py
+    (csrs.SSTATUS_READ/WRITE, fix_sd). The others, and any that sets SIE while a delegated
+    interrupt is pending and enabled (it must be taken, privileged spec 3.1.9), take the system
+    callout that follows. SUM picks the data MMU index of S-mode code (runtime/hart.py
+    Hart.data_mmu), so the flags follow it."""
     b.flush()
     b.sync_budget()
     m = b.load_field(abi.OFF_MSTATUS)
     old = b.op("and", _fix_sd(b, b.op("or", m, const(C.SSTATUS_UXL))), const(C.SSTATUS_READ))
     imm = i.name.endswith("i")
     src = const(i.imm) if imm else b.x(i.rs1)
-    writes = i.name.startswith("csrrw") or (i.imm if imm else i.rs1) != 0
+    # Zicsr: csrrs/csrrc with a zero source do not write (a run-time field in the interpreter).
+    writes = True if i.name.startswith("csrrw") else b.ne(i.imm if imm else i.rs1, 0)
     if i.name.startswith("csrrw"):
         val = src
     elif i.name.startswith("csrrs"):
@@ -47,18 +51,26 @@ def sstatus_inline(b: BlockBuilder, i: Insn) -> None:
     else:
         val = b.op("and", old, b.op("xor", src, "-1"))
     new = m
-    if writes:
+    if writes is not False:
         new = _fix_sd(b, b.op("or", b.op("and", m, const(~C.SSTATUS_WRITE)), b.op("and", val, const(C.SSTATUS_WRITE))))
-    changed = b.op("and", b.op("xor", m, new), const(~C.MSTATUS_SIE))
+        if writes is not True:
+            new = b.select(writes, new, m)
+    changed = b.op("and", b.op("xor", m, new), const(~(C.MSTATUS_SIE | C.MSTATUS_SUM)))
     rises = b.op("and", b.op("and", new, b.op("xor", m, "-1")), const(C.MSTATUS_SIE))
-    ok = b.icmp("eq", b.op("or", changed, rises), "0")
+    pending = b.op("and", b.op("and", b.load_field(abi.OFF_MIP), b.load_field(abi.OFF_MIE)),
+                   b.load_field(abi.OFF_MIDELEG))
+    wakes = b.op("and", rises, b.select(b.icmp("ne", pending, "0"), "-1", "0"))
+    ok = b.icmp("eq", b.op("or", changed, wakes), "0")
     fast, slow = b.label("csrfast"), b.label("csrslow")
     b.emit(f"br i1 {ok}, label %{fast}, label %{slow}, !prof !0")
     b.start_block(fast)
-    if writes:
+    if writes is not False:
         b.store_field(abi.OFF_MSTATUS, new)
-    if i.rd:
-        b.store_field(abi.OFF_X + 8 * i.rd, old)
+        flags = b.op("and", b.load_field(abi.OFF_FLAGS), const(~(7 << abi.FLAG_MMU_SHIFT)))
+        sum_on = b.icmp("ne", b.op("and", new, const(C.MSTATUS_SUM)), "0")
+        mmu = b.select(sum_on, str(abi.MMU_S_SUM << abi.FLAG_MMU_SHIFT), str(abi.MMU_S << abi.FLAG_MMU_SHIFT))
+        b.store_field(abi.OFF_FLAGS, b.op("or", flags, mmu))
+    b.store_x(i.rd, old)
     b.store_field(abi.OFF_PC, const(b.insn_pc + b.insn_len))
     b.to_dispatcher()
     b.start_block(slow)
