@@ -6,6 +6,10 @@ from translator import abi
 from translator.abi import ffi
 from translator.csrs import MSTATUS_FS, MSTATUS_MPRV, MSTATUS_MXR, MSTATUS_SUM, PRV_M, PRV_S, PRV_U
 
+MASK64 = (1 << 64) - 1
+# mcountinhibit's implemented bits: CY (0) and IR (2); TM (1) is read-only zero (spec 3.1.12)
+COUNTINHIBIT_MASK = 0x5
+
 
 class Trap(Exception):  # noqa: N818 (a trap is not an error of the host)
     """A synchronous exception raised by guest execution."""
@@ -52,6 +56,12 @@ class Hart:
         # Retired-instruction accounting: budget handed to native code and what it started at
         self.retired_base = 0
         self.budget_start = 0
+        # mcycle and minstret (cycle and instret shadow them), by counter number (0 cycle, 2
+        # instret; 1, time, is the platform's): both count retired instructions, as an offset
+        # against retired(), or a frozen value while their mcountinhibit bit (CY, IR) is set.
+        self.counter_offset = [0, 0, 0]
+        self.counter_frozen: list[int | None] = [None, None, None]
+        self.countinhibit = 0
 
     # Registers
     def get_x(self, r: int) -> int:
@@ -113,6 +123,36 @@ class Hart:
     def uncount(self, n: int) -> None:
         """Gives back instructions a block counted but did not retire (the budget is untouched)."""
         self.retired_base -= n
+
+    # mcycle, minstret (privileged spec 3.1.10; cycle and instret "are read-only shadows of mcycle,
+    # minstret", 3.1.11) and mcountinhibit (3.1.12). `before` is the number of instructions retired
+    # before the accessing one, which counts itself once it completes, as mcountinhibit then says
+    # (as Spike does).
+    def counter(self, num: int, before: int) -> int:
+        """The value of counter `num` (0 cycle, 2 instret) an instruction reads."""
+        frozen = self.counter_frozen[num]
+        return (before + self.counter_offset[num] if frozen is None else frozen) & MASK64
+
+    def set_counter(self, num: int, value: int, before: int) -> None:
+        """A write to mcycle or minstret: it takes precedence over the writing instruction's own
+        increment, so the next instruction reads `value`."""
+        if self.counter_frozen[num] is None:
+            self.counter_offset[num] = value - before - 1
+        else:
+            self.counter_frozen[num] = value & MASK64
+
+    def set_countinhibit(self, value: int, before: int) -> None:
+        """A write to mcountinhibit: "When the CY, IR, or HPMn bit is set, the corresponding counter
+        does not increment" (spec 3.1.12). A counter stopped by this write keeps its value from
+        before it; one started counts from this write on."""
+        self.countinhibit = value & COUNTINHIBIT_MASK
+        for num in (0, 2):
+            frozen = self.counter_frozen[num]
+            if value >> num & 1 and frozen is None:
+                self.counter_frozen[num] = self.counter(num, before)
+            elif not value >> num & 1 and frozen is not None:
+                self.counter_offset[num] = frozen - before
+                self.counter_frozen[num] = None
 
     def force_poll(self) -> None:
         """Zeroes the budget so the next block returns to the run loop. Only while no block runs:

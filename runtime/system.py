@@ -122,7 +122,7 @@ def _counter(which: str) -> Rule:
                 raise _illegal(c.raw)
         if which == "time":
             return platform_mtime(c.m)
-        return h.retired() - 1  # The reading instruction is counted but has not retired
+        return h.counter(idx, h.retired() - 1)  # The reading instruction is counted, not retired
     return (read, None, C.PRV_U)
 
 

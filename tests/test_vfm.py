@@ -17,7 +17,6 @@ import pytest
 
 from tests.conftest import fail_checked_run, mirage
 from tests.test_insns import _number
-from vfm import csr as vcsr
 
 MACROS = r"""
   .equ CLINT_MSIP, 0x2000000
@@ -148,11 +147,20 @@ def test_firmware_time_csr_follows_mtime_writes(asm):
 P1, P2 = 0xA5A5_5A5A_F0F0_0F0F, 0x0123_4567_89AB_CDEF
 M64 = (1 << 64) - 1
 
-# name -> mask of the bits that keep what is written (WARL / WLRL fields as Mirage implements them)
+# name -> mask of the bits that keep what is written (WARL / WLRL fields as Mirage implements them),
+# from the privileged spec 1.12, not from the code under test:
+# - medeleg 0xb3ff: causes 0-9, 12, 13 and 15 delegable; 10 and 14 are reserved and "medeleg[11] is
+#   read-only zero" (3.1.8: an ecall from M cannot be delegated).
+# - mideleg 0x222: SSI, STI, SEI; M-level interrupts are never delegated below M (3.1.8).
+# - mie 0xaaa: SSIE, MSIE, STIE, MTIE, SEIE, MEIE (3.1.9, bits 1, 3, 5, 7, 9, 11).
+# - mip 0x222: SEIP, STIP and SSIP are each "writable in mip"; MEIP, MTIP, MSIP are read-only (3.1.9).
+# - mcounteren 0x7: CY, TM, IR (3.1.11); mcountinhibit 0x5: CY and IR, bit 1 has no counter to stop
+#   (time is the platform's, 3.1.12); menvcfg 0x1: FIOM, the only field of an implemented extension
+#   (3.1.18).
 PLAIN = {
     "mscratch": M64, "mepc": M64 & ~1, "mcause": M64, "mtval": M64, "mcounteren": 0x7, "mcountinhibit": 0x5,
-    "menvcfg": 0x1, "medeleg": vcsr.MEDELEG_MASK, "mideleg": vcsr.S_IRQS, "mie": vcsr.MIE_MASK,
-    "mip": vcsr.S_IRQS, "sscratch": M64, "sepc": M64 & ~1, "stval": M64,
+    "menvcfg": 0x1, "medeleg": 0xB3FF, "mideleg": 0x222, "mie": 0xAAA, "mip": 0x222, "sscratch": M64,
+    "sepc": M64 & ~1, "stval": M64,
     **{f"mhpmcounter{n}": 0 for n in range(3, 32)}, **{f"mhpmevent{n}": 0 for n in range(3, 32)},
 }
 READ_ONLY = {"mvendorid": 0, "marchid": 0, "mimpid": 0, "mhartid": 0, "mconfigptr": 0,
@@ -205,18 +213,24 @@ def _read_only(csr: str, value: int | None) -> str:
     return out
 
 
-MSTATUS_ALL = (vcsr.M_BITS | vcsr.S_BITS | (1 << 63) | (0xA << 32))
+# misa (3.1.1): MXL = 2 (RV64) in bits 63:62; extensions A (bit 0), C (2), D (3), F (5), I (8),
+# M (12), S (18), U (20).
+MISA = 0x8000_0000_0014_112D
+# mstatus (3.1.6): the writable fields SIE (1), MIE (3), SPIE (5), MPIE (7), SPP (8), MPP (12:11),
+# FS (14:13), MPRV (17), SUM (18), MXR (19), TVM (20), TW (21), TSR (22), read-only UXL = SXL = 2
+# (RV64, bits 33:32 and 35:34) and SD (63) set because FS is dirty.
+MSTATUS_ALL = 0x8000_000A_007E_79AA
 
 CSR_SPECIAL = rf"""
   # misa: RV64 (MXL = 2) with I, M, A, F, D, C, S, U; writes are ignored (WARL)
   csrr a0, misa
-  CHECK a0, {vcsr.MISA:#x}
+  CHECK a0, {MISA:#x}
   csrw misa, x0
   csrrs a1, misa, a0
   csrrci a1, misa, 0x1f
   csrrwi a1, misa, 0
   csrr a1, misa
-  CHECK a1, {vcsr.MISA:#x}
+  CHECK a1, {MISA:#x}
   # mstatus: MPP = 2 is reserved and keeps the old value (WARL, spec 3.1.6.1); SXL = UXL = 2
   SET_MPP 1
   csrr a1, mstatus
@@ -342,6 +356,96 @@ def _path_args(path: str, tmp_path) -> tuple[str, ...]:
 @PATHS
 def test_csr_ops(asm, path, tmp_path):
     run(asm, _csr_ops(), *_path_args(path, tmp_path))
+
+
+# mcountinhibit (privileged spec 3.1.12): "When the CY, IR, or HPMn bit is set, the corresponding
+# counter does not increment", so minstret and mcycle stand still for the firmware and, through
+# instret and cycle ("read-only shadows of mcycle, minstret", 3.1.11), for the OS. As in Spike, an
+# instruction counts itself once it completes, as mcountinhibit then says: the write that sets IR
+# is not counted, the one that clears it is; a write to a stopped counter holds its value.
+COUNTINHIBIT = r"""
+  csrwi mcounteren, 7
+  csrr a0, minstret
+  csrwi mcountinhibit, 4
+  csrr a1, minstret
+  nop
+  csrr a2, minstret
+  sub t0, a1, a0
+  CHECK t0, 1
+  CHECK_EQ a1, a2
+  # mcycle goes on while only IR is set
+  csrr a3, mcycle
+  nop
+  csrr a4, mcycle
+  sub t0, a4, a3
+  CHECK t0, 2
+  csrwi mcountinhibit, 5
+  csrr a3, mcycle
+  nop
+  csrr a4, mcycle
+  CHECK_EQ a3, a4
+  csrr a0, mcountinhibit
+  CHECK a0, 5
+  li t0, 1000
+  csrw minstret, t0
+  li t0, 2000
+  csrw mcycle, t0
+  nop
+  csrr a1, minstret
+  CHECK a1, 1000
+  csrr a1, mcycle
+  CHECK a1, 2000
+  # The OS reads the stopped counters: world switches and its own instructions do not move them
+  ENTER_OS 1, s_stopped, 1f
+1: csrr a1, minstret
+  CHECK a1, 1000
+  # Counting again: the clearing write is the first instruction counted
+  csrwi mcountinhibit, 0
+  csrr a1, minstret
+  csrr a2, mcycle
+  CHECK a1, 1001
+  CHECK a2, 2002
+  csrr a0, minstret
+  nop
+  nop
+  csrr a1, minstret
+  sub t0, a1, a0
+  CHECK t0, 3
+  ENTER_OS 1, s_counting, 1f
+1: PASS
+
+s_stopped:
+  rdinstret a0
+  nop
+  rdinstret a1
+  CHECK a0, 1000
+  CHECK a1, 1000
+  rdcycle a0
+  nop
+  rdcycle a1
+  CHECK a0, 2000
+  CHECK a1, 2000
+  BACK_TO_FW
+s_counting:
+  rdinstret a0
+  nop
+  rdinstret a1
+  sub t0, a1, a0
+  CHECK t0, 2
+  rdcycle a0
+  rdcycle a1
+  sub t0, a1, a0
+  CHECK t0, 1
+  li t0, 1001
+  bltu a0, t0, 9f
+  BACK_TO_FW
+9: FAIL
+"""
+
+
+@PATHS
+def test_countinhibit_stops_counters(asm, path, tmp_path):
+    run(asm, COUNTINHIBIT, *_path_args(path, tmp_path))
 
 
 # mret (privileged spec 3.3.2): MIE = MPIE, MPIE = 1, privilege = MPP, MPP = U (the least-privileged
@@ -744,38 +848,78 @@ def test_clint_interrupt(asm):
     run(asm, CLINT_INTERRUPT)
 
 
-# Several pending interrupts are taken by priority: MEI, MSI, MTI, SEI, SSI, STI (spec 3.1.9).
-CLINT_PRIORITY = r"""
-  li t0, 0xaa
-  csrw mie, t0
-  csrsi mip, 2
-  li t0, 0x20
+# Several pending interrupts are taken by priority: "MEI, MSI, MTI, SEI, SSI, STI" (spec 3.1.9).
+# All six at once: MEI from the PLIC's M context of hart 0, MSI and MTI from the CLINT, SEI from the
+# PLIC's S context or from software (mip.SEIP is writable from M), SSI and STI written into mip. The
+# PLIC's line is the UART's (source 10): IER.THRI with an empty transmitter raises it. Each handler
+# logs the cause (s5, a byte each, first taken in the top byte) and disables it, so the next one is
+# taken. The firmware takes all six; the OS, with the S interrupts delegated, sees the M-level ones
+# go to the firmware first (they are always enabled below M), then takes SEI, SSI, STI itself.
+PRIORITY = r"""
+  .equ PLIC, 0xc000000
+  .equ UART, 0x10000000
+  li t0, PLIC + 4 * 10
+  li t1, 1
+  sw t1, 0(t0)
+  li t0, PLIC + 0x2000
+  li t1, 1 << 10
+  sw t1, 0(t0)
+  .if SEI_PLIC
+  sw t1, 0x80(t0)
+  .endif
+  li t0, UART
+  li t1, 2
+  sb t1, 1(t0)
+  .if !SEI_PLIC
+  li t0, 0x200
   csrs mip, t0
-  li t0, CLINT_MTIMECMP
-  sd x0, 0(t0)
+  .endif
   li t0, CLINT_MSIP
   li t1, 1
   sw t1, 0(t0)
-  csrr a0, mip
-  CHECK a0, 0xaa
-  CHECK s5, 0
-  csrsi mstatus, 8
-  CHECK s5, 0x03070105
-  csrci mstatus, 8
-  li t0, CLINT_MSIP
-  sw x0, 0(t0)
   li t0, CLINT_MTIMECMP
-  li t1, -1
-  sd t1, 0(t0)
-  csrw mip, x0
+  sd x0, 0(t0)
+  li t0, 0x22
+  csrs mip, t0
   csrr a0, mip
-  CHECK a0, 0
+  CHECK a0, 0xaaa
+  CHECK s5, 0
+  li t0, 0xaaa
+  csrw mie, t0
+  .if IN_OS
+  li t0, 0x222
+  csrw mideleg, t0
+  lla t0, s_handler
+  csrw stvec, t0
+  csrsi sstatus, 2
+  ENTER_OS 1, s_code, 1f
+1: CHECK s5, 0x0b0307090105
   PASS
+s_code:
+  CHECK s5, 0x0b0307090105
+  BACK_TO_FW
+  .align 2
+s_handler:
+  csrr t0, scause
+  andi t0, t0, 0xff
+  slli s5, s5, 8
+  or s5, s5, t0
+  li t1, 1
+  sll t1, t1, t0
+  csrc sie, t1
+  sret
+  .else
+  csrsi mstatus, 8
+  CHECK s5, 0x0b0307090105
+  PASS
+  .endif
 """
 
 
-def test_clint_interrupt_priority(asm):
-    run(asm, CLINT_PRIORITY)
+@pytest.mark.parametrize("sei", ["plic", "software"])
+@pytest.mark.parametrize("where", ["firmware", "os"])
+def test_interrupt_priority(asm, where, sei):
+    run(asm, PRIORITY, defs={"SEI_PLIC": int(sei == "plic"), "IN_OS": int(where == "os")})
 
 
 def _cfg_legal(byte: int) -> int:

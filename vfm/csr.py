@@ -44,10 +44,7 @@ class VirtualCsrs:
     mcause: int = 0
     mtval: int = 0
     mcounteren: int = 0
-    mcountinhibit: int = 0
     menvcfg: int = 0
-    mcycle_offset: int = 0
-    minstret_offset: int = 0
     tselect: int = 0
     pmpcfg: list[int] = field(default_factory=lambda: [0] * NUM_PMP)
     pmpaddr: list[int] = field(default_factory=lambda: [0] * NUM_PMP)
@@ -132,25 +129,21 @@ def _w_mip(a: Access, val: int) -> None:
     a.m.request_exit(a.h)
 
 
-def _r_counter(which: str) -> Callable[[Access], int]:
+def _r_counter(num: int) -> Callable[[Access], int]:
     def read(a: Access) -> int:
         # The emulated instruction trapped, so it is not counted yet: retired() is what came before.
-        off = a.v.mcycle_offset if which == "cycle" else a.v.minstret_offset
-        return (a.h.retired() + off) & MASK64
+        return a.h.counter(num, a.h.retired())
     return read
 
 
-def _w_counter(which: str) -> Callable[[Access, int], None]:
+def _w_counter(num: int) -> Callable[[Access, int], None]:
     def write(a: Access, val: int) -> None:
-        # The writing instruction does not count itself: the next read returns `val` plus what
-        # retired after the write. retired() excludes this (trapped) instruction, which the
-        # monitor counts once it is emulated.
-        off = (val - a.h.retired() - 1) & MASK64
-        if which == "cycle":
-            a.v.mcycle_offset = off
-        else:
-            a.v.minstret_offset = off
+        a.h.set_counter(num, val, a.h.retired())
     return write
+
+
+def _w_countinhibit(a: Access, val: int) -> None:
+    a.h.set_countinhibit(val, a.h.retired())
 
 
 def _pmpcfg(n: int) -> Rule:
@@ -193,7 +186,7 @@ def _tselect_read(a: Access) -> int:
 
 
 # CSRs whose rules read the retired-instruction count (the accessing instruction not included).
-COUNTERS = frozenset((0xB00, 0xB02, 0xC00, 0xC02))
+COUNTERS = frozenset((0xB00, 0xB02, 0xC00, 0xC02, 0x320))
 
 M_CSRS: dict[int, Rule] = {
     0xF11: _ro(lambda a: 0),  # mvendorid: non-commercial implementation
@@ -209,17 +202,17 @@ M_CSRS: dict[int, Rule] = {
     0x305: (lambda a: a.v.mtvec, _w_mtvec),
     0x306: _field("mcounteren", 0x7, after=lambda a: setattr(a.m, "counteren", a.v.mcounteren)),
     0x30A: _field("menvcfg", 0x1),
-    0x320: _field("mcountinhibit", 0x5),
+    0x320: (lambda a: a.h.countinhibit, _w_countinhibit),
     0x340: _field("mscratch"),
     0x341: _field("mepc", ~1 & MASK64),
     0x342: _field("mcause"),
     0x343: _field("mtval"),
     0x344: (_r_mip, _w_mip),
-    0xB00: (_r_counter("cycle"), _w_counter("cycle")),
-    0xB02: (_r_counter("instret"), _w_counter("instret")),
-    0xC00: _ro(_r_counter("cycle")),
+    0xB00: (_r_counter(0), _w_counter(0)),
+    0xB02: (_r_counter(2), _w_counter(2)),
+    0xC00: _ro(_r_counter(0)),
     0xC01: _ro(lambda a: system.platform_mtime(a.m)),
-    0xC02: _ro(_r_counter("instret")),
+    0xC02: _ro(_r_counter(2)),
     0x7A0: (_tselect_read, lambda a, v: setattr(a.v, "tselect", v)),
 }
 for _n in range(3, 32):
