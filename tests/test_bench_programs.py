@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -20,10 +19,8 @@ except ImportError:  # Plain `pytest` puts tests/ rather than the repo root on s
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.bench import build, run
 
-needs_qemu = pytest.mark.skipif(
-    shutil.which(run.QEMU) is None,
-    reason=f"{run.QEMU} not installed (apt-get install qemu-system-misc)",
-)
+# A missing QEMU fails these tests (tests/conftest.py): `just setup` installs it.
+needs_qemu = pytest.mark.usefixtures("qemu")
 
 
 def _expected_line(name: str) -> str:

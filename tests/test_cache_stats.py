@@ -271,6 +271,35 @@ def test_persistent_cache_hits_rejects_and_clears(loop_run, tmp_path):
     assert not list((cache / "tcache").glob("*/*.obj"))
 
 
+def test_default_cache_is_under_home(loop_run, tmp_path):
+    """Without $MIRAGE_CACHE_DIR (the tests set one per session, tests/conftest.py), a run keeps its
+    compiled code in ~/.cache/mirage/tcache and its statistics in ~/.cache/mirage/last-stats.json,
+    and the next run links that code; ~ is a scratch home here, the user's cache is left alone."""
+    elf = loop_run[0]
+    home = tmp_path / "home"
+    root = home / ".cache" / "mirage"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MIRAGE_CACHE_DIR", "MIRAGE_TCACHE_DIR", "MIRAGE_IMAGES_DIR", "MIRAGE_NO_PCACHE")}
+    env.update(HOME=str(home), PYTHONPATH=str(ROOT))
+
+    def jit_run() -> dict:
+        r = subprocess.run([sys.executable, "-m", "runtime", "jit-run", "--max-insns", "10000000",
+                            "--warm-threshold", "0", str(elf)],
+                           capture_output=True, env=env, cwd=ROOT, timeout=120)
+        assert r.returncode == 0, r.stderr.decode()
+        return json.loads((root / "last-stats.json").read_text())
+
+    cold = jit_run()
+    assert cold["pcache"]["dir"] == str(root / "tcache")
+    assert cold["pcache"]["hits"] == 0 and cold["pcache"]["writes"] > 0
+    assert len(list((root / "tcache").glob("*/*.obj"))) == cold["pcache"]["writes"]
+    warm = jit_run()
+    assert warm["pcache"]["hits"] == warm["pcache"]["lookups"] == cold["pcache"]["writes"]
+    r = subprocess.run([sys.executable, "-m", "runtime", "cache", "info", "--json"], capture_output=True,
+                       env=env, cwd=ROOT, timeout=60)
+    assert json.loads(r.stdout)["dir"] == str(root / "tcache")
+
+
 def test_pcache_eviction_keeps_the_bound(tmp_path):
     from runtime.pcache import PersistentCache
 

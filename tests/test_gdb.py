@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import select
-import shutil
 import socket
 import subprocess
 import sys
@@ -14,7 +13,6 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 from elftools.elf.elffile import ELFFile
 
 from tests.conftest import ROOT
@@ -330,8 +328,7 @@ def test_kill(asm):
         assert proc.wait(timeout=TIMEOUT) == 0
 
 
-@pytest.mark.skipif(shutil.which("gdb-multiarch") is None, reason="gdb-multiarch missing: run `just setup`")
-def test_gdb_multiarch_session(asm):
+def test_gdb_multiarch_session(asm, gdb_multiarch):
     elf = asm(SESSION)
     sym = symbols(elf)
     first = text_bytes(elf, sym["loop_mid"], 1)[0]
@@ -347,7 +344,7 @@ def test_gdb_multiarch_session(asm):
         "continue",
     ]
     with mirage_stub(elf) as (proc, port):
-        args = ["gdb-multiarch", "-nx", "-batch"]
+        args = [gdb_multiarch, "-nx", "-batch"]
         for cmd in commands:
             args += ["-ex", cmd.format(port=port)]
         r = subprocess.run([*args, str(elf)], capture_output=True, text=True, timeout=60)

@@ -4,7 +4,6 @@ writer, config fragments, cache keys, initrd placement and `mirage images`."""
 from __future__ import annotations
 
 import gzip
-import shutil
 import stat
 import subprocess
 from dataclasses import replace
@@ -71,10 +70,9 @@ def test_rootfs_init_busybox_and_symlinks():
         assert names.index(n.rsplit("/", 1)[0]) < names.index(n)
 
 
-@pytest.mark.skipif(shutil.which("cpio") is None, reason="cpio is not installed")
-def test_gnu_cpio_reads_the_archive():
+def test_gnu_cpio_reads_the_archive(cpio):
     blob = linux.write_newc(linux.rootfs(b"bb", LINKS, INIT))
-    r = subprocess.run(["cpio", "-itv", "--quiet"], input=blob, capture_output=True, check=True)
+    r = subprocess.run([cpio, "-itv", "--quiet"], input=blob, capture_output=True, check=True)
     listing = r.stdout.decode()
     assert "-rwxr-xr-x" in next(line for line in listing.splitlines() if line.endswith(" init"))
     assert "usr/bin/setsid -> ../../bin/busybox" in listing
@@ -198,6 +196,7 @@ def test_build_command_failure_names_command_and_output(tmp_path):
 
 def test_images_prints_paths(tmp_path, monkeypatch):
     monkeypatch.setenv("MIRAGE_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("MIRAGE_IMAGES_DIR", raising=False)
     r = CliRunner().invoke(main, ["images"])
     assert r.exit_code == 0, r.output
     lines = r.stdout.splitlines()
@@ -210,6 +209,19 @@ def test_images_prints_paths(tmp_path, monkeypatch):
         p.write_bytes(b"")
     r = CliRunner().invoke(main, ["images", "paths"])
     assert r.exit_code == 0 and r.stdout.splitlines() == lines and r.stderr == ""
+
+
+def test_images_dir_override(tmp_path, monkeypatch):
+    # $MIRAGE_IMAGES_DIR moves the images and nothing else (the tests point it at the user's).
+    monkeypatch.setenv("MIRAGE_CACHE_DIR", str(tmp_path / "root"))
+    monkeypatch.setenv("MIRAGE_IMAGES_DIR", str(tmp_path / "img"))
+    assert linux.image_dir() == tmp_path / "img" / "linux-shell"
+    assert tmp_path / "img" / "linux-shell" in linux.artifacts(fake_inputs()).kernel.parents
+    from runtime import pcache
+
+    assert pcache.tcache_dir() == tmp_path / "root" / "tcache"
+    monkeypatch.delenv("MIRAGE_IMAGES_DIR")
+    assert linux.image_dir() == tmp_path / "root" / "images" / "linux-shell"
 
 
 def test_images_build_failure_exits_2(monkeypatch):

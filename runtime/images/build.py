@@ -1,4 +1,5 @@
-"""Builds named images from the sources beside this file (cached under ~/.cache/mirage/images)."""
+"""Builds named images from the sources beside this file (cached under ~/.cache/mirage/images, or
+$MIRAGE_IMAGES_DIR)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,13 @@ def cache_root() -> Path:
     return Path(os.environ.get("MIRAGE_CACHE_DIR", Path.home() / ".cache" / "mirage"))
 
 
+def images_root() -> Path:
+    """Where named images are built and kept: $MIRAGE_IMAGES_DIR, else <cache root>/images (so the
+    tests, with a cache directory per session, still boot the images built once)."""
+    env = os.environ.get("MIRAGE_IMAGES_DIR")
+    return Path(env) if env else cache_root() / "images"
+
+
 def demo() -> Path:
     """The bundled demo program (C, cross-compiled)."""
     if shutil.which(CC) is None:
@@ -41,7 +49,7 @@ def demo() -> Path:
     flags = ["-march=rv64gc", "-mabi=lp64d", "-O2", "-nostdlib", "-nostartfiles", "-static",
              "-mcmodel=medany", "-ffreestanding", "-fno-builtin"]
     key = hashlib.sha256(src.read_bytes() + ld.read_bytes() + " ".join(flags).encode()).hexdigest()[:16]
-    out = cache_root() / "images" / f"demo-{key}.elf"
+    out = images_root() / f"demo-{key}.elf"
     if out.exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)

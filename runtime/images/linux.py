@@ -3,8 +3,9 @@
 Everything comes from Debian's package registry: the `opensbi` binary package, the
 `linux-source-6.1` tarball, busybox's source package (fetched through a private deb-src list, /etc/apt
 is never touched) and the riscv64 cross toolchain. Results are cached under
-~/.cache/mirage/images/linux-shell (or $MIRAGE_CACHE_DIR), each named by a hash of its inputs:
-package versions, config fragments and init script (platforms/), toolchain version and RECIPE.
+~/.cache/mirage/images/linux-shell ($MIRAGE_CACHE_DIR or $MIRAGE_IMAGES_DIR move it), each named
+by a hash of its inputs: package versions, config fragments and init script (platforms/), toolchain
+version and RECIPE.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import TextIO
 
 import platforms
 from platforms import qemu_virt
-from runtime.images.build import Boot, ImageError, cache_root
+from runtime.images.build import Boot, ImageError, cache_root, images_root
 
 # Bump when a build step changes in a way that changes its output (every key changes with it).
 RECIPE = "2"
@@ -329,7 +330,7 @@ class Artifacts:
 
 
 def image_dir() -> Path:
-    return cache_root() / "images" / "linux-shell"
+    return images_root() / "linux-shell"
 
 
 def artifacts(inp: Inputs, root: Path | None = None) -> Artifacts:
@@ -459,7 +460,7 @@ def ensure_packages(pkgs: list[str], why: str, rep: Reporter) -> None:
     rep.say(f"{why} needs {' '.join(missing)}: installing them with apt-get (first use only)")
     env = {"DEBIAN_FRONTEND": "noninteractive"}
     install = [*sudo, "apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]
-    log = cache_root() / "images" / "apt.log"
+    log = images_root() / "apt.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     try:
         rep.run(install, Path.cwd(), log, env)
