@@ -1,8 +1,10 @@
 """The boot benchmark's pure parts (tests/bench/boot.py): the console watch, the command lines,
-the statistics summary, best-of and ratios, the tables. Nothing boots here."""
+the statistics summary (also of a real run's --stats file), best-of and ratios, the tables. Nothing
+boots here."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 
 from runtime import pcache
 from tests.bench import boot
+from tests.conftest import mirage
 
 IMG = boot.Images(Path("/img/fw_jump.elf"), Path("/img/Image"), Path("/img/initrd.gz"),
                   "console=ttyS0 earlycon=sbi", "256M")
@@ -82,6 +85,22 @@ def test_stats_summary():
     assert s["pcache_enabled"] and s["pcache_hits"] == 3000 and s["pcache_dir"] == "/tmp/t/tcache"
     empty = boot.stats_summary({"pcache": {"enabled": False}})
     assert empty["guest_insns"] is None and not empty["pcache_enabled"]
+
+
+def test_stats_summary_of_a_real_run(toolchain, tmp_path):
+    """Every figure stats_summary shows is found in a real `jit-run --stats` document."""
+    from tests.bench import build
+
+    out = tmp_path / "s.json"
+    r = mirage("jit-run", str(build.build_program("crc", "small")), "--stats", str(out))
+    assert r.returncode == 0, r.stderr.decode()
+    doc = json.loads(out.read_text())
+    s = boot.stats_summary(doc)
+    assert [k for k, v in s.items() if v is None] == []
+    assert s["guest_insns"] == doc["guest_insns"] > 1_000_000 and s["run_seconds"] > 0
+    assert s["blocks"] > 0 and s["modules"] > 0 and s["compile_seconds"] > 0 and s["translate_seconds"] > 0
+    assert s["pcache_enabled"] and s["pcache_dir"] == str(pcache.tcache_dir())
+    assert s["pcache_hits"] + s["pcache_misses"] == doc["pcache"]["lookups"] > 0
 
 
 def test_best_of_and_ratios():

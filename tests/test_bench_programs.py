@@ -143,6 +143,29 @@ def test_runner_with_fake_mirage(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 @needs_qemu
+def test_runner_on_mirage_crc_and_fpkernel(toolchain, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The runner with the real Mirage on crc and fpkernel (small builds; intkernel runs in
+    tests/test_smode.py): both pass their self-checks, and what the runner reads from Mirage's own
+    --stats file holds: the instruction count agrees with QEMU's -icount count, JIT figures exist."""
+    out_json = tmp_path / "out.json"
+    rc = run.main(["--size=small", "--repeat=1", "--only=crc", "--only=fpkernel", "--qemu-icount",
+                   "--require-mirage", f"--json={out_json}"])
+    table = capsys.readouterr().out
+    assert rc == 0, table
+    doc = json.loads(out_json.read_text())
+    assert [p["name"] for p in doc["programs"]] == ["crc", "fpkernel"]
+    for prog in doc["programs"]:
+        assert prog["qemu"]["status"] == "ok" and prog["mirage"]["status"] == "ok", prog
+        assert prog["insns_source"] == "mirage"
+        # QEMU's count ends at the guest's minstret read before the exit (the runner's tolerance).
+        assert abs(prog["guest_insns"] - prog["qemu"]["stats"]["icount_insns"]) <= 1000, prog
+        jit = prog["mirage"]["stats"]["jit"]
+        assert jit["blocks"] > 0 and jit["modules"] > 0 and jit["compile_seconds"] > 0
+        assert prog["mirage"]["seconds"] == prog["mirage"]["stats"]["run_seconds"] > 0
+    assert "FAILED" not in table
+
+
+@needs_qemu
 def test_runner_survives_broken_mirage(capsys: pytest.CaptureFixture[str]) -> None:
     broken = f"{shlex.quote(sys.executable)} -c 'import sys; sys.exit(\"mirage exploded\")'"
     rc = run.main(["--size=small", "--repeat=1", "--only=crc", f"--mirage-cmd={broken}"])

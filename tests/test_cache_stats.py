@@ -3,8 +3,10 @@ checked against programs whose behaviour is known."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -269,6 +271,90 @@ def test_persistent_cache_hits_rejects_and_clears(loop_run, tmp_path):
     off = run_stats(elf, tmp_path, "--no-pcache", cache=cache, name="off.json")
     assert off["pcache"] == {"enabled": False}
     assert not list((cache / "tcache").glob("*/*.obj"))
+
+
+def test_persistent_cache_rejects_unusable_entries(toolchain, tmp_path):
+    """Entries that are whole and checksummed but cannot be used are rejected and compiled anew: one
+    whose object LLVM cannot link, one with another magic, one that holds another module's key."""
+    from runtime import pcache
+    from tests.guest import build
+
+    elf = build.build(SATP)
+    cache = tmp_path / "cache"
+    cold = run_stats(elf, tmp_path, cache=cache, name="cold.json")
+    entries = sorted((cache / "tcache").glob("*/*.obj"))
+    assert len(entries) == cold["pcache"]["writes"] >= 4
+
+    def fields(path: Path) -> tuple[list, bytes]:
+        data = path.read_bytes()
+        return list(pcache.HEADER.unpack_from(data)), data[pcache.HEADER.size:]
+
+    def write(path: Path, header: list, obj: bytes) -> None:
+        path.write_bytes(pcache.HEADER.pack(*header) + obj)
+
+    # Not an object LLVM can link, with a matching checksum: only linking finds out.
+    header, obj = fields(entries[0])
+    junk = b"\x7fELF" + bytes(len(obj) - 4)
+    header[2] = hashlib.sha256(junk).digest()
+    write(entries[0], header, junk)
+    # Another format's magic.
+    header, obj = fields(entries[1])
+    header[0] = b"MIRPC\x00\x00\n"
+    write(entries[1], header, obj)
+    # Another module's entry under this key.
+    entries[2].write_bytes(entries[3].read_bytes())
+    warm = run_stats(elf, tmp_path, cache=cache, name="warm.json")
+    assert warm["pcache"]["rejected"] == 3 and warm["pcache"]["writes"] == 3
+    assert warm["pcache"]["hits"] == warm["pcache"]["lookups"] - 3
+    assert warm["hot_blocks"] == cold["hot_blocks"]
+    # Rewritten: the next run links everything.
+    again = run_stats(elf, tmp_path, cache=cache, name="again.json")
+    assert again["pcache"]["hits"] == again["pcache"]["lookups"] and again["pcache"]["rejected"] == 0
+
+
+@pytest.fixture
+def fresh_environment():
+    """pcache's environment is computed once per process: recomputed around a test that changes it."""
+    from runtime import pcache
+
+    pcache.environment.cache_clear()
+    pcache.translator_version.cache_clear()
+    yield pcache
+    pcache.environment.cache_clear()
+    pcache.translator_version.cache_clear()
+
+
+def test_pcache_key_follows_translator_llvm_and_host_cpu(fresh_environment, monkeypatch, tmp_path):
+    import llvmlite.binding as llvm
+
+    import translator
+
+    pcache = fresh_environment
+
+    def key() -> str:
+        pcache.environment.cache_clear()
+        pcache.translator_version.cache_clear()
+        return pcache.PersistentCache(tmp_path).key("define void @f() {\n  ret void\n}\n", "opt=2 ir_opt=None")
+
+    base = key()
+    assert key() == base
+    keys = {}
+    with monkeypatch.context() as m:
+        # A copy of the translator's sources with one emitter changed
+        copy = tmp_path / "translator"
+        shutil.copytree(Path(translator.__file__).parent, copy)
+        emitter = sorted((copy / "emit").glob("*.py"))[0]
+        emitter.write_text(emitter.read_text() + "\n# changed\n")
+        m.setattr(translator, "__file__", str(copy / "__init__.py"))
+        keys["translator"] = key()
+    with monkeypatch.context() as m:
+        m.setattr(llvm, "llvm_version_info", (99, 0, 0))
+        keys["llvm"] = key()
+    with monkeypatch.context() as m:
+        m.setattr(llvm, "get_host_cpu_name", lambda: "another-cpu")
+        keys["cpu"] = key()
+    assert key() == base
+    assert len({base, *keys.values()}) == 4, keys
 
 
 def test_default_cache_is_under_home(loop_run, tmp_path):

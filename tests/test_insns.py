@@ -1958,12 +1958,10 @@ def test_m_mode_traps(asm):
 
 
 def test_minstret_counts_every_instruction(asm):
-    # Fails until emulated firmware instructions count as retired (see the report).
     run(asm, MINSTRET)
 
 
 def test_misaligned_sc_faults(asm):
-    # Fails until the SC emitter checks alignment before the reservation (see the report).
     run(asm, MISALIGNED_SC)
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from translator.csrs import CSR_NAMES
-from translator.isa import BY_NAME, C_ENCODINGS, ENCODINGS, Insn, decode, disasm
+from translator.isa import ABI_NAMES, BY_NAME, C_ENCODINGS, ENCODINGS, FP_NAMES, Insn, decode, disasm
 
 OBJDUMP = "riscv64-linux-gnu-objdump"
 M64 = (1 << 64) - 1
@@ -374,9 +374,28 @@ def test_disasm_compressed_shows_expansion():
     assert disasm(decode(0x7101)) == "addi sp, sp, -512"  # c.addi16sp
     assert disasm(decode(0xA001), 0x100) == "jal zero, 0x100"  # c.j .
     assert disasm(decode(0x9002)) == "ebreak"
+
+
+def test_disasm_of_every_compressed_word_reads_back_as_its_expansion():
+    """Every legal 16-bit word's text, read back the way objdump's numeric output is (ABI names
+    turned into numbers), gives the fields of the instruction it expands to: the right registers,
+    immediates and absolute targets."""
+    names = {name: f"x{i}" for i, name in enumerate(ABI_NAMES)} | {name: f"f{i}" for i, name in enumerate(FP_NAMES)}
+    pattern = re.compile(r"\b(" + "|".join(sorted(names, key=len, reverse=True)) + r")\b")
+    pc = 0x80000000
+    errors = []
+    checked = 0
     for w in range(0x10000):
-        if w & 3 != 3 and (insn := decode(w)) is not None:
-            disasm(insn, 0x80000000)
+        if w & 3 == 3 or (insn := decode(w)) is None:
+            continue
+        text = disasm(insn, pc)
+        mn, _, ops = text.partition(" ")
+        numeric = pattern.sub(lambda m: names[m.group(1)], ops.replace(" ", ""))
+        if _from_objdump32(mn, numeric, pc) != _mirage(insn):
+            errors.append(f"{w:#06x}: {text!r} reads back as {_from_objdump32(mn, numeric, pc)}, is {_mirage(insn)}")
+        checked += 1
+    assert not errors, "\n".join(errors[:40])
+    assert checked > 40000
 
 
 def test_disasm_examples():

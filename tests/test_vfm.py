@@ -517,6 +517,55 @@ def test_mret(asm, path, tmp_path):
     run(asm, MRET, *_path_args(path, tmp_path))
 
 
+# sret from the firmware: "xRET is allowed at privilege x or higher" (privileged spec 3.3.2), so an
+# S-level return with sstatus: to SPP, SIE = SPIE, SPIE = 1, SPP = U; leaving M clears MPRV (3.1.6.3).
+FW_SRET = r"""
+  csrci sstatus, 2
+  li t0, 0x120
+  csrs sstatus, t0
+  li t0, 0x20000
+  csrs mstatus, t0
+  lla t0, s_code
+  csrw sepc, t0
+  lla s3, 1f
+  sret
+  FAIL
+1: CHECK s8, 9
+  lla t0, s_ecall
+  CHECK_EQ s9, t0
+  MSTATUS_FIELD s6, 17, 1
+  CHECK t0, 0
+  # SPP = U now: the next sret goes to U
+  lla t0, u_code
+  csrw sepc, t0
+  lla s3, 1f
+  sret
+  FAIL
+1: CHECK s8, 8
+  PASS
+s_code:
+  csrr a0, sstatus
+  andi t0, a0, 0x122
+  CHECK t0, 0x22
+  li s8, 0
+  csrr a1, mscratch
+  CHECK s8, 2
+  li a7, 0x4d
+s_ecall:
+  ecall
+u_code:
+  li s8, 0
+  csrr a1, sstatus
+  CHECK s8, 2
+  BACK_TO_FW
+"""
+
+
+@PATHS
+def test_firmware_sret(asm, path, tmp_path):
+    run(asm, FW_SRET, *_path_args(path, tmp_path))
+
+
 # ebreak: mcause 3, mepc = mtval = its address (privileged spec 3.1.16), from the firmware and from
 # the OS (not delegated: the firmware takes it).
 BREAKPOINT = r"""
@@ -1225,6 +1274,63 @@ def test_pmp_enforcement(asm):
     run(asm, PMP_ENFORCE)
 
 
+# The OS loses execute permission on code it has already run, translated and chained (called 100
+# times from a loop): the firmware's PMP change takes effect at the next fetch (privileged spec
+# 3.7.1 and 3.7.2), whatever tier the code was compiled at, so the next call faults (instruction
+# access fault, mepc = mtval = the function) instead of running stale translated code.
+PMP_EXEC = r"""
+  # entry 0: s_func's page, RWX then RW; entry 1: everything, RWX
+  lla t0, s_func
+  srli t0, t0, 2
+  ori t0, t0, 0x1ff
+  csrw pmpaddr0, t0
+  li t0, -1
+  csrw pmpaddr1, t0
+  li t0, 0x1f1f
+  csrw pmpcfg0, t0
+  ENTER_OS 1, s_code, 1f
+1: CHECK s8, 9
+  CHECK a0, 100
+  li t0, 0x1f1b
+  csrw pmpcfg0, t0
+  lla s7, s_faulted
+  ENTER_OS 1, s_code, 1f
+1: CHECK a1, 1
+  lla t0, s_func
+  CHECK_EQ a2, t0
+  CHECK_EQ a3, t0
+  CHECK a0, 0
+  PASS
+
+s_code:
+  li a0, 0
+  li s1, 100
+2: call s_func
+  addi s1, s1, -1
+  bnez s1, 2b
+  BACK_TO_FW
+s_faulted:
+  mv a1, s8
+  mv a2, s9
+  mv a3, s10
+  BACK_TO_FW
+
+  .align 12
+s_func:
+  addi a0, a0, 1
+  ret
+  .align 12
+"""
+
+# Tiers: cold code only, optimized code only, and promotion after two runs (`--hot-threshold`).
+TIERS = pytest.mark.parametrize("threshold", ["1000000000", "0", "2"], ids=["tier0", "tier1", "promote"])
+
+
+@TIERS
+def test_pmp_revokes_execute_on_translated_code(asm, threshold):
+    run(asm, PMP_EXEC, "--hot-threshold", threshold)
+
+
 # The monitor's own memory: 2 MiB just above the guest's 256 MiB (`jit-run` leaves it out of the
 # device tree). No guest reaches it: loads, stores, AMOs and fetches fault with access faults from
 # the firmware, with MPRV = 1, from S (even when a PMP entry grants everything), and page-table
@@ -1627,6 +1733,56 @@ def test_mprv(asm):
     run(asm, MPRV)
 
 
+# PMP also checks the page-table walk's own reads, as S-mode accesses; a denied one raises the access
+# fault of the original access (privileged spec 3.7.2 and 4.3.2 step 2): a load, a store, and a
+# fetch (an access fault, before the leaf's missing X could give a page fault). Entry 0 covers the
+# last-level table of VA 0x1000 (-> page_a); the gigapage the OS's code runs from is left readable.
+PMP_WALK = PAGE_TABLES + r"""
+  lla t0, pt_l0
+  srli t0, t0, 2
+  ori t0, t0, 0x1ff
+  csrw pmpaddr0, t0
+  li t0, -1
+  csrw pmpaddr1, t0
+  li t0, 0x1f19
+  csrw pmpcfg0, t0
+  ENTER_OS 1, s_allowed, 1f
+1: CHECK a0, 0xaaaa
+  li t0, 0x1f18
+  csrw pmpcfg0, t0
+  ENTER_OS 1, s_denied, 1f
+1: csrw satp, x0
+  PASS
+
+s_allowed:
+  li a1, 0x1000
+  ld a0, 0(a1)
+  BACK_TO_FW
+s_denied:
+  li a1, 0x1000
+  li s8, 0
+5: ld a0, 0(a1)
+  CHECK s8, 5
+  lla t0, 5b
+  CHECK_EQ s9, t0
+  CHECK s10, 0x1000
+  li s8, 0
+  sd a0, 8(a1)
+  CHECK s8, 7
+  CHECK s10, 0x1008
+  lla s7, 6f
+  li s8, 0
+  jr a1
+6: CHECK s8, 1
+  CHECK s10, 0x1000
+  BACK_TO_FW
+""" + PAGE_DATA
+
+
+def test_pmp_checks_page_table_walks(asm):
+    run(asm, PMP_WALK)
+
+
 # The SBI fast path. A small firmware implements what the OS uses the way OpenSBI does (set_timer
 # arms the CLINT and MTIE, the timer interrupt raises STIP; IPIs raise SSIP; remote fences
 # sfence.vma) and counts the calls it sees. The same OS runs with the fast path (the firmware sees
@@ -1797,6 +1953,24 @@ s_main:
   CHECK a0, 0
   ld a5, 0(a4)
   CHECK a5, 0xbbbb
+  # remote_sfence_vma_asid (a4 = ASID 0) drops it too
+  lla t0, page_a
+  srli t0, t0, 12
+  slli t0, t0, 10
+  ori t0, t0, 0xc7
+  lla t1, pt_l0
+  sd t0, 8(t1)
+  li a0, 1
+  li a1, 0
+  li a2, 0
+  li a3, -1
+  li a4, 0
+  li a6, 2
+  ecall
+  CHECK a0, 0
+  li t2, 0x1000
+  ld a5, 0(t2)
+  CHECK a5, 0xaaaa
   csrw satp, x0
   sfence.vma
   li a7, 0x4d
@@ -1834,19 +2008,19 @@ s_sti:
 @pytest.mark.parametrize("offload", [True, False], ids=["offload", "no-offload"])
 def test_sbi_offload(asm, offload, tmp_path):
     args = () if offload else ("--no-offload",)
-    stats = run(asm, SBI, *args, defs={"OFFLOAD": int(offload), "FW_CALLS": 1 if offload else 9},
+    stats = run(asm, SBI, *args, defs={"OFFLOAD": int(offload), "FW_CALLS": 1 if offload else 10},
                 stats=tmp_path / "stats.json")
     assert stats["sbi"]["TIME"] == {"set_timer": 3}
     assert stats["sbi"]["legacy"] == {"set_timer": 1}
-    assert stats["sbi"]["RFNC"] == {"remote_fence_i": 1, "remote_sfence_vma": 1}
+    assert stats["sbi"]["RFNC"] == {"remote_fence_i": 1, "remote_sfence_vma": 1, "remote_sfence_vma_asid": 1}
     if offload:
         assert stats["sbi"]["IPI"] == {"send_ipi": 3}
         assert stats["offloaded"] == {"set_timer": 4, "timer_interrupt": 2, "send_ipi": 3,
-                                      "remote_fence_i": 1, "remote_sfence_vma": 1}
+                                      "remote_fence_i": 1, "remote_sfence_vma": 1, "remote_sfence_vma_asid": 1}
         assert stats["world_switches"] == {"to_os": 1, "to_firmware": 1}
     else:
         assert stats["offloaded"] == {}
-        assert stats["world_switches"]["to_firmware"] == 11
+        assert stats["world_switches"]["to_firmware"] == 12
     assert stats["interrupts"] == {"MTI": 2}
     assert "illegal_insn" not in stats["os_traps"]  # rdtime is native
 
