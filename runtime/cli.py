@@ -65,24 +65,34 @@ def main() -> None:
               help="No monitor fast path: all SBI calls and misaligned accesses of the OS go to the firmware.")
 @click.option("--no-pcache", is_flag=True, envvar="MIRAGE_NO_PCACHE",
               help="Do not use the persistent translation cache (~/.cache/mirage/tcache).")
+@click.option("--policy", "policies", multiple=True, metavar="NAME",
+              help="Security policy of the monitor, repeatable (names in vfm/policy/; an unknown one lists them).")
+@click.option("--audit-log", type=click.Path(dir_okay=False),
+              help="With --policy audit: write the firmware's accesses to OS memory here (JSON lines).")
 def jit_run(program: str, signature: str | None, signature_granularity: str, max_insns: int | None,
             stats_file: str | None, memory: str, opt: int, icount: bool, hot_threshold: int | None,
             warm_threshold: int | None, kernel: str | None, gdb_default: bool, gdb_port: int | None, gdb_stop: bool,
             initrd: str | None, append: str | None,
             dtb: str | None, debug: str | None, debug_file: str | None, no_offload: bool,
-            no_pcache: bool, jit_thread: bool, firmware: str | None) -> None:
+            no_pcache: bool, jit_thread: bool, firmware: str | None, policies: tuple[str, ...],
+            audit_log: str | None) -> None:
     """Run PROGRAM (an ELF, a raw binary at 0x80000000, or a named image: demo, linux-shell) as
     firmware under the monitor."""
     from platforms import qemu_virt
     from runtime import board
     from runtime.devices.htif import Htif
     from runtime.loader import load
+    from vfm import policy
     from vfm.monitor import MONITOR_RAM, Monitor
 
     try:
         ram = parse_size(memory)
     except ValueError:
         fail(f"bad memory size {memory!r}")
+    try:
+        chosen = policy.make(list(policies), audit_log)
+    except policy.PolicyError as e:
+        fail(str(e))
     t_start = time.perf_counter()
     # The monitor's own memory sits just above the guest's RAM, outside the device tree.
     m = board.build(qemu_virt, ram_size=ram + MONITOR_RAM, opt=opt, icount=icount)
@@ -169,7 +179,9 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
     info_addr = dtb_addr - 0x1000
     info = (0x4942534F, 2, qemu_virt.PAYLOAD_ADDR, 1, 0, 0)
     m.mem.load_bytes(info_addr, b"".join(v.to_bytes(8, "little") for v in info))
-    mon = Monitor(offload=not no_offload, reserved=[(ram_end, MONITOR_RAM)])
+    # The OS owns the RAM from where the firmware hands over to it (the payload address) up.
+    mon = Monitor(offload=not no_offload, reserved=[(ram_end, MONITOR_RAM)], policies=chosen,
+                  os_memory=(qemu_virt.PAYLOAD_ADDR, ram_end))
     mon.attach(m)
     hart = m.harts[0]
     mon.reset(hart, img.entry, hart.id, dtb_addr, info_addr)
@@ -200,9 +212,11 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
                 stub.wait_and_stop()
             result = m.run()
     except KeyboardInterrupt:
+        mon.close()
         click.echo("\nmirage: interrupted", err=True)
         sys.exit(130)
     t_end = time.perf_counter()
+    mon.close()
     if console is not None and console.quit:
         click.echo("mirage: terminated by Ctrl-A x", err=True)
     if stub is not None:
@@ -223,6 +237,19 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
     if result.message and result.code != 0:
         click.echo(f"mirage: {result.message}", err=True)
     sys.exit(result.code)
+
+
+@main.command("audit")
+@click.argument("log", type=click.Path(dir_okay=False))
+def audit(log: str) -> None:
+    """Summarize an audit log of `jit-run --policy audit --audit-log LOG`: the OS pages the
+    firmware touched, by SBI call."""
+    from vfm.policy.audit import AuditLogError, summarize
+
+    try:
+        click.echo(summarize(Path(log)), nl=False)
+    except AuditLogError as e:
+        fail(str(e))
 
 
 def write_signature(m, img, path: Path, granularity: int) -> None:

@@ -172,8 +172,15 @@ def _flatten_vfm(vfm: dict) -> dict[str, int]:
         if isinstance(v, dict):
             for k2, v2 in v.items():
                 if isinstance(v2, dict):
-                    for k3, v3 in v2.items():
-                        out[f"{k} {k2}.{k3}"] = v3
+                    # Deeper levels (policies' counters: 'policies protect-payload.blocked.read')
+                    stack = [(f"{k} {k2}", v2)]
+                    while stack:
+                        name, d = stack.pop()
+                        for k3, v3 in d.items():
+                            if isinstance(v3, dict):
+                                stack.append((f"{name}.{k3}", v3))
+                            else:
+                                out[f"{name}.{k3}"] = v3
                 else:
                     out[f"{k} {k2}"] = v2
         elif v:

@@ -53,6 +53,8 @@ class Hart:
         self.tsr = False
         # Data view of the firmware world while the monitor emulates MPRV (None: physical)
         self.fw_data_mmu: int | None = None
+        # Guest pc of the load or store in the memory slow path (set there, read by access guards)
+        self.mem_pc = 0
         # Retired-instruction accounting: budget handed to native code and what it started at
         self.retired_base = 0
         self.budget_start = 0

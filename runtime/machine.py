@@ -14,7 +14,7 @@ from typing import Protocol
 
 from runtime.hart import Hart, Trap
 from runtime.memory import PhysicalMemory
-from runtime.mmu import Mmu
+from runtime.mmu import AccessGuard, Mmu
 from runtime.tcache import TranslationCache
 from translator import abi
 from translator import csrs as C
@@ -227,6 +227,7 @@ class Machine:
         remain = (desc >> abi.DESC_REMAIN_SHIFT) & 0xFF
         amo = bool(desc & abi.DESC_AMO)
         access = "w" if (store or amo) else "r"
+        hart.mem_pc = pc  # For access guards that report where an access came from
         try:
             if vaddr & (size - 1):
                 if self.misaligned_trap or amo:
@@ -433,6 +434,17 @@ class Machine:
         else:
             hart.pc = base
         self.set_priv(hart, C.PRV_S)
+
+    def set_access_guard(self, guard: AccessGuard | None) -> None:
+        """Installs the monitor's access guard (PMP and memory policies, runtime/mmu.py) and drops
+        what was filled or looked up under the previous one: every hart's TLBs and, if there was
+        a guard, jump cache (blocks are checked for fetch when looked up)."""
+        had = self.mmu.pmp_check is not None
+        self.mmu.set_guard(guard)
+        for h in self.harts:
+            self.mmu.flush(h)
+            if had:
+                self.tcache.jc_flush(h, "pmp")
 
     def set_priv(self, hart: Hart, priv: int) -> None:
         hart.priv = priv

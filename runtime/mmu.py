@@ -8,6 +8,7 @@ page that must be watched (translated code, MMIO, tohost) takes the slow path.
 from __future__ import annotations
 
 import ctypes
+from typing import Protocol
 
 from runtime.hart import Hart, Trap
 from runtime.memory import PhysicalMemory
@@ -23,6 +24,22 @@ PAGE_FAULT = {"r": C.LOAD_PAGE_FAULT, "w": C.STORE_PAGE_FAULT, "x": C.INSN_PAGE_
 
 # PTE bits (privileged spec 4.3.1)
 PTE_V, PTE_R, PTE_W, PTE_X, PTE_U, PTE_G, PTE_A, PTE_D = (1 << i for i in range(8))
+
+
+class AccessGuard(Protocol):
+    """Physical-memory protection above the page tables (the PMP and what the monitor adds): the
+    softmmu asks `check` on every access that leaves the inline TLB fast path (loads, stores,
+    fetches, page-table walks), and installs a fast-path entry for a page only if `page_uniform`
+    says one decision covers all of it, so guarded pages keep every access on the slow path."""
+
+    def check(self, hart: Hart, paddr: int, size: int, access: str, priv: int) -> bool:
+        """May `priv` perform `access` ("r", "w", "x") on [paddr, paddr + size)? `hart.priv` tells
+        the world: PRV_M is the firmware (also for its MPRV accesses, where priv is MPP)."""
+        ...
+
+    def page_uniform(self, hart: Hart, mmu: int, paddr: int) -> bool:
+        """May the page of paddr get a fast-path entry in TLB `mmu` of `hart`?"""
+        ...
 
 
 class Mmu:
@@ -44,11 +61,16 @@ class Mmu:
         # when an sfence.vma names any address of that superpage.
         self.leaf_size = 0
         self._super: dict[int, dict[tuple[int, int], set[tuple[int, int]]]] = {}
-        self.pmp_check = None  # Set by the monitor: fn(hart, paddr, size, access, priv) -> bool
-        # Set by the monitor: fn(hart, mmu, paddr) -> bool, whether one PMP decision covers the whole
-        # page of paddr; pages that are not get no fast-path entry, so every access is checked.
+        # The guard's bound methods (set_guard): fn(hart, paddr, size, access, priv) -> bool, and
+        # fn(hart, mmu, paddr) -> bool; None: no guard.
+        self.pmp_check = None
         self.pmp_page = None
         self.trace = None  # runtime.trace.Tracer for -d mmu
+
+    def set_guard(self, guard: AccessGuard | None) -> None:
+        """Installs the access guard (the caller flushes the TLBs filled under the old one)."""
+        self.pmp_check = None if guard is None else guard.check
+        self.pmp_page = None if guard is None else guard.page_uniform
 
     # Translation
     def translate(self, hart: Hart, vaddr: int, access: str, mmu: int, size: int = 1) -> int:

@@ -276,8 +276,14 @@ def read_write(monitor, hart: Hart, num: int, raw: int, op: str, src: int, rd: i
             hart.priv = C.PRV_S  # Let the S-level rule see a privileged access
         old = read(acc) if not (op == "w" and rd == 0) else 0
         if writes:
-            new = src if op == "w" else (old | src if op == "s" else old & ~src)
-            write(acc, new & MASK64)
+            new = (src if op == "w" else (old | src if op == "s" else old & ~src)) & MASK64
+            watchers = monitor.csr_watch.get(num)
+            if watchers:
+                for p in watchers:  # Policies may change or drop the firmware's write
+                    if new is not None:
+                        new = p.csr_write(hart, num, new)
+            if new is not None:
+                write(acc, new)
     finally:
         hart.priv = saved
     if writes and num == 0x100:

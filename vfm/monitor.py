@@ -5,7 +5,8 @@ as illegal-instruction traps and are emulated against the virtual CSR file; othe
 are injected through the virtual mtvec; OS traps to M-level switch worlds and are injected into
 the firmware the same way, unless the offload fast path (vfm/offload.py) handles them in the
 monitor. An mret to S or U switches back to the OS world. The virtual PMP (vfm/pmp.py) and the
-monitor's own memory are enforced by the softmmu.
+monitor's own memory are enforced by the softmmu. Security policies (vfm/policy/, `--policy`) hook
+the world switches, the firmware's accesses to guarded memory, CSR writes and interrupts.
 
 Exit statistics (`Monitor.stats`, written under "vfm" by `mirage jit-run --stats FILE`), a dict:
   "csr":            {CSR name: n}   CSR instructions of the firmware, emulated
@@ -20,7 +21,8 @@ Exit statistics (`Monitor.stats`, written under "vfm" by `mirage jit-run --stats
   "offloaded":      {kind: n}       handled by the fast path without the firmware: set_timer,
                                     timer_interrupt, send_ipi, remote_fence_i, remote_sfence_vma,
                                     remote_sfence_vma_asid, misaligned_load, misaligned_store
-Causes are named as in `CAUSE_NAMES` ("illegal_insn", "ecall_s", "load_page_fault", ...).
+  "policies":       {name: {...}}   only with --policy: each policy's counters (vfm/policy/)
+Causes are named as in vfm/causes.py ("illegal_insn", "ecall_s", "load_page_fault", ...).
 """
 
 from __future__ import annotations
@@ -62,7 +64,9 @@ from translator.csrs import (  # Module globals: cheaper than C.X on the hot pat
 from translator.isa import decode
 from vfm import csr as vcsr
 from vfm import sbi
+from vfm.causes import IRQ_NAMES, cause_name
 from vfm.pmp import VirtualPmp
+from vfm.policy import Policy, PolicyGuard, Switch
 
 MASK64 = (1 << 64) - 1
 MIP_MTIP = 1 << IRQ_MTI
@@ -73,20 +77,6 @@ ECALL = 0x00000073
 # and leaves it out of the device tree): no guest may read, write or execute it.
 MONITOR_RAM = 2 << 20
 MONITOR_MAGIC = b"mirage-vfm\0"
-
-CAUSE_NAMES = {
-    C.INSN_MISALIGNED: "insn_misaligned", C.INSN_ACCESS: "insn_access_fault", ILLEGAL_INSN: "illegal_insn",
-    C.BREAKPOINT: "breakpoint", C.LOAD_MISALIGNED: "load_misaligned", C.LOAD_ACCESS: "load_access_fault",
-    C.STORE_MISALIGNED: "store_misaligned", C.STORE_ACCESS: "store_access_fault", ECALL_U: "ecall_u",
-    ECALL_S: "ecall_s", ECALL_M: "ecall_m", C.INSN_PAGE_FAULT: "insn_page_fault",
-    C.LOAD_PAGE_FAULT: "load_page_fault", C.STORE_PAGE_FAULT: "store_page_fault",
-}
-IRQ_NAMES = {IRQ_SSI: "SSI", IRQ_MSI: "MSI", IRQ_STI: "STI", IRQ_MTI: "MTI", IRQ_SEI: "SEI",
-             IRQ_MEI: "MEI"}
-
-
-def cause_name(cause: int) -> str:
-    return CAUSE_NAMES.get(cause, str(cause))
 
 
 class ExitCounters:
@@ -128,6 +118,7 @@ class HartContext:
     world_switches: int = 0
     acc: vcsr.Access | None = None  # What CSR rules act on, for this hart
     regs: memoryview | None = None  # The hart's native state as 64-bit words (x at 0, pc at PC)
+    mprv_used: bool = False  # The firmware made MPRV accesses while a policy guards memory
 
 
 class Monitor:
@@ -136,15 +127,26 @@ class Monitor:
     `offload` turns on the fast path of vfm/offload.py (SBI timer, IPI and remote fences, and
     misaligned accesses of the OS, handled without entering the firmware). `reserved` lists
     (base, size) ranges of physical memory that belong to the monitor: every guest access there
-    faults, whatever the privilege and the PMP.
+    faults, whatever the privilege and the PMP. `policies` (vfm/policy/) restrict the firmware;
+    `os_memory` is the [lo, hi) range of RAM the OS owns once the firmware first hands over to it.
     """
 
-    def __init__(self, offload: bool = True, reserved: list[tuple[int, int]] | None = None) -> None:
+    def __init__(self, offload: bool = True, reserved: list[tuple[int, int]] | None = None,
+                 policies: list[Policy] | None = None, os_memory: tuple[int, int] | None = None) -> None:
         self.machine = None
         self.ctx: dict[int, HartContext] = {}
         self.n = ExitCounters()
         self.reserved = list(reserved or [])
         self.pmp = VirtualPmp(self.reserved)
+        self.policies = list(policies or [])
+        self.os_memory = os_memory
+        self.guard: PolicyGuard | None = None  # With policies that guard memory
+        self._watchers = [p for p in self.policies if p.watches_firmware]
+        # CSR number -> policies that see the firmware's writes to it
+        self.csr_watch: dict[int, list[Policy]] = {}
+        for p in self.policies:
+            for num in p.csr_writes:
+                self.csr_watch.setdefault(num, []).append(p)
         # Fast-path hooks, tried in order before an OS-world trap goes to the firmware:
         # ecall_handlers: fn(hart, epc) -> bool (handled); trap_handlers: fn(hart, cause, tval, epc) -> bool.
         self.ecall_handlers: list = []
@@ -159,7 +161,15 @@ class Monitor:
     @property
     def stats(self) -> dict:
         """The exit statistics (layout in the module docstring)."""
-        return self.n.as_dict()
+        d = self.n.as_dict()
+        if self.policies:
+            d["policies"] = {p.name: p.stats() for p in self.policies}
+        return d
+
+    def close(self) -> None:
+        """The run ended: policies flush what they write."""
+        for p in self.policies:
+            p.close()
 
     def attach(self, machine) -> None:
         self.machine = machine
@@ -169,15 +179,21 @@ class Monitor:
             self.ctx[h.id].acc = vcsr.Access(self, h, 0)
             self.ctx[h.id].regs = memoryview(ffi.buffer(h.s)).cast("Q")
         machine.sys_hook = self.fast_sys
-        machine.mmu.pmp_check = self.pmp.check
-        machine.mmu.pmp_page = self.pmp.page_uniform
         for base, size in self.reserved:
             if machine.mem.is_ram(base, size):
                 machine.mem.load_bytes(base, MONITOR_MAGIC)
-        for h in machine.harts:
-            machine.mmu.flush(h)
+        for p in self.policies:
+            p.attach(self)
+        self.guard_changed()
         if self.offload is not None:
             self.offload.attach(machine)
+
+    def guard_changed(self) -> None:
+        """Installs the access guard for the policies' current memory ranges: the virtual PMP
+        alone when no policy guards memory (the default), else the PMP and the policies."""
+        guard = PolicyGuard(self.pmp, self.policies)
+        self.guard = guard if guard.active else None
+        self.machine.set_access_guard(self.guard or self.pmp)
 
     # Boot
     def reset(self, hart: Hart, entry: int, a0: int, a1: int, a2: int = 0) -> None:
@@ -223,6 +239,10 @@ class Monitor:
 
     def on_interrupt(self, hart: Hart, irq: int) -> None:
         self.n.interrupts[IRQ_NAMES.get(irq, str(irq))] += 1
+        if self.policies:
+            for p in self.policies:
+                if p.interrupt(hart, irq):
+                    return
         if irq == IRQ_MTI and self.offload is not None and self.offload.timer_interrupt(hart):
             # The OS's timer fired: STIP is now pending; deliver it at once if enabled.
             self.machine.check_interrupts(hart)
@@ -235,6 +255,13 @@ class Monitor:
             self.n.to_firmware += 1
             if self.machine.trace is not None:
                 self.machine.trace.vfm(hart, f"world switch OS->firmware cause={cause:#x} epc={epc:#x}")
+            if self.policies:
+                sw = Switch(cause, tval, epc, hart.priv)
+                if cause == ECALL_S:
+                    regs = self.ctx[hart.id].regs
+                    sw.eid, sw.fid = regs[17], regs[16]
+                for p in self.policies:
+                    p.to_firmware(hart, sw)
             # The trap-virtualization bits bind only the OS (privileged spec 3.1.6.5).
             hart.tvm = hart.tw = hart.tsr = False
         self.inject(hart, cause, tval, epc)
@@ -304,6 +331,8 @@ class Monitor:
             return mret
         if not insn.name.startswith("csrr"):
             return False
+        if insn.csr in self.csr_watch:
+            return False  # A policy sees writes to it: the general path asks it
         op = vcsr.fast_op(insn)
         if op is None:
             return False
@@ -419,6 +448,14 @@ class Monitor:
         ctx.world_switches += 1
         ms = ctx.csr.mstatus_m
         hart.fw_data_mmu = None
+        if self.policies:
+            for p in self.policies:
+                priv = p.to_os(hart, priv)
+            if ctx.mprv_used:
+                # The firmware's MPRV accesses filled OS-world TLBs under its own view (a policy
+                # may have hidden satp): the OS gets them back empty.
+                ctx.mprv_used = False
+                self.machine.mmu.flush(hart, (abi.MMU_U, abi.MMU_S, abi.MMU_S_SUM))
         hart.tvm = bool(ms & MSTATUS_TVM)
         hart.tw = bool(ms & MSTATUS_TW)
         hart.tsr = bool(ms & MSTATUS_TSR)
@@ -439,7 +476,16 @@ class Monitor:
                 mmu = abi.MMU_S_SUM if hart.s.mstatus & MSTATUS_SUM else abi.MMU_S
         if mmu != hart.fw_data_mmu:
             hart.fw_data_mmu = mmu
+            if mmu is not None and self.guard is not None:
+                # OS-world TLB entries would let MPRV accesses skip the guard: drop them.
+                self.ctx[hart.id].mprv_used = True
+                self.machine.mmu.flush(hart, (mmu,))
         hart.update_flags()
+
+    def leave_firmware(self, hart: Hart) -> None:
+        """Ends the firmware's turn at once (a policy's decision): back to the OS, where and as
+        the policies' `to_os` say."""
+        self._enter_os(hart, self.ctx[hart.id], PRV_S)
 
     def pmp_changed(self, hart: Hart) -> None:
         """A pmpcfg/pmpaddr write: re-decode, and drop fast-path TLB entries and jump-cache entries
@@ -456,6 +502,9 @@ class Monitor:
     def pending_m_interrupt(self, hart: Hart) -> int | None:
         """The M-level interrupt to take now, if any (privileged spec 3.1.9: M-level interrupts are
         enabled when running below M, or in M with mstatus.MIE; priority MEI, MSI, MTI, SEI, SSI, STI)."""
+        if self._watchers and hart.priv == PRV_M:
+            for p in self._watchers:
+                p.firmware_tick(hart)
         mip = hart.mip
         if mip & MIP_MTIP and self.offload is not None and self.offload.timer_due(hart):
             return IRQ_MTI  # The OS's timer, armed by an offloaded set_timer: the monitor's own

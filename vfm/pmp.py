@@ -1,8 +1,9 @@
 """PMP virtualization: the firmware's virtual pmpcfg/pmpaddr registers, decoded into address ranges
 and enforced on every translated access, plus the memory the monitor keeps for itself.
 
-The softmmu calls `check` (installed as `Mmu.pmp_check`) for each access that leaves the inline
-TLB fast path: loads, stores, instruction fetches and page-table walks. Pages go into the fast-path
+The softmmu calls `check` (an access guard, runtime/mmu.py, installed by the monitor) for each access
+that leaves the inline TLB fast path: loads, stores, instruction fetches and page-table walks.
+Pages go into the fast-path
 TLB only when `page_uniform` says one PMP decision covers the whole page, so an entry that covers
 part of a page keeps that page on the slow path, where every access is checked. Any change of the
 PMP registers flushes the hart's TLBs and jump cache (`Monitor.pmp_changed`).

@@ -56,3 +56,31 @@ def call_name(eid: int, fid: int) -> tuple[str, str]:
     if ext is None:
         return f"{eid:#x}", str(fid)
     return ext[0], ext[1].get(fid, str(fid))
+
+
+# Argument registers each call takes (a0..a(n-1)), from the function signatures of SBI v2.0:
+# what a policy that hides the OS's registers from the firmware lets through (a6, a7 always).
+LEGACY_ARGS = {0x00: 1, 0x01: 1, 0x02: 0, 0x03: 0, 0x04: 1, 0x05: 1, 0x06: 3, 0x07: 4, 0x08: 0}
+ARGS: dict[tuple[int, int], int] = {
+    (EID_BASE, 0): 0, (EID_BASE, 1): 0, (EID_BASE, 2): 0, (EID_BASE, 3): 1, (EID_BASE, 4): 0,
+    (EID_BASE, 5): 0, (EID_BASE, 6): 0,
+    (EID_TIME, 0): 1,
+    (EID_IPI, 0): 2,
+    (EID_RFNC, 0): 2, (EID_RFNC, 1): 4, (EID_RFNC, 2): 5, (EID_RFNC, 3): 5, (EID_RFNC, 4): 4,
+    (EID_RFNC, 5): 5, (EID_RFNC, 6): 4,
+    (EID_HSM, 0): 3, (EID_HSM, 1): 0, (EID_HSM, 2): 1, (EID_HSM, 3): 3,
+    (EID_SRST, 0): 2,
+    (EID_PMU, 0): 0, (EID_PMU, 1): 1, (EID_PMU, 2): 5, (EID_PMU, 3): 4, (EID_PMU, 4): 3,
+    (EID_PMU, 5): 1, (EID_PMU, 6): 1, (EID_PMU, 7): 3,
+    (EID_DBCN, 0): 3, (EID_DBCN, 1): 3, (EID_DBCN, 2): 1,
+    (EID_SUSP, 0): 3,
+    (EID_CPPC, 0): 1, (EID_CPPC, 1): 1, (EID_CPPC, 2): 1, (EID_CPPC, 3): 2,
+}
+
+
+def arg_count(eid: int, fid: int) -> int:
+    """How many of a0..a5 the call (eid, fid) takes; 0 for calls the specification does not define
+    (as Miralis does: an unknown call gets nothing of the OS)."""
+    if eid in LEGACY:
+        return LEGACY_ARGS[eid]
+    return ARGS.get((eid, fid), 0)
