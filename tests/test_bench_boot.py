@@ -54,6 +54,18 @@ def test_commands():
     assert cold[cold.index("--kernel") + 1] == "/img/Image" and cold[cold.index("--stats") + 1] == "/tmp/s.json"
     assert cold[cold.index("--append") + 1] == IMG.append and cold[-1] == "--no-pcache"
     assert "--no-pcache" not in boot.mirage_command(IMG, Path("/tmp/s.json"), cold=False)
+    assert "--policy" not in cold
+    pol = boot.mirage_command(IMG, Path("/tmp/s.json"), cold=True, policy="protect-payload")
+    assert pol[pol.index("--policy") + 1] == "protect-payload" and pol[:-3] == cold[:-1]
+
+
+def test_policy_overhead():
+    rows = [boot.BootResult("mirage cold", "ok", total_seconds=20.0),
+            boot.BootResult("mirage cold +protect-payload", "ok", total_seconds=21.0),
+            boot.BootResult("mirage warm", "ok", total_seconds=10.0),
+            boot.BootResult("mirage warm +protect-payload", "error", "boom")]
+    assert boot.policy_overhead(rows, "protect-payload") == [
+        "protect-payload on mirage cold: 21.00 s vs 20.00 s (+5.0% total wall time)"]
 
 
 def test_mirage_env(monkeypatch, tmp_path):

@@ -7,6 +7,7 @@ translation cache) and takes about half a minute.
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -29,11 +30,25 @@ def images() -> None:
     assert r.returncode == 0, r.stderr.decode()[-3000:]
 
 
-def test_linux_shell_boots_runs_commands_and_powers_off(images, capsys):
-    r = mirage("jit-run", "linux-shell", "--no-pcache", input=SCRIPT, timeout=600)
+# Once as is, once under the protect-payload policy (vfm/policy/): OpenSBI keeps serving Linux
+# (console, timer, power) without touching its memory, registers or control flow.
+@pytest.mark.parametrize("policy", [None, "protect-payload"], ids=["no-policy", "protect-payload"])
+def test_linux_shell_boots_runs_commands_and_powers_off(images, capsys, policy, tmp_path):
+    stats = tmp_path / "stats.json"
+    args = ("--policy", policy) if policy else ()
+    r = mirage("jit-run", "linux-shell", "--no-pcache", "--stats", str(stats), *args, input=SCRIPT, timeout=600)
     out = r.stdout.decode(errors="replace")
-    tail = out[-3000:] + r.stderr.decode(errors="replace")[-2000:]
+    err = r.stderr.decode(errors="replace")
+    tail = out[-3000:] + err[-2000:]
     assert r.returncode == 0, tail
+    vfm = json.loads(stats.read_text())["vfm"]
+    if policy:
+        # Nothing OpenSBI does for Linux is refused, and the calls did cross the policy.
+        assert "blocked" not in err, tail
+        assert vfm["policies"] == {policy: {"blocked": {}}}
+        assert vfm["world_switches"]["to_firmware"] > 100 and vfm["sbi"]["legacy"]["console_putchar"] > 100
+    else:
+        assert "policies" not in vfm
     # The firmware is OpenSBI 1.1 and it runs under the monitor; the kernel is the one built.
     assert "OpenSBI v1.1" in out, tail
     assert "Linux version 6.1." in out, tail
@@ -49,4 +64,5 @@ def test_linux_shell_boots_runs_commands_and_powers_off(images, capsys):
         assert m, f"missing {line!r} after offset {pos}:\n{shell[pos:][-2000:]}"
         pos += m.end()
     with capsys.disabled():
-        print(f"\n[linux-shell] Linux {banner.group(1)}: guest 'Boot took {banner.group(2)} seconds'")
+        print(f"\n[linux-shell{' --policy ' + policy if policy else ''}] Linux {banner.group(1)}: "
+              f"guest 'Boot took {banner.group(2)} seconds'")

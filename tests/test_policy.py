@@ -7,7 +7,7 @@ attack (vendor extension ATTACK_EID, function = the attack), during which the fi
  4 read it through MPRV and the OS's page tables       5 lock a vPMP entry granting itself RWX, then read it
  6 point mtvec into OS code and trap                   7 point mepc into OS code (the OS resumes there)
  8 read registers the call does not pass, and sscratch 9 overwrite the OS's registers and sscratch
-10 keep the CPU forever (the OS has armed its timer)
+10 keep the CPU forever, after moving the machine timer away from the OS's deadline
 The payload checks after each call whether the attack worked, prints one digit per attack 1-9
 ("attack results: 000000000": none worked), runs attack 10 and expects the call to come back
 failed with its timer interrupt taken ("timer ok"), then powers off (success iff nothing worked).
@@ -446,7 +446,10 @@ atk_9:  # Overwrite a2-a5, s2-s11, t3-t6 and sscratch
   .endr
   csrw sscratch, t0
   j done
-atk_10:  # Keep the CPU
+atk_10:  # Keep the CPU, with the timer taken from the OS's deadline first
+  li t0, 0x2004000
+  li t1, -1
+  sd t1, 0(t0)
 1: j 1b
 
   .data

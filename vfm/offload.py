@@ -144,6 +144,20 @@ class Offload:
             self.machine.trace.vfm(hart, "offload timer interrupt: STIP set")
         return True
 
+    def os_timer_overdue(self, hart: Hart) -> bool:
+        """Has the deadline of the OS's last offloaded set_timer passed, whoever holds mtimecmp
+        now (the firmware may have reprogrammed it)?"""
+        t = self.armed.get(hart.id)
+        return t is not None and self.clint is not None and self.clint.mtime() >= t
+
+    def deliver_os_timer(self, hart: Hart) -> None:
+        """STIP for the OS's passed deadline without the machine timer interrupt (mtimecmp is the
+        firmware's now: left alone)."""
+        del self.armed[hart.id]
+        hart.mip |= MIP_STIP
+        self.machine.request_exit(hart)
+        self.counts["timer_interrupt"] += 1
+
     # Misaligned loads and stores of the OS
     def misaligned(self, hart: Hart, cause: int, tval: int, epc: int) -> bool:
         if cause != C.LOAD_MISALIGNED and cause != C.STORE_MISALIGNED:

@@ -2,7 +2,7 @@
 
 Usage (from the repo root)::
 
-    python3 -m tests.bench.boot [--runs N] [--no-warm] [--json OUT] [--timeout S] [--no-qemu]
+    python3 -m tests.bench.boot [--runs N] [--no-warm] [--json OUT] [--timeout S] [--no-qemu] [--policy NAME]
 
 Both emulators boot the same files, those `mirage images` names (built first with
 `mirage images build` if missing, unless --no-build): OpenSBI fw_jump, Linux 6.1 and the busybox
@@ -22,6 +22,9 @@ Rows:
 * mirage warm: the persistent translation cache in a scratch directory ($MIRAGE_TCACHE_DIR, see
   runtime/pcache.py), filled by one unmeasured boot first, so compiled modules are linked from it.
   The user's ~/.cache/mirage/tcache is not touched.
+* with ``--policy NAME`` (e.g. protect-payload, vfm/policy/): each Mirage row again with
+  ``--policy NAME`` right after it (the warm one from the same cache), and a line with the
+  policy's overhead on the total wall time.
 
 With ``--runs N`` every row is the best (lowest total wall time) of N boots. Mirage's runs also
 write ``--stats`` files (runtime/stats.py): a second table shows the guest instructions, the time
@@ -228,11 +231,14 @@ def qemu_command(img: Images) -> list[str]:
             "-initrd", str(img.initrd), "-append", img.append]
 
 
-def mirage_command(img: Images, stats: Path, cold: bool, mirage_cmd: str = DEFAULT_MIRAGE_CMD) -> list[str]:
+def mirage_command(img: Images, stats: Path, cold: bool, mirage_cmd: str = DEFAULT_MIRAGE_CMD,
+                   policy: str | None = None) -> list[str]:
     """Mirage booting the images (the paths linux-shell resolves to, so nothing is looked up or
-    built during the run) and writing its statistics to `stats`."""
+    built during the run) and writing its statistics to `stats`, under `policy` if given."""
     cmd = [*shlex.split(mirage_cmd), str(img.firmware), "--kernel", str(img.kernel), "--initrd",
            str(img.initrd), "--append", img.append, "-m", img.memory, "--stats", str(stats)]
+    if policy is not None:
+        cmd += ["--policy", policy]
     return [*cmd, "--no-pcache"] if cold else cmd
 
 
@@ -299,10 +305,10 @@ def run_row(name: str, runs: int, boot: Callable[[int], Attempt]) -> BootResult:
 
 
 def mirage_boot(img: Images, tmp: Path, tag: str, timeout: float, mirage_cmd: str, tcache: Path | None,
-                echo: IO[bytes] | None) -> Attempt:
+                echo: IO[bytes] | None, policy: str | None = None) -> Attempt:
     """One Mirage boot, its statistics summarized into the Attempt."""
     stats_path = tmp / f"{tag}.json"
-    cmd = mirage_command(img, stats_path, cold=tcache is None, mirage_cmd=mirage_cmd)
+    cmd = mirage_command(img, stats_path, cold=tcache is None, mirage_cmd=mirage_cmd, policy=policy)
     a = boot_once(cmd, timeout, mirage_env(tcache), echo)
     try:
         a.stats = stats_summary(json.loads(stats_path.read_text()))
@@ -347,6 +353,19 @@ def find_images(build: bool) -> Images:
 
 
 # ---- Tables ----
+
+
+def policy_overhead(results: list[BootResult], policy: str) -> list[str]:
+    """For each Mirage row that also ran under `policy`: the policy's cost on the total wall time."""
+    by_name = {r.name: r for r in results}
+    lines = []
+    for r in results:
+        p = by_name.get(f"{r.name} +{policy}")
+        if p is None or r.status != "ok" or p.status != "ok" or not r.total_seconds:
+            continue
+        lines.append(f"{policy} on {r.name}: {_secs(p.total_seconds)} s vs {_secs(r.total_seconds)} s "
+                     f"({(p.total_seconds / r.total_seconds - 1) * 100:+.1f}% total wall time)")
+    return lines
 
 
 def _secs(value: float | None) -> str:
@@ -418,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mirage-cmd", default=os.environ.get("MIRAGE_BENCH_CMD", DEFAULT_MIRAGE_CMD),
                         help="command that runs Mirage; the firmware and options are appended "
                              "(default: '%(default)s', env MIRAGE_BENCH_CMD)")
+    parser.add_argument("--policy", metavar="NAME",
+                        help="also boot each Mirage row under this monitor policy (e.g. protect-payload)")
     parser.add_argument("-v", "--verbose", action="store_true", help="copy the guest consoles to stderr")
     args = parser.parse_args(argv)
     if args.runs < 1:
@@ -438,8 +459,12 @@ def main(argv: list[str] | None = None) -> int:
         results.append(run_row("qemu", args.runs, lambda i: boot_once(qemu_command(img), args.timeout, None, echo)))
     with tempfile.TemporaryDirectory(prefix="mirage-bench-boot-") as tmp_name:
         tmp = Path(tmp_name)
+        pol = args.policy
         results.append(run_row("mirage cold", args.runs, lambda i: mirage_boot(
             img, tmp, f"cold-{i}", args.timeout, args.mirage_cmd, None, echo)))
+        if pol:
+            results.append(run_row(f"mirage cold +{pol}", args.runs, lambda i: mirage_boot(
+                img, tmp, f"cold-policy-{i}", args.timeout, args.mirage_cmd, None, echo, pol)))
         if not args.no_warm:
             tcache = tmp / "tcache"
             fill = run_row("mirage fill", 1, lambda i: mirage_boot(
@@ -447,11 +472,17 @@ def main(argv: list[str] | None = None) -> int:
             if fill.status == "ok":
                 results.append(run_row("mirage warm", args.runs, lambda i: mirage_boot(
                     img, tmp, f"warm-{i}", args.timeout, args.mirage_cmd, tcache, echo)))
+                if pol:
+                    results.append(run_row(f"mirage warm +{pol}", args.runs, lambda i: mirage_boot(
+                        img, tmp, f"warm-policy-{i}", args.timeout, args.mirage_cmd, tcache, echo, pol)))
             else:
                 results.append(BootResult("mirage warm", "error", f"the boot filling the cache failed: {fill.reason}"))
     add_ratios(results)
 
     print(format_table(results))
+    if args.policy:
+        for line in policy_overhead(results, args.policy):
+            print(line)
     if any(r.stats for r in results):
         print()
         print(format_stats_table(results))

@@ -21,7 +21,8 @@ IPIs, console, power) but can no longer read or change the OS (Miralis's policy 
 - CPU: a firmware that has run a million instructions (or a second of guest time, for one that
   sleeps in wfi) since the switch while an interrupt of the OS is pending loses its turn: an SBI
   call returns SBI_ERR_FAILED, and the OS takes its interrupt. The OS's timer is the monitor's own
-  through the fast path (on by default); a legitimate call takes a few thousand instructions.
+  through the fast path (on by default), even if the firmware reprograms mtimecmp during the
+  call; a legitimate call takes a few thousand instructions.
 
 The monitor's emulation on the OS's behalf (misaligned accesses, offloaded timer, IPI and fence
 calls) runs in the OS world and is not affected.
@@ -185,7 +186,13 @@ class ProtectPayload(Policy):
     # The firmware's turn
     def firmware_tick(self, hart: Hart) -> None:
         s = self.saved.get(hart.id)
-        if s is None or s.aborted or not (hart.mip | s.mip) & s.mie & hart.mideleg:
+        if s is None or s.aborted:
+            return
+        off = self.mon.offload
+        if off is not None and not off.timer_due(hart) and off.os_timer_overdue(hart):
+            # The firmware took mtimecmp from the OS's deadline: the monitor keeps the OS's timer.
+            off.deliver_os_timer(hart)
+        if not (hart.mip | s.mip) & s.mie & hart.mideleg:
             return
         if (hart.retired() - s.start_insns < GRACE_INSNS
                 and self.machine.time() - s.start < self.machine.timebase_hz):
