@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import sys
 import time
 from pathlib import Path
 
 import click
 
-from runtime.loader import LoadError
+from runtime.loader import Layout, LoadError, read_capped
 
 SIZE_SUFFIX = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
@@ -20,6 +22,25 @@ def parse_size(text: str) -> int:
     if t and t[-1] in SIZE_SUFFIX:
         return int(float(t[:-1]) * SIZE_SUFFIX[t[-1]])
     return int(t) << 20
+
+
+MIN_RAM = 8 << 20  # Room for a program, the DTB (2 MiB aligned, 2 MiB below the top) and boot info
+
+
+def ram_size(text: str) -> int:
+    """-m's value in bytes, for every command that takes it; raises ValueError saying what is
+    wrong with it."""
+    try:
+        size = parse_size(text)
+    except (ValueError, OverflowError):
+        raise ValueError(f"bad memory size {text!r} (give e.g. 256M or 1G)") from None
+    if size <= 0:
+        raise ValueError(f"bad memory size {text!r}: it must be positive")
+    if size < MIN_RAM:
+        raise ValueError(f"bad memory size {text!r}: at least {MIN_RAM >> 20} MiB are needed")
+    if size % 4096:
+        raise ValueError(f"bad memory size {text!r}: not a whole number of 4 KiB pages")
+    return size
 
 
 def fail(message: str, status: int = 2) -> None:
@@ -86,16 +107,27 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
     from vfm.monitor import MONITOR_RAM, Monitor
 
     try:
-        ram = parse_size(memory)
-    except ValueError:
-        fail(f"bad memory size {memory!r}")
+        ram = ram_size(memory)
+    except ValueError as e:
+        fail(str(e))
     try:
         chosen = policy.make(list(policies), audit_log)
     except policy.PolicyError as e:
         fail(str(e))
+    if max_insns is not None and max_insns < 0:
+        fail(f"--max-insns {max_insns}: must be 0 or more")
+    if append is not None:
+        try:
+            append.encode("utf-8")
+        except UnicodeEncodeError:
+            fail("--append: the kernel command line is not valid UTF-8")
+    _guard_stdout()
     t_start = time.perf_counter()
     # The monitor's own memory sits just above the guest's RAM, outside the device tree.
-    m = board.build(qemu_virt, ram_size=ram + MONITOR_RAM, opt=opt, icount=icount)
+    try:
+        m = board.build(qemu_virt, ram_size=ram + MONITOR_RAM, opt=opt, icount=icount)
+    except (OSError, MemoryError, OverflowError) as e:
+        fail(f"cannot allocate {memory} of guest RAM: {getattr(e, 'strerror', None) or 'out of memory'}")
     ram_end = qemu_virt.RAM_BASE + ram
     if hot_threshold is not None:
         m.tcache.set_hot_threshold(hot_threshold)
@@ -106,7 +138,12 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
     if not no_pcache:
         from runtime.pcache import PersistentCache
 
-        pcache = m.engine.object_cache = PersistentCache()
+        pcache = PersistentCache()
+        try:
+            pcache.check_dir()
+        except ValueError as e:
+            fail(str(e))
+        m.engine.object_cache = pcache
     from runtime.images import build as images
 
     if program in images.NAMED and not Path(program).exists():
@@ -121,15 +158,20 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
         append = named.append if append is None else append
     elif firmware is not None:
         fail("--firmware replaces a named image's firmware (linux-shell); PROGRAM is the firmware here")
+    # Every object placed in the guest's RAM is checked against it and against the others; the
+    # monitor's RAM above it is no place for any.
+    layout = Layout(qemu_virt.RAM_BASE, ram_end)
     try:
-        img = load(m.mem, Path(program), qemu_virt.RAM_BASE)
+        img = load(m.mem, Path(program), qemu_virt.RAM_BASE, layout)
     except LoadError as e:
         fail(str(e))
+    if signature:
+        _check_signature(img, qemu_virt.RAM_BASE, ram_end)
     if "tohost" in img.symbols:
-        Htif(m, img.symbols["tohost"], img.symbols.get("fromhost"))
+        Htif(m, img.symbols["tohost"], img.symbols.get("fromhost"), ram=(qemu_virt.RAM_BASE, ram_end))
     if kernel:
         try:
-            load(m.mem, Path(kernel), qemu_virt.PAYLOAD_ADDR)
+            load(m.mem, Path(kernel), qemu_virt.PAYLOAD_ADDR, layout)
         except LoadError as e:
             fail(str(e))
     initrd_range = None
@@ -137,30 +179,47 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
         from runtime.images import linux
 
         try:
-            data = Path(initrd).read_bytes()
+            data = read_capped(Path(initrd), ram)
             initrd_range = linux.initrd_range(ram, len(data))
-        except OSError as e:
-            fail(f"{initrd}: {e.strerror}")
+            layout.place(f"initrd {initrd}", initrd_range[0], len(data))
+        except LoadError as e:
+            fail(str(e))
         except images.ImageError as e:
             fail(str(e))
         m.mem.load_bytes(initrd_range[0], data)
+    from runtime import fdt
+
     if dtb:
         try:
-            blob = Path(dtb).read_bytes()
-        except OSError as e:
-            fail(f"{dtb}: {e.strerror}")
-        if initrd_range or append is not None:
-            from runtime.images import linux
+            blob = read_capped(Path(dtb), ram)
+        except LoadError as e:
+            fail(str(e))
+        try:
+            fdt.decode(blob)  # As QEMU, which refuses a -dtb that libfdt cannot open
+            if initrd_range or append is not None:
+                from runtime.images import linux
 
-            blob = linux.patch_chosen(blob, append, initrd_range)
+                blob = linux.patch_chosen(blob, append, initrd_range)
+        except Exception as e:  # noqa: BLE001 (any decoding failure of a user's file)
+            fail(f"{dtb}: not a valid device tree blob ({e})")
     else:
-        from runtime import fdt
-
         start, end = initrd_range or (None, None)
-        blob = fdt.encode(qemu_virt.device_tree(ram_size=ram, harts=len(m.harts), bootargs=append,
-                                                initrd_start=start, initrd_end=end))
+        try:
+            blob = fdt.encode(qemu_virt.device_tree(ram_size=ram, harts=len(m.harts), bootargs=append,
+                                                    initrd_start=start, initrd_end=end))
+        except fdt.FdtError as e:
+            fail(f"device tree: {e}")
     # Near the top of RAM, 2 MiB aligned, as QEMU places it.
     dtb_addr = (ram_end - len(blob) - (1 << 21)) & ~((1 << 21) - 1)
+    # fw_dynamic's info block (OpenSBI include/sbi/fw_dynamic.h, version 2): magic "OSBI",
+    # version, next address, next mode (1 = S), options, boot hart. fw_jump ignores a2.
+    info_addr = dtb_addr - 0x1000
+    info = (0x4942534F, 2, qemu_virt.PAYLOAD_ADDR, 1, 0, 0)
+    try:
+        layout.place("the device tree", dtb_addr, len(blob))
+        layout.place("the boot info block", info_addr, 8 * len(info))
+    except LoadError as e:
+        fail(f"{e} (with {ram >> 20} MiB of RAM; -m gives more)")
     m.mem.load_bytes(dtb_addr, blob)
     if debug:
         from runtime import trace
@@ -173,11 +232,7 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
             out = open(debug_file, "w", buffering=1 << 16) if debug_file else sys.stderr
         except OSError as e:
             fail(f"{debug_file}: {e.strerror}")
-        trace.Tracer(cats, out).attach(m)
-    # fw_dynamic's info block (OpenSBI include/sbi/fw_dynamic.h, version 2): magic "OSBI",
-    # version, next address, next mode (1 = S), options, boot hart. fw_jump ignores a2.
-    info_addr = dtb_addr - 0x1000
-    info = (0x4942534F, 2, qemu_virt.PAYLOAD_ADDR, 1, 0, 0)
+        trace.Tracer(cats, out, name=debug_file or "stderr").attach(m)
     m.mem.load_bytes(info_addr, b"".join(v.to_bytes(8, "little") for v in info))
     # The OS owns the RAM from where the firmware hands over to it (the payload address) up.
     mon = Monitor(offload=not no_offload, reserved=[(ram_end, MONITOR_RAM)], policies=chosen,
@@ -221,21 +276,33 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
         click.echo("mirage: terminated by Ctrl-A x", err=True)
     if stub is not None:
         stub.finish(result)
-    sys.stdout.flush()
+    # After the run, a file that cannot be written is reported and the guest's status is kept.
+    errors = []
     if m.trace is not None:
-        m.trace.out.flush()
+        m.trace.flush()
+        if m.trace.error:
+            errors.append(m.trace.error)
     if signature:
-        write_signature(m, img, Path(signature), int(signature_granularity))
+        try:
+            write_signature(m, img, Path(signature), int(signature_granularity))
+        except OSError as e:
+            errors.append(f"--signature {signature}: {e.strerror}")
     from runtime import stats
 
     doc = stats.collect(m, t_start, t_run, t_end, pcache, program, kernel)
     if stats_file:
-        stats.write(doc, Path(stats_file))
+        try:
+            stats.write(doc, Path(stats_file))
+        except OSError as e:
+            errors.append(f"--stats {stats_file}: {e.strerror}")
     stats.save_last(doc)
     if pcache is not None:
         pcache.close()
     if result.message and result.code != 0:
         click.echo(f"mirage: {result.message}", err=True)
+    for err in errors:
+        click.echo(f"mirage: error: {err}", err=True)
+    _flush_stdout()
     sys.exit(result.code)
 
 
@@ -250,6 +317,52 @@ def audit(log: str) -> None:
         click.echo(summarize(Path(log)), nl=False)
     except AuditLogError as e:
         fail(str(e))
+
+
+class _ClosedStdout:
+    """Stands for a stdout the process was started without: writing to it fails as on a closed fd."""
+
+    def write(self, data) -> int:
+        raise OSError(errno.EBADF, "stdout is closed")
+
+    def flush(self) -> None:
+        pass
+
+    @property
+    def buffer(self) -> _ClosedStdout:
+        return self
+
+
+def _guard_stdout() -> None:
+    if sys.stdout is None:
+        sys.stdout = _ClosedStdout()
+
+
+def _flush_stdout() -> None:
+    """Flushes stdout; if it cannot take the output (full, broken pipe), what is left goes to
+    /dev/null, so the interpreter's own flush at exit prints no traceback either."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        try:
+            fd = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(fd, 1)
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _check_signature(img, ram_base: int, ram_end: int) -> None:
+    """--signature needs begin_signature <= end_signature, both inside the guest's RAM."""
+    begin = img.symbols.get("begin_signature")
+    end = img.symbols.get("end_signature")
+    if begin is None or end is None:
+        fail(f"{img.path}: no begin_signature/end_signature symbols for --signature")
+    if end < begin:
+        fail(f"{img.path}: end_signature {end:#x} is below begin_signature {begin:#x}")
+    if not (ram_base <= begin and end <= ram_end):
+        fail(f"{img.path}: the signature [{begin:#x}, {end:#x}) is not inside the guest's RAM "
+             f"[{ram_base:#x}, {ram_end:#x})")
 
 
 def write_signature(m, img, path: Path, granularity: int) -> None:

@@ -70,7 +70,12 @@ def info_cmd(as_json: bool) -> None:
 
     from runtime.pcache import PersistentCache
 
-    info = PersistentCache().info()
+    pc = PersistentCache()
+    try:
+        pc.check_dir()
+    except ValueError as e:
+        _fail(str(e))
+    info = pc.info()
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
@@ -93,6 +98,10 @@ def clear_cmd() -> None:
     from runtime.pcache import PersistentCache
 
     pc = PersistentCache()
+    try:
+        pc.check_dir()
+    except ValueError as e:
+        _fail(str(e))
     n = pc.clear()
     click.echo(f"removed {n} entries from {pc.dir}")
 

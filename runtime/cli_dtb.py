@@ -40,14 +40,12 @@ def dtb(platform: str, output: Path, memory: str, harts: int, bootargs: str | No
     """Write the device tree blob of a board (what firmware receives in a1)."""
     from platforms import qemu_virt
     from runtime import fdt
-    from runtime.cli import fail, parse_size
+    from runtime.cli import fail, ram_size
 
     try:
-        ram = parse_size(memory)
-    except ValueError:
-        ram = 0
-    if ram <= 0:
-        fail(f"bad memory size {memory!r}")
+        ram = ram_size(memory)
+    except ValueError as e:
+        fail(str(e))
     if (initrd_start is None) != (initrd_end is None):
         fail("--initrd-start and --initrd-end go together")
     if initrd_start is not None and initrd_end < initrd_start:

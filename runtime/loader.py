@@ -24,12 +24,34 @@ class Image:
     segments: list[tuple[int, int]] = field(default_factory=list)  # (paddr, size)
 
 
+class Layout:
+    """What is placed in the guest's RAM before it starts (firmware, kernel, initrd, device tree,
+    boot info): each object must lie inside the guest's RAM, [base, end), and overlap no other, or
+    it is refused (as QEMU refuses overlapping ROM regions) instead of silently overwriting."""
+
+    def __init__(self, base: int, end: int) -> None:
+        self.base = base
+        self.end = end
+        self.placed: list[tuple[str, int, int]] = []  # (what, start, end)
+
+    def place(self, what: str, start: int, size: int) -> None:
+        """Records `what` at [start, start + size); raises LoadError if it does not fit."""
+        end = start + max(size, 1)
+        if start < self.base or end > self.end:
+            raise LoadError(f"{what} [{start:#x}, {end:#x}) does not fit in the guest's RAM "
+                            f"[{self.base:#x}, {self.end:#x})")
+        for other, lo, hi in self.placed:
+            if start < hi and lo < end:
+                raise LoadError(f"{what} [{start:#x}, {end:#x}) overlaps {other} [{lo:#x}, {hi:#x})")
+        self.placed.append((what, start, end))
+
+
 def is_elf(path: Path) -> bool:
     with open(path, "rb") as f:
         return f.read(4) == b"\x7fELF"
 
 
-def load_elf(mem: PhysicalMemory, path: Path) -> Image:
+def load_elf(mem: PhysicalMemory, path: Path, layout: Layout | None = None) -> Image:
     """Loads PT_LOAD segments at their physical addresses; returns entry and symbols."""
     try:
         f = open(path, "rb")
@@ -50,6 +72,11 @@ def load_elf(mem: PhysicalMemory, path: Path) -> Image:
                     raise LoadError(f"{path}: truncated file (segment at {seg.header.p_paddr:#x})")
                 paddr = seg.header.p_paddr
                 memsz = seg.header.p_memsz
+                if layout is not None:
+                    layout.place(f"{path}'s segment", paddr, memsz)
+                elif not mem.is_ram(paddr, memsz):
+                    raise LoadError(f"{path}: segment [{paddr:#x}, {paddr + memsz:#x}) does not fit in RAM "
+                                    f"[{mem.ram_base:#x}, {mem.ram_end:#x})")
                 try:
                     mem.load_bytes(paddr, data + bytes(memsz - len(data)))
                 except ValueError as e:
@@ -67,11 +94,23 @@ def load_elf(mem: PhysicalMemory, path: Path) -> Image:
             raise LoadError(f"{path}: malformed or truncated ELF ({e})") from None
 
 
-def load_raw(mem: PhysicalMemory, path: Path, addr: int) -> Image:
+def read_capped(path: Path, limit: int, what: str = "guest RAM") -> bytes:
+    """A file's bytes, at most `limit` of them: a bigger file (or /dev/zero) is refused after
+    reading limit + 1 bytes instead of filling the host's memory."""
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
     except OSError as e:
         raise LoadError(f"{path}: {e.strerror}") from None
+    if len(data) > limit:
+        raise LoadError(f"{path}: larger than the {limit:,} bytes of {what} it must fit in")
+    return data
+
+
+def load_raw(mem: PhysicalMemory, path: Path, addr: int, layout: Layout | None = None) -> Image:
+    data = read_capped(path, max(0, (layout.end if layout is not None else mem.ram_end) - addr))
+    if layout is not None:
+        layout.place(str(path), addr, len(data))
     try:
         mem.load_bytes(addr, data)
     except ValueError as e:
@@ -79,7 +118,7 @@ def load_raw(mem: PhysicalMemory, path: Path, addr: int) -> Image:
     return Image(Path(path), addr, is_elf=False, segments=[(addr, len(data))])
 
 
-def load(mem: PhysicalMemory, path: Path, raw_addr: int) -> Image:
+def load(mem: PhysicalMemory, path: Path, raw_addr: int, layout: Layout | None = None) -> Image:
     """An ELF is loaded at its own addresses; anything else is a raw binary at raw_addr."""
     path = Path(path)
     if not path.exists():
@@ -87,5 +126,5 @@ def load(mem: PhysicalMemory, path: Path, raw_addr: int) -> Image:
     if path.is_dir():
         raise LoadError(f"{path}: is a directory")
     if is_elf(path):
-        return load_elf(mem, path)
-    return load_raw(mem, path, raw_addr)
+        return load_elf(mem, path, layout)
+    return load_raw(mem, path, raw_addr, layout)

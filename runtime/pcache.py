@@ -29,7 +29,6 @@ import functools
 import hashlib
 import itertools
 import os
-import shutil
 import struct
 import time
 from dataclasses import asdict, dataclass
@@ -119,6 +118,16 @@ class PersistentCache:
         h.update(text.encode())
         return h.hexdigest()
 
+    def check_dir(self) -> None:
+        """Raises ValueError if the cache's directory, or the nearest of its parents that exists,
+        is not a directory (e.g. $MIRAGE_TCACHE_DIR naming a file)."""
+        for p in (self.dir, *self.dir.parents):
+            if p.exists():
+                if not p.is_dir():
+                    raise ValueError(f"the translation cache directory {self.dir} cannot be made: {p} is not "
+                                     "a directory (see $MIRAGE_TCACHE_DIR, $MIRAGE_CACHE_DIR)")
+                return
+
     def path(self, key: str) -> Path:
         return self.dir / key[:2] / (key + SUFFIX)
 
@@ -172,7 +181,10 @@ class PersistentCache:
             os.replace(tmp, path)
         except OSError:
             self.stats.write_errors += 1
-            tmp.unlink(missing_ok=True)
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
             return
         self.stats.writes += 1
         self.stats.bytes_written += len(data)
@@ -184,14 +196,15 @@ class PersistentCache:
 
     # Maintenance
     def entries(self) -> list[Entry]:
+        """The cache's entries: `<k[:2]>/<k>.obj` files, k a SHA-256 in hex; nothing else counts."""
         out = []
         if not self.dir.is_dir():
             return out
         for sub in os.scandir(self.dir):
-            if not sub.is_dir():
+            if not (_is_bucket(sub.name) and sub.is_dir(follow_symlinks=False)):
                 continue
             for e in os.scandir(sub.path):
-                if e.name.endswith(SUFFIX) and not e.name.startswith("."):
+                if _is_entry_name(sub.name, e.name) and e.is_file(follow_symlinks=False):
                     try:
                         st = e.stat()
                     except OSError:
@@ -239,14 +252,39 @@ class PersistentCache:
         }
 
     def clear(self) -> int:
-        """Deletes every entry; returns how many there were."""
-        n = len(self.entries())
+        """Deletes every entry (and temporary files of entries being written), nothing else: the
+        directory may be one the user named ($MIRAGE_TCACHE_DIR) and hold other files. Returns
+        how many entries went."""
+        gone = 0
+        for e in self.entries():
+            try:
+                e.path.unlink()
+            except OSError:
+                continue
+            gone += 1
+        for tmp in self.dir.glob("*/.*.tmp"):
+            tmp.unlink(missing_ok=True)
         if self.dir.is_dir():
-            shutil.rmtree(self.dir, ignore_errors=True)
-        return n
+            for sub in os.scandir(self.dir):
+                if _is_bucket(sub.name) and sub.is_dir(follow_symlinks=False):
+                    try:
+                        os.rmdir(sub.path)  # Only if empty
+                    except OSError:
+                        pass
+        return gone
 
     def as_dict(self) -> dict:
         return {"enabled": True, "dir": str(self.dir), **asdict(self.stats)}
+
+
+def _is_bucket(name: str) -> bool:
+    return len(name) == 2 and all(c in "0123456789abcdef" for c in name)
+
+
+def _is_entry_name(bucket: str, name: str) -> bool:
+    key = name[:-len(SUFFIX)]
+    return (name.endswith(SUFFIX) and len(key) == 64 and key.startswith(bucket)
+            and all(c in "0123456789abcdef" for c in key))
 
 
 def _parse(key: str, data: bytes) -> tuple[bytes, int, float] | None:

@@ -76,7 +76,10 @@ from __future__ import annotations
 
 import ctypes
 import json
+import math
 import os
+import stat
+import string
 import time
 from pathlib import Path
 
@@ -243,11 +246,27 @@ def dumps(doc: dict) -> str:
 
 
 def write(doc: dict, path: Path) -> None:
-    """Writes a statistics document atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(dumps(doc))
-    os.replace(tmp, path)
+    """Writes a statistics document: a regular file atomically (through a symlink, its target);
+    a FIFO, a device or another special file directly, as a shell's redirection would, never
+    replacing it. Raises OSError."""
+    text = dumps(doc)
+    target = Path(os.path.realpath(path))
+    try:
+        special = not stat.S_ISREG(target.stat().st_mode)
+    except FileNotFoundError:
+        special = False
+    if special:
+        with open(target, "w") as f:
+            f.write(text)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, target)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def save_last(doc: dict) -> Path | None:
@@ -268,4 +287,96 @@ def load(path: Path) -> dict:
         raise ValueError(f"{path}: {e}") from e
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise ValueError(f"{path}: not a Mirage statistics file")
+    try:
+        _check(doc, DOC, "")
+    except ValueError as e:
+        raise ValueError(f"{path}: not a valid Mirage statistics file: {e}") from None
     return doc
+
+
+# The document's shape, checked once when it is read (the module docstring says what each key
+# means). Every key may be missing (version 1 files lack some) unless marked required ("!"
+# prefix); a key that is there must have this type. "int", "num" (int or float), "str", "str?"
+# (or null), "bool", "hex" (a string of hex digits), "tree" (nested objects of ints); ("map", V):
+# an object of V; ("list", V); ("row", V1, V2, ...): a list of exactly these.
+_BLOCKS = {"!lookups": "int", "!hits": "int", "!misses": "int"}
+_TIER = {"!blocks": "int", "never_run": "int", "!insns": "int", "!modules": "int", "!compiled": "int",
+         "!cached": "int", "!compile_seconds": "num", "!object_bytes": "int", "!code_bytes": "int"}
+DOC = {
+    "schema": "str", "version": "int", "program": "str?", "kernel": "str?", "started": "num",
+    "guest_insns": "int", "run_seconds": "num", "total_seconds": "num",
+    "jit": {"blocks": "int", "insns": "int", "blocks_by_tier": ("map", "int"), "promotions": "int",
+            "modules": "int", "functions": "int", "compile_seconds": "num", "translate_seconds": "num",
+            "object_bytes": "int", "code_bytes": "int", "tiers": ("map", _TIER),
+            "modes": ("map", {"!blocks": "int", "!insns": "int"})},
+    "block_table": _BLOCKS, "jump_cache": _BLOCKS,
+    "dispatch": {"lookups": "int", "jump_cache_misses": "int"},
+    "transitions": {"!executions": "int", "entries": "int", "!loop_iterations": "int", "!dispatched": "int",
+                    "!chained": "int"},
+    "callouts": ("map", "int"), "invalidations": ("map", "int"), "fence_i": "int",
+    "interpreter": {"!enabled": "bool", "!warm_threshold": "int", "!insns": "int", "!heads_warmed": "int",
+                    "!blocks_translated": "int", "!stale_dropped": "int"},
+    "time": {"!interpreter": "num", "!compiled": "num", "!python": ("map", "num"), "!translate": "num"},
+    "mmu": ("map", "int"),
+    "pcache": {"!enabled": "bool", "dir": "str", "lookups": "int", "hits": "int", "misses": "int",
+               "rejected": "int", "writes": "int", "write_errors": "int", "bytes_written": "int",
+               "evicted": "int", "seconds_saved": "num"},
+    "vfm": "tree",
+    "hot_blocks": ("list", {"!pc": "int", "ppc": "int", "!flags": "int", "!mode": "str", "!tier": "int",
+                            "!insns": "int", "!executions": "int", "entries": "int", "!iterations": "int",
+                            "!translations": "int", "!code": "hex"}),
+    "events": ("list", ("row", "num", "str", "num")),
+}
+_PCACHE_ON = ("lookups", "hits", "misses", "rejected", "writes", "seconds_saved")
+
+
+def _check(v, spec, where: str) -> None:
+    """Raises ValueError naming the first value of `v` that does not match `spec`."""
+    def bad(what: str) -> ValueError:
+        return ValueError(f"{where or 'the document'} should be {what}, not {json.dumps(v)[:40]}")
+
+    if isinstance(spec, str):
+        ok = {"int": lambda: isinstance(v, int) and not isinstance(v, bool),
+              "num": lambda: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v),
+              "str": lambda: isinstance(v, str),
+              "str?": lambda: v is None or isinstance(v, str),
+              "bool": lambda: isinstance(v, bool),
+              "hex": lambda: isinstance(v, str) and len(v) % 2 == 0 and all(c in string.hexdigits for c in v),
+              "tree": lambda: _is_tree(v)}[spec]()
+        if not ok:
+            raise bad({"num": "a number", "str?": "a string or null", "hex": "a string of hex digits",
+                       "tree": "nested objects of integers"}.get(spec, f"a {spec}"))
+    elif isinstance(spec, dict):
+        if not isinstance(v, dict):
+            raise bad("an object")
+        for key, sub in spec.items():
+            name = key.lstrip("!")
+            if name in v:
+                _check(v[name], sub, f"{where}.{name}" if where else name)
+            elif key.startswith("!"):
+                raise ValueError(f"{where or 'the document'} has no {name!r}")
+        if spec is DOC["pcache"] and v.get("enabled"):
+            for name in _PCACHE_ON:
+                if name not in v:
+                    raise ValueError(f"{where} has no {name!r}")
+    elif spec[0] == "map":
+        if not isinstance(v, dict):
+            raise bad("an object")
+        for key, sub in v.items():
+            _check(sub, spec[1], f"{where}.{key}")
+    elif spec[0] == "list":
+        if not isinstance(v, list):
+            raise bad("a list")
+        for i, sub in enumerate(v):
+            _check(sub, spec[1], f"{where}[{i}]")
+    else:  # "row"
+        if not isinstance(v, list) or len(v) != len(spec) - 1:
+            raise bad(f"a list of {len(spec) - 1}")
+        for i, (sub, sub_spec) in enumerate(zip(v, spec[1:], strict=True)):
+            _check(sub, sub_spec, f"{where}[{i}]")
+
+
+def _is_tree(v, depth: int = 0) -> bool:
+    if isinstance(v, dict):
+        return depth < 5 and all(_is_tree(x, depth + 1) for x in v.values())
+    return isinstance(v, int) and not isinstance(v, bool) and depth > 0

@@ -34,9 +34,11 @@ def parse_categories(spec: str) -> set[str]:
 
 
 class Tracer:
-    def __init__(self, categories: set[str], out: TextIO | None = None) -> None:
+    def __init__(self, categories: set[str], out: TextIO | None = None, name: str = "stderr") -> None:
         self.cats = categories
         self.out = out or sys.stderr
+        self.name = name  # Of the output, for errors
+        self.error: str | None = None  # Why the trace could not be written, once it could not
         self.exec_on = "exec" in categories
         self.int_on = "int" in categories
         self.vfm_on = "vfm" in categories
@@ -56,7 +58,23 @@ class Tracer:
             machine.mmu.trace = self
 
     def _w(self, line: str) -> None:
-        self.out.write(line + "\n")
+        if self.error is None:
+            try:
+                self.out.write(line + "\n")
+            except (OSError, ValueError) as e:
+                self._failed(e)
+
+    def _failed(self, e: Exception) -> None:
+        """The trace cannot be written (a full disk, a closed pipe): the run goes on untraced and
+        the error is reported at its end."""
+        self.error = f"-D {self.name}: {getattr(e, 'strerror', None) or e}"
+
+    def flush(self) -> None:
+        if self.error is None:
+            try:
+                self.out.flush()
+            except (OSError, ValueError) as e:
+                self._failed(e)
 
     def in_asm(self, code) -> None:
         self._w("----------------")

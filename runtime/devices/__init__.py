@@ -1,0 +1,16 @@
+"""Devices of the machine. Their output to the host goes through `write_out`."""
+
+from __future__ import annotations
+
+
+def write_out(out, data: bytes) -> None:
+    """Writes a device's output to the host (stdout, normally). A host that cannot take it (stdout
+    closed, full, a broken pipe) stops the machine with one line, instead of a traceback."""
+    from runtime.machine import GuestExit
+
+    try:
+        out.write(data)
+        out.flush()
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise GuestExit(2, f"error: cannot write the guest's output: {reason}") from None

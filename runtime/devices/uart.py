@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from collections import deque
 
+from runtime.devices import write_out
+
 # Register offsets (DLAB = 0)
 RBR_THR, IER, IIR_FCR, LCR, MCR, LSR, MSR, SCR = range(8)
 LSR_DR, LSR_THRE, LSR_TEMT = 0x01, 0x20, 0x40
@@ -80,8 +82,7 @@ class Uart16550:
             if dlab:
                 self.dll = value
                 return
-            self.out.write(bytes([value]))
-            self.out.flush()
+            write_out(self.out, bytes([value]))
             self.thr_empty_pending = True
             self._update_irq()
         elif offset == IER:

@@ -1,0 +1,300 @@
+"""Hardening (issue 15): the host never crashes, hangs or loses data, whatever the guest or the
+command line does. Bad input: exit status 2 and a one-line error, no traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from tests.conftest import ROOT, mirage
+
+TINY = "  PASS\n"
+
+
+def run_env(*args: str, env: dict | None = None, input: bytes | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess:
+    full = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    return subprocess.run([sys.executable, "-m", "runtime", *args], capture_output=True, input=input,
+                          timeout=timeout, env=full, cwd=ROOT)
+
+
+def assert_bad_input(r: subprocess.CompletedProcess, *words: str) -> None:
+    """Exit status 2, one line on stderr starting 'mirage: error:', no traceback."""
+    err = r.stderr.decode(errors="replace")
+    assert r.returncode == 2, err
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mirage: error:"), err
+    for w in words:
+        assert w in err, err
+
+
+# 1. Data loss
+
+def test_cache_clear_removes_only_entries(tmp_path):
+    from runtime.pcache import PersistentCache
+
+    d = tmp_path / "mine"
+    d.mkdir()
+    (d / "notes.txt").write_text("keep me")
+    (d / "ab").mkdir()
+    (d / "ab" / "keep.txt").write_text("keep me too")
+    pc = PersistentCache()
+    pc.dir = d
+    keys = [pc.key(f"m{i}", "v") for i in range(3)]
+    for k in keys:
+        pc.put(k, b"object", 1, 0.1)
+    r = run_env("cache", "clear", env={"MIRAGE_TCACHE_DIR": str(d)})
+    assert r.returncode == 0, r.stderr
+    assert b"removed 3 entries" in r.stdout
+    assert (d / "notes.txt").read_text() == "keep me"
+    assert (d / "ab" / "keep.txt").read_text() == "keep me too"
+    assert not any(pc.path(k).exists() for k in keys)
+
+
+def test_stats_written_through_a_symlink(asm, tmp_path):
+    real = tmp_path / "real.json"
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    r = mirage("jit-run", "--stats", str(link), str(asm(TINY)))
+    assert r.returncode == 0, r.stderr
+    assert link.is_symlink()
+    assert json.loads(real.read_text())["schema"] == "mirage-stats"
+
+
+def test_stats_written_into_a_fifo(asm, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()), daemon=True)
+    reader.start()
+    r = mirage("jit-run", "--stats", str(fifo), str(asm(TINY)))
+    if reader.is_alive():  # Nobody opened the FIFO for writing: release the reader
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    reader.join(10)
+    assert r.returncode == 0, r.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert got and json.loads(got[0])["schema"] == "mirage-stats"
+
+
+# 7. Bad options and files
+
+UART_LOOP = r"""
+  li t0, 0x10000000
+  li t2, 100000
+1: li t1, 'o'
+  sb t1, 0(t0)
+  addi t2, t2, -1
+  bnez t2, 1b
+  PASS
+"""
+
+
+@pytest.mark.parametrize("size", ["0", "1K", "1.5M", "3", "4097K", "-5", "lots", "inf", "nan"])
+def test_bad_memory_sizes(asm, tmp_path, size):
+    assert_bad_input(mirage("jit-run", "-m", size, str(asm(TINY))), "memory size")
+    assert_bad_input(mirage("dtb", "-o", str(tmp_path / "x.dtb"), "-m", size), "memory size")
+    assert not (tmp_path / "x.dtb").exists()
+
+
+def test_memory_the_host_cannot_allocate(asm):
+    assert_bad_input(mirage("jit-run", "-m", "65536G", str(asm(TINY))), "cannot allocate")
+
+
+def test_negative_max_insns(asm):
+    assert_bad_input(mirage("jit-run", "--max-insns", "-5", str(asm(TINY))), "--max-insns")
+
+
+@pytest.mark.parametrize("extra", [["--append", "console=ttyS0"], []])
+@pytest.mark.parametrize("blob", [b"\xd0\x0d\xfe\xed\x00\x00\x10\x00", bytes(range(256)) * 8, b""])
+def test_bad_dtb(asm, tmp_path, blob, extra):
+    dtb = tmp_path / "bad.dtb"
+    dtb.write_bytes(blob)
+    assert_bad_input(mirage("jit-run", "--dtb", str(dtb), *extra, str(asm(TINY))), "device tree")
+
+
+@pytest.mark.parametrize("role", ["program", "--kernel", "--dtb", "--initrd"])
+@pytest.mark.parametrize("dev", ["/dev/zero", "/dev/urandom"])
+def test_endless_files_are_capped_by_ram(asm, role, dev):
+    args = [dev] if role == "program" else [role, dev, str(asm(TINY))]
+    assert_bad_input(mirage("jit-run", "-m", "16M", "--max-insns", "1000", *args), "larger than")
+
+
+@pytest.mark.parametrize("var", ["MIRAGE_TCACHE_DIR", "MIRAGE_CACHE_DIR"])
+def test_cache_directory_naming_a_file(asm, tmp_path, var):
+    f = tmp_path / "file"
+    f.write_text("x")
+    assert_bad_input(run_env("jit-run", str(asm(TINY)), env={var: str(f)}), "not a directory")
+    for cmd in ("info", "clear"):
+        assert_bad_input(run_env("cache", cmd, env={var: str(f)}), "not a directory")
+    assert f.read_text() == "x"
+
+
+@pytest.mark.parametrize("begin, end", [(0x10, 0x20), (0x9000_0000, 0x9000_0010), (0x8000_0100, 0x8000_0080)])
+def test_bad_signature_symbols(asm, tmp_path, begin, end):
+    src = f"  .globl begin_signature, end_signature\n  .set begin_signature, {begin:#x}\n" \
+          f"  .set end_signature, {end:#x}\n  PASS\n"
+    r = mirage("jit-run", "--signature", str(tmp_path / "sig"), str(asm(src)))
+    assert_bad_input(r, "signature")
+    assert not (tmp_path / "sig").exists()
+
+
+def test_non_utf8_append(asm):
+    r = subprocess.run([sys.executable, "-m", "runtime", "jit-run", "--append", b"\xff\xfe", str(asm(TINY))],
+                       capture_output=True, env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=ROOT, timeout=60)
+    assert_bad_input(r, "--append")
+
+
+def _stdout_run(elf, stdout) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "runtime", "jit-run", str(elf)], stdout=stdout,
+                          stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=ROOT, timeout=120)
+
+
+def test_stdout_closed_full_or_broken(asm):
+    elf = asm(UART_LOOP)
+    closed = subprocess.run(f"exec {sys.executable} -m runtime jit-run {elf} >&-", shell=True, stderr=subprocess.PIPE,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=ROOT, timeout=120)
+    assert_bad_input(closed, "guest's output")
+    with open("/dev/full", "wb") as full:
+        assert_bad_input(_stdout_run(elf, full), "No space left")
+    p = subprocess.Popen([sys.executable, "-m", "runtime", "jit-run", str(elf)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=ROOT)
+    assert p.stdout.read(10) == b"o" * 10
+    p.stdout.close()
+    err = p.stderr.read()
+    assert_bad_input(subprocess.CompletedProcess(p.args, p.wait(120), b"", err), "Broken pipe")
+
+
+def test_stats_and_trace_write_errors_keep_the_guest_status(asm, tmp_path):
+    for prog, status in ((TINY, 0), ("  FAIL 3\n", 1)):
+        tmp_path.joinpath("nodir").mkdir(exist_ok=True)
+        tmp_path.joinpath("nodir", "sub").write_text("a file, not a directory")
+        r = mirage("jit-run", "--stats", str(tmp_path / "nodir" / "sub" / "s.json"), "-d", "in_asm",
+                   "-D", "/dev/full", str(asm(prog)))
+        err = r.stderr.decode()
+        assert r.returncode == status, err
+        assert "Traceback" not in err
+        assert "mirage: error: --stats" in err and "mirage: error: -D /dev/full: No space left" in err
+
+
+def _leaves(v, path=()):
+    yield path, v
+    if isinstance(v, dict):
+        for k, x in v.items():
+            yield from _leaves(x, (*path, k))
+    elif isinstance(v, list):
+        for i, x in enumerate(v[:2]):
+            yield from _leaves(x, (*path, i))
+
+
+def test_cache_stats_with_wrong_field_types(asm, tmp_path):
+    from click.testing import CliRunner
+
+    from runtime.cli import main
+
+    good = tmp_path / "good.json"
+    r = mirage("jit-run", "--stats", str(good), str(asm(UART_LOOP.replace("t2, 100000", "t2, 3"))))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(good.read_text())
+    assert CliRunner().invoke(main, ["cache", "stats", str(good)]).exit_code == 0
+    tried = 0
+    for path, value in _leaves(doc):
+        if not path:
+            continue
+        wrong = [[1]] if value is None or isinstance(value, str) else ["x", None] if not isinstance(value, dict | list) else ["x"]
+        for w in wrong:
+            bad = json.loads(good.read_text())
+            target = bad
+            for k in path[:-1]:
+                target = target[k]
+            target[path[-1]] = w
+            f = tmp_path / "bad.json"
+            f.write_text(json.dumps(bad))
+            res = CliRunner().invoke(main, ["cache", "stats", str(f)])
+            tried += 1
+            assert res.exit_code == 2 and isinstance(res.exception, SystemExit), (path, w, res.output)
+    assert tried > 100
+
+
+# 6. Image placement
+
+def _big_data(size: int) -> str:
+    return f'  PASS\n  .section .data\n  .globl big\nbig: .fill {size}, 1, 0x5a\n'
+
+
+def test_dtb_over_elf_data_is_refused(asm):
+    # 6 MiB of data from about 0x80001000: the DTB of an 8 MiB guest goes at 0x80400000.
+    elf = asm(_big_data(6 << 20))
+    assert mirage("jit-run", "-m", "16M", str(elf)).returncode == 0
+    assert_bad_input(mirage("jit-run", "-m", "8M", str(elf)), "device tree", "overlaps")
+
+
+def test_kernel_over_firmware_is_refused(asm):
+    elf = str(asm(TINY))
+    assert_bad_input(mirage("jit-run", elf, "--kernel", elf), "overlaps")
+
+
+def test_segment_in_monitor_memory_is_refused(asm):
+    # Guest RAM of 8 MiB ends at 0x80800000, where the monitor's own memory begins.
+    r = mirage("jit-run", "-m", "8M", str(asm(_big_data(9 << 20))))
+    assert_bad_input(r, "does not fit", "[0x80000000, 0x80800000)")
+
+
+def test_initrd_over_kernel_is_refused(asm, tmp_path):
+    # With 128 MiB the initrd goes at 0x84200000 (QEMU's rule): a raw kernel of 80 MiB reaches it.
+    kernel = tmp_path / "kernel.bin"
+    kernel.write_bytes(b"\x13" * (80 << 20))
+    rd = tmp_path / "rd"
+    rd.write_bytes(b"x" * 4096)
+    r = mirage("jit-run", "-m", "128M", str(asm(TINY)), "--kernel", str(kernel), "--initrd", str(rd))
+    assert_bad_input(r, "initrd", "overlaps")
+
+
+# 4. HTIF requests are guest input
+
+def _htif_write(buf: str, length: int, expect: int) -> str:
+    """A proxy-kernel write(1, buf, length) through tohost; checks the result in the block."""
+    return rf"""
+  la a0, magic
+  li t1, 64
+  sd t1, 0(a0)
+  li t1, 1
+  sd t1, 8(a0)
+  {buf}
+  sd t1, 16(a0)
+  li t1, {length}
+  sd t1, 24(a0)
+  la t2, tohost
+  sd a0, 0(t2)
+  ld t1, 0(a0)
+  li t2, {expect}
+  bne t1, t2, bad
+  PASS
+bad: FAIL 2
+  .section .data
+  .align 3
+magic: .dword 0, 0, 0, 0
+msg: .ascii "hello"
+"""
+
+
+def test_htif_write_in_ram_prints(asm):
+    r = mirage("jit-run", str(asm(_htif_write("la t1, msg", 5, 5))))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"hello"
+
+
+@pytest.mark.parametrize("buf", ["li t1, 0x1000", "li t1, 0x90000000", "li t1, 0x8ffffffe", "la t1, msg"])
+def test_htif_write_outside_guest_ram_is_efault(asm, buf):
+    # Outside RAM, into the monitor's memory (above 256 MiB of guest RAM), straddling its start,
+    # and a length no RAM holds: -EFAULT (-14) in the block, nothing printed, no traceback.
+    length = (1 << 62) if buf == "la t1, msg" else 16
+    r = mirage("jit-run", str(asm(_htif_write(buf, length, -14))))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"" and b"Traceback" not in r.stderr
