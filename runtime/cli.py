@@ -82,8 +82,9 @@ def main() -> None:
 @click.option("-s", "gdb_default", is_flag=True, help="gdb stub on tcp 127.0.0.1:1234 (as QEMU -s).")
 @click.option("--gdb", "gdb_port", type=click.IntRange(0, 65535), help="gdb stub on this port (0: any free one).")
 @click.option("-S", "gdb_stop", is_flag=True, help="Stop before the first instruction and wait for gdb.")
-@click.option("--no-offload", is_flag=True,
-              help="No monitor fast path: all SBI calls and misaligned accesses of the OS go to the firmware.")
+@click.option("--offload/--no-offload", default=None,
+              help="The monitor's fast path for SBI calls and misaligned accesses of the OS (off: all go to "
+                   "the firmware). Default: on for firmware that implements SBI (named images, OpenSBI, RustSBI).")
 @click.option("--no-pcache", is_flag=True, envvar="MIRAGE_NO_PCACHE",
               help="Do not use the persistent translation cache (~/.cache/mirage/tcache).")
 @click.option("--policy", "policies", multiple=True, metavar="NAME",
@@ -94,7 +95,7 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
             stats_file: str | None, memory: str, opt: int, icount: bool, hot_threshold: int | None,
             warm_threshold: int | None, kernel: str | None, gdb_default: bool, gdb_port: int | None, gdb_stop: bool,
             initrd: str | None, append: str | None,
-            dtb: str | None, debug: str | None, debug_file: str | None, no_offload: bool,
+            dtb: str | None, debug: str | None, debug_file: str | None, offload: bool | None,
             no_pcache: bool, jit_thread: bool, firmware: str | None, policies: tuple[str, ...],
             audit_log: str | None) -> None:
     """Run PROGRAM (an ELF, a raw binary at 0x80000000, or a named image: demo, linux-shell) as
@@ -146,7 +147,8 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
         m.engine.object_cache = pcache
     from runtime.images import build as images
 
-    if program in images.NAMED and not Path(program).exists():
+    named_image = program in images.NAMED and not Path(program).exists()
+    if named_image:
         try:
             named = images.resolve(program)
         except images.ImageError as e:
@@ -234,8 +236,14 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
             fail(f"{debug_file}: {e.strerror}")
         trace.Tracer(cats, out, name=debug_file or "stderr").attach(m)
     m.mem.load_bytes(info_addr, b"".join(v.to_bytes(8, "little") for v in info))
+    if offload is None:
+        # The fast path answers SBI calls: only for a firmware that is an SBI implementation,
+        # else its mtvec must see the OS's ecalls (mcause 9, privileged spec 3.1.15).
+        from vfm import sbi
+
+        offload = (named_image and firmware is None) or sbi.implements_sbi(read_capped(Path(program), ram))
     # The OS owns the RAM from where the firmware hands over to it (the payload address) up.
-    mon = Monitor(offload=not no_offload, reserved=[(ram_end, MONITOR_RAM)], policies=chosen,
+    mon = Monitor(offload=offload, reserved=[(ram_end, MONITOR_RAM)], policies=chosen,
                   os_memory=(qemu_virt.PAYLOAD_ADDR, ram_end))
     mon.attach(m)
     hart = m.harts[0]

@@ -16,7 +16,8 @@ so its warm runs leave the user's cache alone.
 
 An entry: MAGIC (8 bytes) | key (32) | SHA-256 of the object (32) | bytes of machine code (u64) |
 seconds its compilation took (f64) | the object file. One that is truncated, has another magic
-or key, or whose object fails its checksum is rejected: counted, deleted and compiled anew (as
+or key, whose object fails its checksum or is not a well-formed object for this host
+(runtime/objcheck.py: LLVM would abort on it) is rejected: counted, deleted and compiled anew (as
 is one that the JIT fails to link). Entries are written to a temporary file and renamed into
 place, so concurrent runs never read a partial one. A hit refreshes the entry's mtime; after a
 run that wrote entries the cache is trimmed to 90% of its bound (1 GiB) from the least recently
@@ -33,6 +34,8 @@ import struct
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from runtime import objcheck
 
 MAGIC = b"MIRPC\x00\x01\n"
 HEADER = struct.Struct("<8s32s32sQd")
@@ -294,4 +297,6 @@ def _parse(key: str, data: bytes) -> tuple[bytes, int, float] | None:
     obj = data[HEADER.size:]
     if magic != MAGIC or k != bytes.fromhex(key) or hashlib.sha256(obj).digest() != digest:
         return None
+    if objcheck.problem(obj) is not None:
+        return None  # Intact but not an object LLVM can link safely: it would abort the process
     return obj, code, seconds

@@ -388,17 +388,21 @@ def test_default_cache_is_under_home(loop_run, tmp_path):
 
 def test_pcache_eviction_keeps_the_bound(tmp_path):
     from runtime.pcache import PersistentCache
+    from translator.jit import Engine
 
+    # A real object (entries are checked as such when read), padded to 2000 bytes.
+    obj = Engine().emit_object("define void @f() {\n  ret void\n}\n")
+    obj += bytes(2000 - len(obj))
     pc = PersistentCache(tmp_path, max_bytes=10_000)
     keys = [pc.key(f"module {i}", "v") for i in range(8)]
     for i, k in enumerate(keys):
-        pc.put(k, bytes(2000), 100, 0.5)
+        pc.put(k, obj, 100, 0.5)
         os.utime(pc.path(k), (1000 + i, 1000 + i))
     assert pc.trim() > 0
     left = pc.entries()
     assert sum(e.size for e in left) <= 9000
     # The most recently used survive.
-    assert pc.get(keys[-1]) == (bytes(2000), 100)
+    assert pc.get(keys[-1]) == (obj, 100)
     assert pc.get(keys[0]) is None
     assert pc.stats.hits == 1 and pc.stats.misses == 1 and pc.stats.rejected == 0
 

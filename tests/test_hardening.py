@@ -298,3 +298,121 @@ def test_htif_write_outside_guest_ram_is_efault(asm, buf):
     r = mirage("jit-run", str(asm(_htif_write(buf, length, -14))))
     assert r.returncode == 0, r.stderr
     assert r.stdout == b"" and b"Traceback" not in r.stderr
+
+
+# 10. Persistent-cache objects LLVM would abort on
+
+def _rewrite(entry, fn) -> None:
+    """Applies fn to the object of a pcache entry and stores it back with a valid checksum."""
+    import hashlib
+    import struct
+
+    from runtime.pcache import HEADER
+
+    data = entry.read_bytes()
+    magic, key, _digest, code, secs = HEADER.unpack_from(data)
+    obj = bytearray(data[HEADER.size:])
+    shoff = struct.unpack_from("<Q", obj, 0x28)[0]
+    shnum = struct.unpack_from("<H", obj, 0x3C)[0]
+    sections = [struct.unpack_from("<IIQQQQIIQQ", obj, shoff + 64 * i) for i in range(shnum)]
+    fn(obj, shoff, sections)
+    entry.write_bytes(HEADER.pack(magic, key, hashlib.sha256(obj).digest(), code, secs) + bytes(obj))
+
+
+def _first(sections, stype):
+    return next(i for i, s in enumerate(sections) if s[1] == stype)
+
+
+CORRUPTIONS = {
+    # The relocation ones aborted (SIGABRT) or crashed (SIGSEGV) the process inside LLVM; the others
+    # failed to link cleanly even before objects were checked.
+    "relocation type": lambda o, shoff, ss: o.__setitem__(slice(ss[_first(ss, 4)][4] + 8, ss[_first(ss, 4)][4] + 12),
+                                                         (0xFF).to_bytes(4, "little")),
+    "relocation offset": lambda o, shoff, ss: o.__setitem__(slice(ss[_first(ss, 4)][4], ss[_first(ss, 4)][4] + 8),
+                                                           (1 << 40).to_bytes(8, "little")),
+    "relocation section size": lambda o, shoff, ss: o.__setitem__(
+        slice(shoff + 64 * _first(ss, 4) + 32, shoff + 64 * _first(ss, 4) + 40), (1 << 40).to_bytes(8, "little")),
+    "string tables zeroed": lambda o, shoff, ss: o.__setitem__(slice(64, shoff), bytes(shoff - 64)),
+    "symbol name": lambda o, shoff, ss: o.__setitem__(slice(ss[_first(ss, 2)][4] + 24, ss[_first(ss, 2)][4] + 28),
+                                                     (0x7FFFFFFF).to_bytes(4, "little")),
+}
+
+
+@pytest.mark.parametrize("how", list(CORRUPTIONS))
+def test_pcache_object_corrupt_behind_a_valid_checksum(asm, tmp_path, how):
+    elf = str(asm(TINY))
+    # Every block translated (no interpreter), so the program leaves cache entries.
+    env = {"MIRAGE_TCACHE_DIR": str(tmp_path / "tc"), "MIRAGE_WARM_THRESHOLD": "0"}
+    assert run_env("jit-run", elf, env=env).returncode == 0
+    entries = sorted((tmp_path / "tc").glob("*/*.obj"))
+    assert entries
+    for e in entries:
+        _rewrite(e, CORRUPTIONS[how])
+    r = run_env("jit-run", elf, "--stats", str(tmp_path / "s.json"), env=env)
+    assert r.returncode == 0, r.stderr.decode()
+    pc = json.loads((tmp_path / "s.json").read_text())["pcache"]
+    assert pc["rejected"] == len(entries) and pc["hits"] == 0
+
+
+def test_objcheck_accepts_what_llvm_makes(asm, tmp_path):
+    from runtime import objcheck
+    from runtime.pcache import HEADER
+
+    assert run_env("jit-run", str(asm(UART_LOOP)), env={"MIRAGE_TCACHE_DIR": str(tmp_path)}).returncode == 0
+    entries = list(tmp_path.glob("*/*.obj"))
+    assert entries
+    for e in entries:
+        assert objcheck.problem(e.read_bytes()[HEADER.size:]) is None
+
+
+# 9. The SBI fast path only for SBI firmware
+
+S_ECALL = r"""
+  la t0, mtrap
+  csrw mtvec, t0
+  li t0, -1
+  csrw pmpaddr0, t0
+  li t0, 0x1f
+  csrw pmpcfg0, t0
+  li t0, 3 << 11
+  csrc mstatus, t0
+  li t0, 1 << 11
+  csrs mstatus, t0
+  la t0, s_entry
+  csrw mepc, t0
+  mret
+s_entry:
+  li a7, 0x54494D45
+  li a6, 0
+  li a0, -1
+  ecall
+  FAIL 3
+mtrap:
+  csrr t0, mcause
+  li t1, 9
+  bne t0, t1, bad
+  csrr t0, mepc
+  la t1, s_entry + 12
+  bne t0, t1, bad
+  PASS
+bad: FAIL 4
+"""
+
+
+def test_plain_firmware_sees_s_mode_ecalls(asm):
+    # An SBI TIME call from S-mode reaches a firmware that is not an SBI implementation: mcause 9
+    # at its mtvec (privileged spec 3.1.15), as on QEMU. `--offload` answers it in the monitor.
+    elf = str(asm(S_ECALL))
+    r = mirage("jit-run", "--max-insns", "100000", elf)
+    assert r.returncode == 0, r.stderr
+    r = mirage("jit-run", "--max-insns", "100000", "--offload", elf)
+    assert r.returncode == 1 and b"test 3 failed" in r.stderr, r.stderr
+
+
+def test_sbi_firmware_is_detected():
+    from vfm import sbi
+
+    fw = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_jump.elf"
+    with open(fw, "rb") as f:
+        assert sbi.implements_sbi(f.read())
+    assert not sbi.implements_sbi(bytes(range(256)) * 100)

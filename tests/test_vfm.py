@@ -1597,7 +1597,7 @@ buf: .fill 8, 8, 0
 
 @pytest.mark.parametrize("offload", [True, False], ids=["offload", "no-offload"])
 def test_misaligned(asm, offload, tmp_path):
-    args = () if offload else ("--no-offload",)
+    args = ("--offload",) if offload else ("--no-offload",)
     stats = run(asm, MISALIGNED, *args, defs={"OFFLOAD": int(offload)}, stats=tmp_path / "s.json")
     if offload:
         assert stats["offloaded"]["misaligned_load"] == 12
@@ -2007,7 +2007,7 @@ s_sti:
 
 @pytest.mark.parametrize("offload", [True, False], ids=["offload", "no-offload"])
 def test_sbi_offload(asm, offload, tmp_path):
-    args = () if offload else ("--no-offload",)
+    args = ("--offload",) if offload else ("--no-offload",)
     stats = run(asm, SBI, *args, defs={"OFFLOAD": int(offload), "FW_CALLS": 1 if offload else 10},
                 stats=tmp_path / "stats.json")
     assert stats["sbi"]["TIME"] == {"set_timer": 3}

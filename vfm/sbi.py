@@ -47,6 +47,16 @@ EXTENSIONS: dict[int, tuple[str, dict[int, str]]] = {
 }
 
 
+# Strings every build of these SBI implementations carries (their boot banners).
+SBI_FIRMWARE_MARKS = (b"OpenSBI", b"RustSBI")
+
+
+def implements_sbi(image: bytes) -> bool:
+    """Whether a firmware image is an SBI implementation (so the monitor may answer SBI calls for
+    it): one of the known ones, recognized by its banner."""
+    return any(mark in image for mark in SBI_FIRMWARE_MARKS)
+
+
 def call_name(eid: int, fid: int) -> tuple[str, str]:
     """(extension, function) names of an SBI call, e.g. (0x54494D45, 0) -> ("TIME", "set_timer");
     legacy calls are ("legacy", name); unknown numbers are spelled in hex / decimal."""
