@@ -31,6 +31,7 @@ class StdinFeed:
     """Moves bytes from a file descriptor into a device with `push_input(bytes)`."""
 
     FIFO = 16  # Bytes handed over at a time, as a 16550's receive FIFO holds
+    POLL_READS = 16  # Line status reads in a row that show a guest polling for input (Linux: 2)
     read_ahead = False  # Read the fd even while earlier input is held back from the guest
     stop: GuestExit | None = None  # Set when input asks to stop the machine
 
@@ -39,12 +40,18 @@ class StdinFeed:
         self.fd = fd
         self.eof = False
         self.pending = b""
+        self.polled = False  # The guest polls the line status for input
 
     def _feed(self) -> bool:
         """Hands the guest the next chunk if it can take it; True if it did."""
-        # Input waits until the guest listens (receive interrupt enabled) and has drained what
-        # it was given, so nothing typed ahead is lost while the OS boots.
-        if self.pending and self.device.ier & 1 and not self.device.rx:
+        # Input waits until the guest listens and has drained what it was given, so nothing
+        # typed ahead is lost while the OS boots. Listening: the receive interrupt is enabled, or
+        # the guest has been seen polling the line status for data (OpenSBI's getchar,
+        # bootloader prompts, bare-metal programs): many line status reads in a row, which a
+        # driver that only transmits or initializes the UART never does.
+        if self.device.lsr_streak >= self.POLL_READS:
+            self.polled = True
+        if self.pending and (self.device.ier & 1 or self.polled) and not self.device.rx:
             self.device.push_input(self.pending[:self.FIFO])
             self.pending = self.pending[self.FIFO:]
             return True
@@ -101,6 +108,8 @@ class StdinFeed:
 
         def on_status_read() -> None:
             nonlocal next_poll
+            if self.pending:
+                self._feed()  # What was read already goes at once (no system call)
             now = time.monotonic()
             if now >= next_poll:
                 next_poll = now + 0.001

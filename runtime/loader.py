@@ -107,8 +107,27 @@ def read_capped(path: Path, limit: int, what: str = "guest RAM") -> bytes:
     return data
 
 
+HINT = "give an ELF file, or a raw binary of RISC-V code to load at its address"
+
+
+def looks_like_text(data: bytes) -> bool:
+    """Printable UTF-8 throughout (tabs and line ends allowed): a text file, not machine code,
+    whose every 32-bit word has control bytes in it."""
+    sample = data[:1 << 16]
+    try:
+        text = sample.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c in "\t\n\r\f" for c in text)
+
+
 def load_raw(mem: PhysicalMemory, path: Path, addr: int, layout: Layout | None = None) -> Image:
     data = read_capped(path, max(0, (layout.end if layout is not None else mem.ram_end) - addr))
+    # QEMU refuses an empty image too; a text file would run as garbage instructions.
+    if not data:
+        raise LoadError(f"{path}: empty file ({HINT})")
+    if looks_like_text(data):
+        raise LoadError(f"{path}: a text file, not a program ({HINT})")
     if layout is not None:
         layout.place(str(path), addr, len(data))
     try:

@@ -16,6 +16,7 @@ from runtime.hart import Hart, Trap
 from runtime.memory import PhysicalMemory
 from runtime.mmu import AccessGuard, Mmu
 from runtime.tcache import TranslationCache
+from runtime.trapguard import TrapGuard
 from translator import abi
 from translator import csrs as C
 from translator.abi import ffi
@@ -120,6 +121,7 @@ class Machine:
         self.timer_sources: list = []  # Devices with next_deadline(machine) -> mtime or None
         self.waiters: list = []  # fn(seconds): block until input may have arrived
         self.counteren = 0  # Physical mcounteren, owned by the monitor
+        self.trap_guard = TrapGuard(self)  # Idle traps count as instructions; trap loops stop
         self._install_callouts()
         exports = ["mirage_dispatch", "mirage_enter", "mirage_interp", "mirage_cycles", *CALLOUTS, *MEM_HELPERS]
         rt = self.engine.link(_runtime_object(self.engine), exports)
@@ -412,6 +414,7 @@ class Machine:
         hart.s.resv = MASK64
         if self.trace is not None:
             self.trace.trap(hart, cause, tval, epc, False)
+        self.trap_guard.trap(hart, cause, epc)
         if hart.priv != C.PRV_M and hart.medeleg >> cause & 1:
             self.trap_to_s(hart, cause, tval, epc)
         else:
@@ -517,7 +520,7 @@ class Machine:
             budget = SLICE
             left = None
             if self.max_insns is not None:
-                retired = hart.retired()
+                retired = hart.retired() + self.trap_guard.idle
                 left = self.max_insns - retired
                 # Also stop when what is left is less than the next block: blocks run whole.
                 if left <= 0 or (left == stall_left and retired == stall_retired):
@@ -556,7 +559,7 @@ class Machine:
             elif code == abi.EXIT_POLL:
                 self.stats_callouts["poll"] += 1
                 if left is not None and budget == left:
-                    stall_left, stall_retired = left, hart.retired()
+                    stall_left, stall_retired = left, hart.retired() + self.trap_guard.idle
                 self.poll(hart)
                 cause = "poll"
             elif code == abi.EXIT_CALLOUT:
@@ -622,7 +625,7 @@ class Machine:
         """-d exec: runs one block through Python so each execution is logged."""
         blk = self._translate_at(hart)
         if blk is None:
-            return abi.EXIT_POLL  # Fetch trapped; the trap is taken, go on from the handler
+            return abi.EXIT_CALLOUT  # Fetch trapped and the trap is taken: go on from the handler
         self.trace.exec(hart, blk)
         return ffi.cast("int64_t(*)(hart_t *)", blk.fn)(hart.s)
 

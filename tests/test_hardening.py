@@ -416,3 +416,138 @@ def test_sbi_firmware_is_detected():
     with open(fw, "rb") as f:
         assert sbi.implements_sbi(f.read())
     assert not sbi.implements_sbi(bytes(range(256)) * 100)
+
+
+# 3. Hangs: traps count against --max-insns, trap loops stop
+
+NO_HANDLER_LOAD = "  li t0, 0x1000\n  ld t1, 0(t0)\n  PASS\n"  # mtvec is 0: the fault's handler faults
+HANDLER_FAULTS = r"""
+  la t0, handler
+  csrw mtvec, t0
+  li t0, 0x1000
+  ld t1, 0(t0)
+  PASS
+  .align 2
+handler:
+  ld t1, 0(t0)
+  mret
+"""
+STACK_OVERFLOW = r"""
+  li sp, 0x80004000
+1: addi sp, sp, -16
+  sd ra, 0(sp)
+  jal 1b
+"""
+
+
+@pytest.mark.parametrize("src, pc, cause", [(NO_HANDLER_LOAD, "0x0", 1), (HANDLER_FAULTS, None, 5),
+                                            (STACK_OVERFLOW, "0x0", 1)],
+                         ids=["no-handler", "handler-faults", "stack-overflow"])
+def test_trap_loop_stops(asm, src, pc, cause):
+    elf = str(asm(src))
+    r = mirage("jit-run", elf, timeout=60)
+    err = r.stderr.decode()
+    assert r.returncode == 5, err
+    assert "trap loop" in err and f"(cause {cause})" in err and "mtvec" in err, err
+    if pc is not None:
+        assert f"pc {pc} " in err
+    assert "Traceback" not in err
+    # With a limit below the loop's detection, the limit ends the run: traps count.
+    r = mirage("jit-run", "--max-insns", "300", elf, timeout=60)
+    assert r.returncode == 3 and b"instruction limit reached" in r.stderr, r.stderr
+
+
+def test_entry_in_unmapped_memory_stops(toolchain):
+    from tests.guest import build
+
+    elf = build.build("  nop\n  PASS\n", extra=["-Wl,-e,0x1000"])
+    r = mirage("jit-run", str(elf), timeout=60)
+    assert r.returncode == 5 and b"trap loop: the trap at pc 0x0 (cause 1)" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("content", [b"", b"root:x:0:0:root:/root:/bin/bash\n" * 20, "caf\u00e9\tok\r\n".encode()])
+def test_empty_or_text_program_is_refused(tmp_path, content):
+    f = tmp_path / "prog"
+    f.write_bytes(content)
+    assert_bad_input(mirage("jit-run", "--max-insns", "1000", str(f), timeout=60), "ELF")
+
+
+# 8. -d exec does not change the result
+
+FETCH_FAULT = r"""
+  la t0, handler
+  csrw mtvec, t0
+  li t0, 0x1000
+  jr t0
+  .align 2
+handler:
+  csrr t1, mcause
+  li t2, 1
+  bne t1, t2, bad
+  PASS
+bad: FAIL 2
+"""
+
+
+@pytest.mark.parametrize("trace", [[], ["-d", "exec", "-D", os.devnull]], ids=["plain", "exec"])
+def test_exec_trace_after_a_fetch_fault(asm, trace):
+    r = mirage("jit-run", "--max-insns", "1000", *trace, str(asm(FETCH_FAULT)), timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
+# 2. Console input for polling drivers
+
+POLLING_ECHO = r"""
+  li s0, 0x10000000
+loop:
+  lbu t0, 5(s0)
+  andi t0, t0, 1
+  beqz t0, loop
+  lbu t1, 0(s0)
+  li t2, 'q'
+  beq t1, t2, done
+  sb t1, 0(s0)
+  j loop
+done:
+  PASS
+"""
+
+
+def test_polling_echo_gets_piped_input(asm):
+    # No receive interrupt: the program polls LSR.DR and reads RBR, as QEMU's 16550 allows.
+    r = mirage("jit-run", "--max-insns", "3000000", str(asm(POLLING_ECHO)), input=b"hello, world\nq", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"hello, world\n"
+
+
+def test_polling_sees_more_than_one_fifo_of_input(asm):
+    text = bytes(range(32, 112)) * 4  # 320 bytes: 20 FIFO loads, no 'q' (113) among them
+    r = mirage("jit-run", "--max-insns", "20000000", str(asm(POLLING_ECHO)), input=text + b"q", timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == text
+
+
+def test_transmit_status_reads_do_not_take_input():
+    # A driver that only writes (one LSR read before each THR write) is not listening: input
+    # typed ahead waits for the OS, as it did.
+    r, w = os.pipe()
+    from runtime.console import StdinFeed
+    from runtime.devices.uart import LSR, Uart16550
+
+    uart = Uart16550(out=open(os.devnull, "wb"))
+    feed = StdinFeed(uart, r)
+    feed.attach(type("M", (), {"pollers": [], "waiters": []})())
+    os.write(w, b"typed ahead")
+    for ch in b"booting":
+        uart.read(LSR, 1)
+        uart.write(0, 1, ch)
+    feed.poll()
+    assert not uart.rx
+    for _ in range(2):  # As Linux's 8250 driver at start-up
+        uart.read(LSR, 1)
+    assert not uart.rx
+    for _ in range(StdinFeed.POLL_READS):  # Now polling for input
+        uart.read(LSR, 1)
+    assert bytes(uart.rx) == b"typed ahead"
+    os.close(w)
+    os.close(r)

@@ -205,6 +205,10 @@ class Monitor:
         self.machine.set_priv(hart, PRV_M)
 
     # Traps
+    def trap_vector(self, hart: Hart) -> int:
+        """The firmware's (virtual) mtvec, for messages about traps."""
+        return self.ctx[hart.id].csr.mtvec
+
     def on_trap(self, hart: Hart, cause: int, tval: int, epc: int) -> None:
         trace = self.machine.trace
         if hart.priv == PRV_M:

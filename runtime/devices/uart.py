@@ -28,6 +28,10 @@ class Uart16550:
         # fn(), called when the guest reads the line status: it is waiting on the UART, so the
         # console checks its input then (runtime/console.py); may raise to stop the machine.
         self.on_status_read = None
+        # Line status reads in a row with no other register accessed between them: a driver
+        # polling for received data (a transmitter waits for THRE, which is always set here, so
+        # its reads are one at a time, each followed by a THR write).
+        self.lsr_streak = 0
 
     def push_input(self, data: bytes) -> None:
         self.rx.extend(data)
@@ -47,6 +51,8 @@ class Uart16550:
 
     def read(self, offset: int, size: int) -> int:
         dlab = self.lcr & 0x80
+        if offset != LSR:
+            self.lsr_streak = 0
         if offset == RBR_THR:
             if dlab:
                 return self.dll
@@ -66,6 +72,7 @@ class Uart16550:
         if offset == MCR:
             return self.mcr
         if offset == LSR:
+            self.lsr_streak += 1
             if self.on_status_read is not None:
                 self.on_status_read()
             return LSR_THRE | LSR_TEMT | (LSR_DR if self.rx else 0)
@@ -77,6 +84,7 @@ class Uart16550:
 
     def write(self, offset: int, size: int, value: int) -> None:
         dlab = self.lcr & 0x80
+        self.lsr_streak = 0
         value &= 0xFF
         if offset == RBR_THR:
             if dlab:
