@@ -47,9 +47,13 @@ test *ARGS: setup
 test-slow *ARGS: setup
     python3 -m pytest -q -m slow {{ ARGS }}
 
-# Larger differential-testing seed sweep against unicorn.
+# Larger sweeps: unicorn differential testing and hostile guests (MIRAGE_HOSTILE_FUZZ seeds, 300).
 fuzz *ARGS: setup
-    python3 -m pytest -q -m slow tests/test_diff_unicorn.py {{ ARGS }}
+    python3 -m pytest -q -m slow tests/test_diff_unicorn.py tests/test_hostile.py {{ ARGS }}
+
+# Soak: linux-shell loop for MINUTES with Mirage's RSS sampled, e.g. `just soak 30`.
+soak MINUTES="30" *ARGS: setup
+    python3 -m tests.soak {{ MINUTES }} {{ ARGS }}
 
 # CPU benchmarks side by side with QEMU.
 bench *ARGS: setup

@@ -92,6 +92,7 @@ class PcacheStats:
     write_errors: int = 0
     bytes_written: int = 0
     evicted: int = 0
+    skipped: int = 0  # Modules of code that keeps changing, neither looked up nor written
     seconds_saved: float = 0.0  # Compile seconds the hits' entries took when they were made
 
 
@@ -112,6 +113,10 @@ class PersistentCache:
         self._env: bytes | None = None
         self._tmp = itertools.count()
         self._last_hit: tuple[str, float] | None = None
+        # Set by the translation cache while it starts a module of self-modifying code: such a
+        # module is neither looked up nor written (each version would be a new entry).
+        self.volatile = False
+        self._skipped: set[str] = set()
 
     def key(self, text: str, variant: str) -> str:
         if self._env is None:
@@ -136,6 +141,10 @@ class PersistentCache:
 
     def get(self, key: str) -> tuple[bytes, int] | None:
         """The object and its machine-code size, or None (a miss; bad entries are rejected)."""
+        if self.volatile:
+            self.stats.skipped += 1
+            self._skipped.add(key)
+            return None
         self.stats.lookups += 1
         path = self.path(key)
         try:
@@ -175,6 +184,9 @@ class PersistentCache:
 
     def put(self, key: str, obj: bytes, code_bytes: int, seconds: float) -> None:
         """Stores an entry atomically; a cache that cannot be written only counts the failure."""
+        if key in self._skipped:
+            self._skipped.discard(key)
+            return
         path = self.path(key)
         data = HEADER.pack(MAGIC, bytes.fromhex(key), hashlib.sha256(obj).digest(), code_bytes, seconds) + obj
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(self._tmp)}.tmp")

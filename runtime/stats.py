@@ -60,7 +60,8 @@ The JSON document (schema "mirage-stats", version 2; version 1 had the keys mark
   mmu*                   {walks, fills}
   pcache                 persistent translation cache (runtime/pcache.py): {enabled, dir,
                          lookups, hits, misses, rejected, writes, write_errors, bytes_written,
-                         evicted, seconds_saved}; {"enabled": false} without it
+                         evicted, skipped, seconds_saved}; {"enabled": false} without it
+                         (skipped: modules of self-modifying code kept out of it)
   vfm*                   Monitor.stats: monitor entries by cause (layout in vfm/monitor.py)
   hot_blocks             the most executed blocks, most first: [{pc, ppc, flags, mode, tier,
                          insns, executions, entries, iterations, translations, code}]; by block
@@ -320,7 +321,7 @@ DOC = {
     "mmu": ("map", "int"),
     "pcache": {"!enabled": "bool", "dir": "str", "lookups": "int", "hits": "int", "misses": "int",
                "rejected": "int", "writes": "int", "write_errors": "int", "bytes_written": "int",
-               "evicted": "int", "seconds_saved": "num"},
+               "evicted": "int", "skipped": "int", "seconds_saved": "num"},
     "vfm": "tree",
     "hot_blocks": ("list", {"!pc": "int", "ppc": "int", "!flags": "int", "!mode": "str", "!tier": "int",
                             "!insns": "int", "!executions": "int", "entries": "int", "!iterations": "int",

@@ -3,7 +3,10 @@ front of it, chain slots between blocks, and invalidation by cause.
 
 Blocks on one guest page chain directly (a slot per static exit, patched when the target exists);
 anything else goes through the native dispatcher's jump cache. Invalidation unpatches slots and
-clears jump-cache entries; compiled code is never freed while a block could still be running.
+clears jump-cache entries. A module whose blocks are all dropped is unloaded at the next safe
+point (a translation or promotion, which the run loop calls with no guest code on the stack),
+after the jump-cache entries of its blocks are cleared: nothing can run or reach it any more.
+Code on a page whose code keeps being overwritten is kept out of the persistent cache.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ WARM_BATCH = 32
 HEAD_QUEUED = -(1 << 30)
 # Blocks recompiled together when one becomes hot (the hot one plus warm ones).
 PROMOTE_BATCH = 32
+# Code-write invalidations of a physical page after which code translated from it is not kept
+# in the persistent cache (self-modifying code: each version would be a new entry).
+VOLATILE_WRITES = 8
 
 
 @dataclass(eq=False)
@@ -47,6 +53,17 @@ class Block:
     tier: int = 1
     insn_pcs: list[int] = field(default_factory=list)
     counter: int = 0  # Address of its execution counter (@<name>_n)
+    module: _Module | None = None  # The linked module its code is in
+
+
+@dataclass(eq=False)
+class _Module:
+    """A linked module: unloaded once none of its blocks is in the cache any more."""
+
+    lib: object  # The engine's library (resource tracker)
+    blocks: list[Block] = field(default_factory=list)
+    records: list[int] = field(default_factory=list)  # Its translations' indices in `history`
+    live: int = 0  # Its blocks still in the cache
 
 
 class BlockRecord(NamedTuple):
@@ -156,6 +173,13 @@ class TranslationCache:
         self.warm_blocks = 0  # Blocks installed from them
         # Blocks in a jump cache that cross into a second page, by (hart, second page).
         self.jc_cross: dict[tuple[int, int], set[Block]] = {}
+        self.jc_harts: dict[int, Hart] = {}  # Harts whose jump cache holds blocks, by struct address
+        # Modules whose blocks are all dropped, unloaded at the next safe point (`reap`).
+        self.dead: list[_Module] = []
+        self.released = 0  # Modules unloaded
+        self._frozen: list = []  # Final execution counts of unloaded translations (for `history`)
+        # Code-write invalidations by physical page (VOLATILE_WRITES).
+        self.code_writes: Counter[int] = Counter()
 
     def lookup(self, vpc: int, ppc: int, flags: int) -> Block | None:
         self.lookups += 1
@@ -171,6 +195,7 @@ class TranslationCache:
         successors and the return sites of its calls (breadth first, up to `batch` blocks).
         Under FLAG_STEP: only the one-instruction block at vpc, optimized, breakpoints ignored."""
         t0 = time.perf_counter()
+        self.reap()
         saved = self.batch
         if batch is not None:
             self.batch = batch
@@ -231,13 +256,26 @@ class TranslationCache:
         rvf.import_slow_functions(self.engine, text)
         exports += [f"{c.name}_n" for c in codes_only]
         exports += [f"{c.name}_l" for c in codes_only if any(g.startswith(f"@{c.name}_l ") for g in c.globals)]
-        compilation = self.engine.start(text, exports, len(codes_only),
-                                        opt=self.tier0_opt if block_tier == 0 else None, background=background)
+        # Code that keeps being rewritten is compiled without the persistent cache: a new entry
+        # per version would only fill it (PersistentCache.volatile).
+        cache = self.engine.object_cache
+        volatile = cache is not None and any(
+            self.code_writes.get(p, 0) >= VOLATILE_WRITES
+            for c, phys in codes for p in (phys >> abi.PAGE_BITS, (phys + c.end_pc - c.pc - 1) >> abi.PAGE_BITS))
+        if volatile:
+            cache.volatile = True
+        try:
+            compilation = self.engine.start(text, exports, len(codes_only),
+                                            opt=self.tier0_opt if block_tier == 0 else None, background=background)
+        finally:
+            if volatile:
+                cache.volatile = False
         return _Job(codes, flags, block_tier, compilation)
 
     def _install(self, job: _Job, keep=None) -> Block | None:
         """Links a prepared module and enters its blocks (those `keep(key)` accepts); the first."""
         addrs = self._finish(job)
+        mod = _Module(self.engine.last_library)
         first = None
         for code, phys in job.codes:
             flags = job.flags
@@ -249,7 +287,9 @@ class TranslationCache:
                                   (end_ppc - 1) >> abi.PAGE_BITS}))
             blk = Block(code.pc, phys, flags, addrs[code.name], code.n_insns, end_ppc, pages,
                         insn_pcs=[p for p, _, _ in code.insns], tier=job.tier,
-                        counter=addrs.get(f"{code.name}_n", 0))
+                        counter=addrs.get(f"{code.name}_n", 0), module=mod)
+            mod.blocks.append(blk)
+            mod.live += 1
             self._insert(blk, [(addrs[s], (t, phys + (t - code.pc), flags)) for s, t in code.chain_slots])
             if self.on_pages is not None:
                 self.on_pages(pages)
@@ -257,11 +297,14 @@ class TranslationCache:
             self.by_tier[job.tier] += 1
             self.translated_insns += code.n_insns
             self._record(code, phys, flags, job.tier, addrs)
+            mod.records.append(len(self.history) - 1)
             if first is None:
                 first = blk
             if self.on_translate is not None:
                 self.on_translate(code)
         self.events.append((time.perf_counter() - self.t0, "translate", len(job.codes)))
+        if mod.live == 0:
+            self.dead.append(mod)  # Nothing of it was kept (a promotion overtaken by events)
         return first
 
     def _extra_decls(self) -> str:
@@ -351,6 +394,46 @@ class TranslationCache:
             lst = self.waiting.get(tkey)
             if lst is not None and addr in lst:
                 lst.remove(addr)
+            # A slot patched to its target is listed under it: forget it, it is about to go.
+            target = self.blocks.get(tkey)
+            lst = self.patched.get(target) if target is not None else None
+            if lst is not None and addr in lst:
+                lst.remove(addr)
+        mod = blk.module
+        if mod is not None:
+            mod.live -= 1
+            if mod.live == 0:
+                self.dead.append(mod)
+
+    def reap(self) -> None:
+        """Unloads the modules whose blocks are all dropped. Only where no guest code can be on the
+        stack (translate and promote, called by the run loop): chain slots into their blocks were
+        unpatched when they were dropped, and the jump-cache entries go here. Their translations'
+        execution counts are copied out first, for the statistics."""
+        dead, self.dead = self.dead, []
+        for mod in dead:
+            for blk in mod.blocks:
+                for h in self.jc_harts.values():
+                    self.jc_remove(h, blk)
+                    if len(blk.pages) > 1:
+                        s = self.jc_cross.get((h.ptr, (blk.vpc | (abi.PAGE_SIZE - 1)) + 1))
+                        if s is not None:
+                            s.discard(blk)
+            if mod.records:
+                frozen = (_u64 * (2 * len(mod.records)))()
+                base = ctypes.addressof(frozen)
+                for j, i in enumerate(mod.records):
+                    rec = self.history[i]
+                    # Tier-0 counters are 32-bit: the low half of the 64-bit copy (little-endian).
+                    frozen[2 * j] = (ctypes.c_uint32 if rec.tier == 0 else _u64).from_address(rec.counter).value \
+                        if rec.counter else 0
+                    frozen[2 * j + 1] = _u64.from_address(rec.loop_counter).value if rec.loop_counter else 0
+                    self.history[i] = rec._replace(counter=base + 16 * j if rec.counter else 0,
+                                                   loop_counter=base + 16 * j + 8 if rec.loop_counter else 0)
+                self._frozen.append(frozen)
+            mod.blocks.clear()
+            self.engine.release(mod.lib)
+            self.released += 1
 
     def set_hot_threshold(self, n: int) -> None:
         self.hot_threshold = n
@@ -364,6 +447,7 @@ class TranslationCache:
         on running, and `install_ready` (called by the run loop) puts the new code in: None."""
         if (old.vpc, old.ppc, old.flags) in self.promoting:
             return None  # Already on its way
+        self.reap()
         warm = []
         floor = max(1, self.hot_threshold // 4)
         for b in list(self.blocks.values()):
@@ -544,6 +628,8 @@ class TranslationCache:
         if hit:
             self.invalidations[cause] += len(hit)
             self.events.append((time.perf_counter() - self.t0, cause, len(hit)))
+            if cause == "code-write":
+                self.code_writes[paddr >> abi.PAGE_BITS] += 1
         return len(hit)
 
     def set_breakpoint(self, vpc: int, present: bool, paddr: int | None, harts: list[Hart]) -> int:
@@ -570,6 +656,7 @@ class TranslationCache:
 
     # Jump cache (native, per hart)
     def jc_insert(self, hart: Hart, blk: Block) -> None:
+        self.jc_harts[hart.ptr] = hart
         e = hart.s.jc[(blk.vpc >> 1) & (abi.JC_SIZE - 1)]
         e.vpc = blk.vpc
         e.flags = blk.flags

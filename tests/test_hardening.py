@@ -551,3 +551,83 @@ def test_transmit_status_reads_do_not_take_input():
     assert bytes(uart.rx) == b"typed ahead"
     os.close(w)
     os.close(r)
+
+
+# 5. Self-modifying code: dropped translations are freed, the persistent cache is spared
+
+def smc_rewrites(n: int) -> str:
+    """Rewrites `patch` (addi a0, zero, k) n times, each followed by fence.i and a call; checks
+    every value the rewritten code returns."""
+    return rf"""
+  la t0, trap
+  csrw mtvec, t0
+  li s0, {n}
+  la s1, patch
+loop:
+  andi s3, s0, 1023
+  slli t0, s3, 20
+  li t1, 0x513
+  or t0, t0, t1
+  sw t0, 0(s1)
+  fence.i
+  jal ra, patch
+  bne a0, s3, bad
+  addi s0, s0, -1
+  bnez s0, loop
+  PASS
+bad: FAIL 2
+trap: FAIL 7
+  .align 2
+  .option push
+  .option norvc
+patch:
+  addi a0, zero, 0
+  jalr zero, 0(ra)
+  .option pop
+"""
+
+
+def test_smc_frees_dropped_translations(asm):
+    from runtime import stats
+    from tests.test_tcache import run_machine
+
+    n = 300
+    m = run_machine(asm(smc_rewrites(n)))
+    tc = m.tcache
+    assert tc.invalidations["code-write"] == n - 1  # The first write comes before the first call
+    # Every dropped module is unloaded at the next translation (what is left: the live blocks'
+    # modules, the dispatcher's, and the last dropped one).
+    assert tc.released >= n - 2
+    assert len(m.engine._libs) <= len(tc.blocks) + 1 + len(tc.dead)
+    # The statistics still count the freed translations' executions, exactly.
+    blocks, _ = stats.block_counts(tc)
+    patch = max(blocks, key=lambda b: b["translations"])
+    assert patch["translations"] == n and patch["executions"] == n
+
+
+def test_smc_is_kept_out_of_the_persistent_cache(asm, tmp_path):
+    n = 200
+    # Every version translated (no interpreter): the translated path's cache writes are counted.
+    r = run_env("jit-run", str(asm(smc_rewrites(n))), "--stats", str(tmp_path / "s.json"),
+                env={"MIRAGE_TCACHE_DIR": str(tmp_path / "tc"), "MIRAGE_WARM_THRESHOLD": "0"})
+    assert r.returncode == 0, r.stderr
+    pc = json.loads((tmp_path / "s.json").read_text())["pcache"]
+    from runtime.tcache import VOLATILE_WRITES
+
+    assert pc["writes"] <= VOLATILE_WRITES + 4 and pc["skipped"] >= n - VOLATILE_WRITES
+    assert len(list((tmp_path / "tc").glob("*/*.obj"))) == pc["writes"]
+
+
+def test_gdb_setting_pc_to_garbage_stops(asm):
+    from tests.test_gdb import Client, mirage_stub
+
+    with mirage_stub(asm("  nop\n  PASS\n")) as (proc, port):
+        c = Client(port)
+        try:
+            assert c.cmd("?").startswith("T05")
+            assert c.cmd("P20=3412000000000000") == "OK"  # pc = 0x1234: nothing there, no mtvec
+            assert c.cmd("c") == "W05"
+        finally:
+            c.close()
+        assert proc.wait(timeout=60) == 5
+        assert b"trap loop" in proc.stderr.read()

@@ -67,7 +67,8 @@ class Engine:
         # get(key) -> (object, code bytes) | None, put(key, object, code bytes, seconds), reject(key).
         self.object_cache = None
         self._names = itertools.count()
-        self._libs: list = []  # Resource trackers keep code alive
+        self._libs: set = set()  # Resource trackers keep code alive (`release` lets one go)
+        self.last_library = None  # The library the last `link` made
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None  # Background code generation
         self._unlocked: _UnlockedCompiler | None = None  # The worker's own LLVM context
 
@@ -114,8 +115,16 @@ class Engine:
         for name in exports:
             builder.export_symbol(name)
         lib = builder.link(self.lljit, f"lib{next(self._names)}")
-        self._libs.append(lib)
+        self._libs.add(lib)
+        self.last_library = lib
         return {name: lib[name] for name in exports}
+
+    def release(self, lib) -> None:
+        """Unloads a library made by `link`: its code and data are freed. Only for code no thread
+        can be running and nothing points into any more (the caller's to know)."""
+        if lib in self._libs:
+            self._libs.discard(lib)
+            lib.close()
 
     def compile(self, ir_text: str, exports: list[str], n_functions: int = 1,
                 opt: int | None = None) -> tuple[dict[str, int], bytes]:
