@@ -197,6 +197,17 @@ def _flatten_vfm(vfm: dict) -> dict[str, int]:
     return {k: v for k, v in out.items() if v}
 
 
+def time_split(doc: dict) -> dict[str, float]:
+    """Where the run loop's host time went: native code by tier, then Python by cause of entry."""
+    t = doc.get("time")
+    if not t:
+        return {}
+    out = {"interpreter": t["interpreter"], "compiled code": t["compiled"]}
+    for cause, secs in t["python"].items():
+        out[f"python: {cause}"] = secs
+    return out
+
+
 def render(doc: dict, top: int = 10, disasm: int = 5, source: str = "") -> None:
     from rich.table import Table
 
@@ -218,6 +229,22 @@ def render(doc: dict, top: int = 10, disasm: int = 5, source: str = "") -> None:
              + (f" ({insns / run / 1e6:,.1f} MIPS)" if run else "")
              + f"; {doc.get('total_seconds', 0.0):.3f} s in all; schema version {doc.get('version')}")
     con.print(head)
+
+    it = doc.get("interpreter")
+    if it:
+        t = table("Interpreter (cold tier)", "warm threshold", "instructions", "share", "heads warmed",
+                  "blocks translated", "stale dropped")
+        t.add_row(f"{it['warm_threshold']:,}" if it["enabled"] else "off", f"{it['insns']:,}",
+                  _pct(it["insns"], insns), f"{it['heads_warmed']:,}", f"{it['blocks_translated']:,}",
+                  f"{it['stale_dropped']:,}")
+        con.print(t)
+    split = time_split(doc)
+    if split:
+        t = table("Host time of the run loop", "where", "seconds", "share")
+        total = sum(split.values())
+        for name, secs in split.items():
+            t.add_row(name, f"{secs:.3f}", _pct(secs, total))
+        con.print(t)
 
     t = table("Translation by tier", "tier", "blocks", "never run", "guest insns", "modules", "compiled",
               "from pcache", "compile s", "object bytes", "host code bytes")
@@ -312,7 +339,7 @@ def draw(doc: dict, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     events = doc.get("events", [])
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 8.5), gridspec_kw={"height_ratios": [1, 1.1]})
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(10, 11), gridspec_kw={"height_ratios": [1, 1.1, 0.45]})
     kinds = sorted({k for _, k, _ in events}, key=lambda k: (k != "translate", k))
     for kind in kinds:
         xs, ys, total = [0.0], [0], 0
@@ -341,6 +368,19 @@ def draw(doc: dict, out: Path) -> None:
             ax2.set_xscale("log")
     ax2.set_title("Hottest blocks (executions)")
     ax2.set_xlabel("executions")
+
+    split = {k: v for k, v in time_split(doc).items() if v > 0}
+    left = 0.0
+    for i, (name, secs) in enumerate(split.items()):
+        ax3.barh([0], [secs], left=left, color=plt.cm.tab20(i % 20), label=f"{name} {secs:.2f} s")
+        left += secs
+    ax3.set_yticks([])
+    ax3.set_xlabel("host seconds")
+    it = doc.get("interpreter") or {}
+    ax3.set_title(f"Host time of the run loop; {it.get('insns', 0):,} instructions interpreted, "
+                  f"{it.get('heads_warmed', 0):,} heads warmed")
+    if split:
+        ax3.legend(loc="upper center", bbox_to_anchor=(0.5, -0.45), ncol=4, fontsize=7)
     fig.suptitle(f"Mirage: {doc.get('program') or 'run'} - {doc.get('guest_insns', 0):,} guest instructions "
                  f"in {doc.get('run_seconds', 0.0):.2f} s", fontsize=10)
     fig.tight_layout()

@@ -142,6 +142,8 @@ class Machine:
         self.tcache.heads, self.tcache.btab = self.heads_addr, int(ffi.cast("uintptr_t", self._btab))
         self.tcache.ram_base = self.mem.ram_base
         for h in self.harts:
+            # The interpreter fills jump caches natively: reap must clear every hart's.
+            self.tcache.jc_harts[h.ptr] = h
             h.s.ram = ffi.cast("uint8_t *", self.mem.host_base)
             h.s.heads, h.s.btab = self._heads, self._btab
             h.s.rvc = self._rvc
@@ -395,6 +397,9 @@ class Machine:
             try:
                 blk = self.tcache.translate(hart, pc, ppc, flags, fetch16, self._code_phys(hart),
                                             batch=1 if warm else None)
+                if warm:
+                    self.tcache.warm_heads += 1
+                    self.tcache.warm_blocks += 1
             except FetchFault as f:
                 try:
                     self.mmu.fetch_translate(hart, f.pc)
@@ -580,6 +585,13 @@ class Machine:
     def _warm(self, hart: Hart) -> None:
         """The interpreter found the block head at hart.pc warm: its translation goes in the jump
         cache if it exists, else is made (in the worker thread when there is one)."""
+        try:
+            ppc = self.mmu.fetch_translate(hart, hart.pc)
+        except Trap:
+            ppc = None
+        if ppc is not None and self.tcache.keep_interpreted(hart.pc, ppc, hart.s.flags):
+            self.stats_callouts["warm"] += 1
+            return
         if not self.tcache.background:
             self._translate_at(hart, warm=True)
             return

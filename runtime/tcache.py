@@ -407,9 +407,9 @@ class TranslationCache:
 
     def reap(self) -> None:
         """Unloads the modules whose blocks are all dropped. Only where no guest code can be on the
-        stack (translate and promote, called by the run loop): chain slots into their blocks were
-        unpatched when they were dropped, and the jump-cache entries go here. Their translations'
-        execution counts are copied out first, for the statistics."""
+        stack (translate, promote and flush_warm, called by the run loop): chain slots into their
+        blocks were unpatched when they were dropped, and the jump-cache entries go here. Their
+        translations' execution counts are copied out first, for the statistics."""
         dead, self.dead = self.dead, []
         for mod in dead:
             for blk in mod.blocks:
@@ -493,6 +493,15 @@ class TranslationCache:
         if self.warm_queued >= WARM_BATCH or not any(j.warm for j in self.pending):
             self.flush_warm()
 
+    def keep_interpreted(self, vpc: int, ppc: int, flags: int) -> bool:
+        """Whether a warm head stays in the interpreter: code on a page rewritten over and over
+        (VOLATILE_WRITES), which the interpreter runs from the bytes in memory, instead of being
+        translated anew after each rewrite. Its counter is held back."""
+        if self.code_writes.get(ppc >> abi.PAGE_BITS, 0) < VOLATILE_WRITES:
+            return False
+        self._set_head(vpc, flags, HEAD_QUEUED)
+        return True
+
     def _set_head(self, vpc: int, flags: int, value: int) -> None:
         """Sets the interpreter's execution counter of a head (0: count afresh)."""
         if self.heads:
@@ -522,6 +531,7 @@ class TranslationCache:
 
     def flush_warm(self) -> None:
         """Sends the queued warm heads to the worker, one module per mode."""
+        self.reap()
         queue, self.warm_queue = self.warm_queue, {}
         self.warm_queued = 0
         for flags, heads in queue.items():

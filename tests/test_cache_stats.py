@@ -441,3 +441,23 @@ def test_cache_stats_plot_writes_png(loop_run, tmp_path):
     width, height = struct.unpack(">II", data[16:24])
     assert width >= 400 and height >= 300
     assert data[-8:-4] == b"IEND"
+
+
+def test_stats_show_the_interpreter(loop_run, tmp_path):
+    """With the interpreter on (warm threshold 300), the loop's 1,000 iterations start interpreted
+    and its head is translated: the document counts the interpreted instructions, the warmed head
+    and the time split, and `cache stats` shows them, in its tables and its plot."""
+    elf = loop_run[0]
+    doc = run_stats(elf, tmp_path, "--no-jit-thread", warm=300)
+    it = doc["interpreter"]
+    assert it["enabled"] and it["warm_threshold"] == 300
+    assert it["heads_warmed"] >= 1 and it["blocks_translated"] >= 1
+    assert 300 * 3 <= it["insns"] < doc["guest_insns"]
+    t = doc["time"]
+    assert t["interpreter"] > 0 and t["compiled"] >= 0 and t["python"]["warm"] > 0
+    r = run("cache", "stats", str(tmp_path / "s.json"), "--plot", str(tmp_path / "p.png"), cache=tmp_path / "c")
+    out = r.stdout.decode()
+    assert r.returncode == 0, r.stderr.decode()
+    assert "Interpreter (cold tier)" in out and f"{it['insns']:,}" in out
+    assert "Host time of the run loop" in out and "python: warm" in out
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -133,3 +133,32 @@ def test_heads_index_matches_the_ir() -> None:
     slot = ctypes.c_uint32.from_address(m.heads_addr + 4 * heads_index(0x8000_0000, flags))
     assert slot.value == 1  # The entry head was counted once
     assert abi.EXIT_WARM not in (abi.EXIT_NEXT, abi.EXIT_MISS, abi.EXIT_POLL, abi.EXIT_CALLOUT, abi.EXIT_HOT)
+
+
+def test_code_rewritten_over_and_over_stays_interpreted() -> None:
+    """A loop that rewrites an instruction of its own page on every iteration: once the page has
+    been written over translated code VOLATILE_WRITES times, its heads stay in the interpreter
+    instead of being translated again after every rewrite; every iteration still runs the new
+    instruction."""
+    from runtime.tcache import VOLATILE_WRITES
+
+    code = words(
+        0x00000513,  # 0x00: li a0, 0
+        0x3E800593,  # 0x04: li a1, 1000
+        0x00000617,  # 0x08: auipc a2, 0
+        0x00150737,  # 0x0c: lui a4, 0x150
+        0x5137071B,  # 0x10: addiw a4, a4, 0x513  (a4 = addi a0, a0, 1)
+        0x00E62C23,  # 0x14: loop: sw a4, 24(a2)  (slot at 0x20)
+        0x0000100F,  # 0x18: fence.i
+        0x00000013,  # 0x1c: nop
+        0x00000013,  # 0x20: slot
+        0xFFF58593,  # 0x24: addi a1, a1, -1
+        0xFE0596E3,  # 0x28: bnez a1, loop
+        EBREAK,
+    )
+    r = run_code(code, warm_threshold=4, hot_threshold=1 << 30)
+    assert r.cause == C.BREAKPOINT and r.x[10] == 1000
+    tc = r.machine.tcache
+    assert tc.invalidations["code-write"] >= VOLATILE_WRITES
+    # Without the rule: a translation every 4 iterations, about 250.
+    assert tc.translated_blocks <= 3 * VOLATILE_WRITES, tc.translated_blocks
