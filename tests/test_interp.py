@@ -162,3 +162,28 @@ def test_code_rewritten_over_and_over_stays_interpreted() -> None:
     assert tc.invalidations["code-write"] >= VOLATILE_WRITES
     # Without the rule: a translation every 4 iterations, about 250.
     assert tc.translated_blocks <= 3 * VOLATILE_WRITES, tc.translated_blocks
+
+
+def test_rvc_table_is_kept_and_a_corrupt_copy_is_rebuilt(tmp_path) -> None:
+    """The expansion table is made once per build and kept beside the runtime object; a copy
+    that fails its checksum is made anew, and the interpreter runs compressed code either way."""
+    import os
+    import subprocess
+    import sys
+
+    from runtime.pcache import translator_version
+    from tests.conftest import ROOT
+
+    env = dict(os.environ, MIRAGE_CACHE_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
+    prog = ("from runtime.snippet import run_code; import struct; "
+            "r = run_code(bytes.fromhex('0505') + struct.pack('<I', 0x00100073), warm_threshold=1 << 30); "
+            "print(r.x[10])")  # c.addi a0, 1; ebreak
+    path = tmp_path / "runtime" / f"rvc-{translator_version()}.bin"
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", prog], env=env, capture_output=True, text=True, cwd=ROOT)
+        assert out.stdout.strip() == "1", out.stderr
+        assert path.stat().st_size == 32 + 4 * 65536
+        good = path.read_bytes()
+        path.write_bytes(good[:40] + bytes(16) + good[56:])  # Corrupt: the next run rebuilds it
+    out = subprocess.run([sys.executable, "-c", prog], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.strip() == "1" and path.read_bytes() == good
