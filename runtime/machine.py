@@ -341,7 +341,7 @@ class Machine:
 
     # Instruction fetch for the interpreter (its code-TLB misses)
     def _fetch(self, hart: Hart, pc: int) -> int:
-        """The instruction at pc (16 or 32 bits), filling the code tag of its page; or takes the
+        """The instruction at pc (16 or 32 bits), filling the code TLB for its page; or takes the
         fetch trap (privileged spec 3.1.15: tval is the faulting half's address) and stops."""
         self.stats_callouts["fetch"] += 1
         fmmu = hart.s.flags & abi.FLAG_PRIV_MASK  # MMU_U, MMU_S or MMU_M: the fetch view

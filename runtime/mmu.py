@@ -1,8 +1,9 @@
 """Softmmu: Sv39 page walks, permission checks and the TLB the generated code probes inline.
 
-The TLB is QEMU's design: per MMU index, a direct-mapped table of (read tag, write tag, code tag,
-addend); a tag matches `vaddr & (PAGE_MASK | (size - 1))`, so a miss, a misaligned address or a
-page that must be watched (translated code, MMIO, tohost) takes the slow path.
+The TLB is QEMU's design: per MMU index, a direct-mapped table of (read tag, write tag, addend);
+a tag matches `vaddr & (PAGE_MASK | (size - 1))`, so a miss, a misaligned address or a page that
+must be watched (translated code, MMIO, tohost) takes the slow path. The interpreter fetches
+through a code TLB of its own (tag, addend), so code and data pages do not evict each other.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ PAGE_FAULT = {"r": C.LOAD_PAGE_FAULT, "w": C.STORE_PAGE_FAULT, "x": C.INSN_PAGE_
 
 # PTE bits (privileged spec 4.3.1)
 PTE_V, PTE_R, PTE_W, PTE_X, PTE_U, PTE_G, PTE_A, PTE_D = (1 << i for i in range(8))
+# Marks a code TLB slot in the superpage bookkeeping (data slots carry the bare MMU index).
+CODE = 8
 
 
 class AccessGuard(Protocol):
@@ -160,8 +163,6 @@ class Mmu:
         idx = (vaddr >> abi.PAGE_BITS) & (abi.TLB_SIZE - 1)
         e = hart.s.tlb[mmu][idx]
         addend = (ppage - self.mem.ram_base - vpage) & MASK64
-        if e.addend != addend:
-            e.code = INVALID
         if e.addend != addend or e.read != vpage:
             e.write = INVALID
         e.read = vpage
@@ -174,8 +175,8 @@ class Mmu:
             self._written.setdefault((hart.ptr, mmu), set()).add(ppn)
 
     def fill_code(self, hart: Hart, mmu: int, vaddr: int, paddr: int) -> None:
-        """Installs the code tag of a RAM page after a successful fetch (the interpreter's fast
-        fetch); the entry's other tags stay if they share its addend."""
+        """Installs a code TLB entry for a RAM page after a successful fetch (the interpreter's
+        fast fetch)."""
         ppage = paddr & PAGE_MASK
         if not self.mem.is_ram(ppage, abi.PAGE_SIZE):
             return
@@ -183,17 +184,15 @@ class Mmu:
             return
         self.stats_fills += 1
         vpage = vaddr & PAGE_MASK
-        idx = (vaddr >> abi.PAGE_BITS) & (abi.TLB_SIZE - 1)
-        e = hart.s.tlb[mmu][idx]
-        addend = (ppage - self.mem.ram_base - vpage) & MASK64
-        if e.addend != addend:
-            e.read = e.write = INVALID
-        e.code = vpage
-        e.addend = addend
-        self._note_super(hart, vaddr, mmu, idx)
+        idx = (vaddr >> abi.PAGE_BITS) & (abi.CTLB_SIZE - 1)
+        e = hart.s.ctlb[mmu][idx]
+        e.tag = vpage
+        e.addend = (ppage - self.mem.ram_base - vpage) & MASK64
+        self._note_super(hart, vaddr, mmu | CODE, idx)
 
     def _note_super(self, hart: Hart, vaddr: int, mmu: int, idx: int) -> None:
-        """Remembers a TLB slot cut from a superpage (the last translation's leaf)."""
+        """Remembers a TLB slot cut from a superpage (the last translation's leaf); `mmu` has the
+        CODE bit for a code TLB slot."""
         if self.leaf_size > abi.PAGE_SIZE:
             base = vaddr & ~(self.leaf_size - 1)
             self._super.setdefault(hart.ptr, {}).setdefault((base, self.leaf_size), set()).add((mmu, idx))
@@ -223,7 +222,7 @@ class Mmu:
         sup = self._super.get(hart.ptr)
         if sup:
             for key in list(sup):
-                slots = {s for s in sup[key] if s[0] not in mmus}
+                slots = {s for s in sup[key] if s[0] & ~CODE not in mmus}
                 if slots:
                     sup[key] = slots
                 else:
@@ -231,6 +230,8 @@ class Mmu:
         for mmu in mmus:
             base = hart.ptr + abi.OFF_TLB + mmu * abi.TLB_SIZE * abi.TLB_ENTRY
             ctypes.memset(base, 0xFF, abi.TLB_SIZE * abi.TLB_ENTRY)
+            base = hart.ptr + abi.OFF_CTLB + mmu * abi.CTLB_SIZE * abi.CTLB_ENTRY
+            ctypes.memset(base, 0xFF, abi.CTLB_SIZE * abi.CTLB_ENTRY)
             # Forget the write slots of this TLB only: the firmware's TLB (MMU_M, not flushed by
             # sfence.vma or satp writes) and other harts' TLBs keep theirs tracked, or a page that
             # later holds code could still be written through them without invalidation.
@@ -248,17 +249,24 @@ class Mmu:
         every entry cut from a superpage that contains it."""
         vpage = vaddr & PAGE_MASK
         idx = (vaddr >> abi.PAGE_BITS) & (abi.TLB_SIZE - 1)
-        tlb = hart.s.tlb
+        tlb, ctlb = hart.s.tlb, hart.s.ctlb
+        cidx = (vaddr >> abi.PAGE_BITS) & (abi.CTLB_SIZE - 1)
         for mmu in mmus:
             e = tlb[mmu][idx]
-            if e.read == vpage or e.write == vpage or e.code == vpage:
-                e.read = e.write = e.code = INVALID
+            if e.read == vpage or e.write == vpage:
+                e.read = e.write = INVALID
+            if ctlb[mmu][cidx].tag == vpage:
+                ctlb[mmu][cidx].tag = INVALID
         sup = self._super.get(hart.ptr)
         if sup:
             for key in [k for k in sup if k[0] <= vaddr < k[0] + k[1]]:
                 for mmu, i in sup.pop(key):
-                    if mmu in mmus:
-                        tlb[mmu][i].read = tlb[mmu][i].write = tlb[mmu][i].code = INVALID
+                    if mmu & ~CODE not in mmus:
+                        continue
+                    if mmu & CODE:
+                        ctlb[mmu & ~CODE][i].tag = INVALID
+                    else:
+                        tlb[mmu][i].read = tlb[mmu][i].write = INVALID
 
     # Reads for the page walker and instruction fetch
     def read_phys(self, paddr: int, size: int) -> int | None:

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import cffi
 
-# Softmmu TLB geometry (per hart, per MMU index), as QEMU's CPUTLBEntry: read/write/code tags + addend.
+# Softmmu TLB geometry (per hart, per MMU index), as QEMU's CPUTLBEntry: read and write tags, addend.
 TLB_BITS = 10
 TLB_SIZE = 1 << TLB_BITS
 TLB_ENTRY = 32
+# The interpreter's code TLB (per hart, per MMU index): tag and addend of pages it fetches from,
+# apart from the data TLB so that code and data pages at the same index do not evict each other.
+CTLB_BITS = 10
+CTLB_SIZE = 1 << CTLB_BITS
+CTLB_ENTRY = 16
 PAGE_BITS = 12
 PAGE_SIZE = 1 << PAGE_BITS
 # A tag that never matches an address (bits 3-11 are never set in a compared address).
@@ -31,8 +36,12 @@ JC_ENTRY = 32
 
 CDEF = f"""
 typedef struct {{
-    uint64_t read, write, code, addend;
+    uint64_t read, write, pad, addend;
 }} tlb_entry_t;
+
+typedef struct {{
+    uint64_t tag, addend;
+}} ctlb_entry_t;
 
 typedef struct {{
     uint64_t vpc, flags;
@@ -69,6 +78,7 @@ typedef struct {{
     int64_t warm;            /* table, compressed-word expansions; and the warm threshold */
     uint64_t scratch[8];
     tlb_entry_t tlb[{NUM_MMU}][{TLB_SIZE}];
+    ctlb_entry_t ctlb[{NUM_MMU}][{CTLB_SIZE}];
     jc_entry_t jc[{JC_SIZE}];
 }} hart_t;
 """
@@ -108,14 +118,16 @@ OFF_BTAB = offset("btab")
 OFF_RVC = offset("rvc")
 OFF_WARM = offset("warm")
 OFF_TLB = offset("tlb")
+OFF_CTLB = offset("ctlb")
 OFF_JC = offset("jc")
 HART_SIZE = ffi.sizeof("hart_t")
-# Layout of a TLB entry (tlb_entry_t): tags by access kind, then the addend.
+# Layout of a TLB entry (tlb_entry_t): tags by access kind, then the addend; of a code TLB entry.
 TLB_READ = ffi.offsetof("tlb_entry_t", "read")
 TLB_WRITE = ffi.offsetof("tlb_entry_t", "write")
-TLB_CODE = ffi.offsetof("tlb_entry_t", "code")
 TLB_ADDEND = ffi.offsetof("tlb_entry_t", "addend")
+CTLB_ADDEND = ffi.offsetof("ctlb_entry_t", "addend")
 assert ffi.sizeof("tlb_entry_t") == TLB_ENTRY and ffi.sizeof("jc_entry_t") == JC_ENTRY
+assert ffi.sizeof("ctlb_entry_t") == CTLB_ENTRY
 
 # Values a block or the dispatcher returns to the run loop.
 EXIT_NEXT = 0  # Go on at pc (tier-0 blocks return it to the loop in mirage_enter)

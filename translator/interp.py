@@ -274,18 +274,16 @@ def _jc_probe(b: InterpBuilder, pc: str, flags: str, miss: str) -> None:
 
 
 def _code_tlb(b: InterpBuilder, pc: str, flags: str) -> tuple[str, str]:
-    """The code-tag probe of pc's TLB entry: (hit, entry pointer). The fetch MMU index is the
-    privilege (MMU_U = 0, MMU_S = 1, MMU_M = 3)."""
+    """The code TLB probe of pc: (hit, entry pointer; its addend at abi.CTLB_ADDEND). The fetch
+    MMU index is the privilege (MMU_U = 0, MMU_S = 1, MMU_M = 3)."""
     fmmu = b.op("and", flags, str(abi.FLAG_PRIV_MASK))
-    tidx = b.op("and", b.op("lshr", pc, str(abi.PAGE_BITS)), str(abi.TLB_SIZE - 1))
-    eoff = b.op("add", b.op("shl", b.op("add", b.op("mul", fmmu, str(abi.TLB_SIZE)), tidx),
-                            str(abi.TLB_ENTRY.bit_length() - 1)), str(abi.OFF_TLB))
+    tidx = b.op("and", b.op("lshr", pc, str(abi.PAGE_BITS)), str(abi.CTLB_SIZE - 1))
+    eoff = b.op("add", b.op("shl", b.op("add", b.op("mul", fmmu, str(abi.CTLB_SIZE)), tidx),
+                            str(abi.CTLB_ENTRY.bit_length() - 1)), str(abi.OFF_CTLB))
     ep = b.tmp()
     b.emit(f"{ep} = getelementptr inbounds i8, ptr %h, i64 {eoff}")
-    cp = b.tmp()
-    b.emit(f"{cp} = getelementptr inbounds i8, ptr {ep}, i64 {abi.TLB_CODE}")
     ctag = b.tmp()
-    b.emit(f"{ctag} = load i64, ptr {cp}")
+    b.emit(f"{ctag} = load i64, ptr {ep}")
     return b.icmp("eq", ctag, b.op("and", pc, const(~(abi.PAGE_SIZE - 1)))), ep
 
 
@@ -317,7 +315,7 @@ def interpreter_ir() -> str:
     b.emit(f"br i1 {chit}, label %btprobe, label %count")
     b.start_block("btprobe")
     cad = b.tmp()
-    b.emit(f"{cad} = getelementptr inbounds i8, ptr {cep}, i64 {abi.TLB_ADDEND}")
+    b.emit(f"{cad} = getelementptr inbounds i8, ptr {cep}, i64 {abi.CTLB_ADDEND}")
     cadv = b.tmp()
     b.emit(f"{cadv} = load i64, ptr {cad}")
     pkey = b.op("add", pc, cadv)
@@ -386,7 +384,7 @@ def interpreter_ir() -> str:
     b.emit(f"br i1 {fast_ok}, label %ffast, label %fslow, !prof !0")
     b.start_block("ffast")
     ap = b.tmp()
-    b.emit(f"{ap} = getelementptr inbounds i8, ptr {ep}, i64 {abi.TLB_ADDEND}")
+    b.emit(f"{ap} = getelementptr inbounds i8, ptr {ep}, i64 {abi.CTLB_ADDEND}")
     ad = b.tmp()
     b.emit(f"{ad} = load i64, ptr {ap}")
     hp = b.tmp()
