@@ -29,6 +29,7 @@ from translator.jit import Engine
 
 MASK64 = (1 << 64) - 1
 SLICE = 1 << 22  # Instructions between polls of devices and timers
+PENDING_SLICE = 1 << 16  # ... while the worker thread compiles code that is to be installed
 
 
 _RUNTIME_OBJECTS: dict[str, bytes] = {}
@@ -550,9 +551,12 @@ class Machine:
         for h in self.harts:
             h.s.warm = min(max(1, self.warm_threshold), (1 << 31) - 1)
         while self.halted is None:
+            budget = SLICE
             if tc.pending:
                 tc.install_ready(self.harts)
-            budget = SLICE
+                # Code on its way: come back soon to put it in (the interpreter may be running
+                # a hot loop that waits for it).
+                budget = PENDING_SLICE
             left = None
             if self.max_insns is not None:
                 retired = hart.retired() + self.trap_guard.idle

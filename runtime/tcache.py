@@ -27,8 +27,12 @@ from translator.jit import Compilation, Engine
 
 _u64 = ctypes.c_uint64
 _MASK64 = (1 << 64) - 1
-# Warm heads sent to the worker together (sooner if it is idle): fewer, larger modules.
+# Warm heads go to the worker at once when it is idle (a hot loop waits for its code in the
+# interpreter, about 8 times slower), else WARM_BATCH at a time or when its work is done: fewer,
+# larger modules, each of which costs the main thread a link and keeps LLVM memory.
 WARM_BATCH = 32
+# Seconds of one bucket of the statistics' event time line.
+EVENT_BUCKET = 0.05
 # A queued head's counter: far below the threshold until its translation is in.
 HEAD_QUEUED = -(1 << 30)
 # Blocks recompiled together when one becomes hot (the hot one plus warm ones).
@@ -134,6 +138,7 @@ class TranslationCache:
         self.by_tier: Counter[int] = Counter()
         self.promotions = 0
         self.events: list[tuple[float, str, int]] = []  # (time, kind, count) for the statistics tool
+        self._last_event: dict[str, int] = {}
         self.t0 = time.perf_counter()
         self.on_translate = None  # Hook for -d in_asm: fn(block_code)
         self.on_pages = None  # fn(physical pages): they now hold code (the machine watches them)
@@ -180,6 +185,19 @@ class TranslationCache:
         self._frozen: list = []  # Final execution counts of unloaded translations (for `history`)
         # Code-write invalidations by physical page (VOLATILE_WRITES).
         self.code_writes: Counter[int] = Counter()
+
+    def _event(self, kind: str, count: int) -> None:
+        """Records `count` events of `kind` for the statistics' time line, in buckets of
+        EVENT_BUCKET seconds per kind: memory stays bounded by run time, not by event count (a
+        shell loop makes thousands of sfence.vma a second)."""
+        t = time.perf_counter() - self.t0
+        last = self._last_event.get(kind)
+        if last is not None and t - self.events[last][0] < EVENT_BUCKET:
+            at, k, n = self.events[last]
+            self.events[last] = (at, k, n + count)
+            return
+        self._last_event[kind] = len(self.events)
+        self.events.append((t, kind, count))
 
     def lookup(self, vpc: int, ppc: int, flags: int) -> Block | None:
         self.lookups += 1
@@ -302,7 +320,7 @@ class TranslationCache:
                 first = blk
             if self.on_translate is not None:
                 self.on_translate(code)
-        self.events.append((time.perf_counter() - self.t0, "translate", len(job.codes)))
+        self._event("translate", len(job.codes))
         if mod.live == 0:
             self.dead.append(mod)  # Nothing of it was kept (a promotion overtaken by events)
         return first
@@ -637,7 +655,7 @@ class TranslationCache:
                 self.jc_remove(h, b)
         if hit:
             self.invalidations[cause] += len(hit)
-            self.events.append((time.perf_counter() - self.t0, cause, len(hit)))
+            self._event(cause, len(hit))
             if cause == "code-write":
                 self.code_writes[paddr >> abi.PAGE_BITS] += 1
         return len(hit)
@@ -692,7 +710,7 @@ class TranslationCache:
         for blk in self.jc_cross.pop((hart.ptr, vpage), ()):
             self.jc_remove(hart, blk)
         self.invalidations[cause] += 1
-        self.events.append((time.perf_counter() - self.t0, cause, 1))
+        self._event(cause, 1)
 
     def jc_flush(self, hart: Hart, cause: str) -> None:
         """Clears the virtual-pc lookup (satp, sfence.vma); translations stay valid."""
@@ -700,4 +718,4 @@ class TranslationCache:
             del self.jc_cross[key]
         ctypes.memset(hart.ptr + abi.OFF_JC, 0xFF, abi.JC_SIZE * abi.JC_ENTRY)
         self.invalidations[cause] += 1
-        self.events.append((time.perf_counter() - self.t0, cause, 1))
+        self._event(cause, 1)

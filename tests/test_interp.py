@@ -187,3 +187,23 @@ def test_rvc_table_is_kept_and_a_corrupt_copy_is_rebuilt(tmp_path) -> None:
         path.write_bytes(good[:40] + bytes(16) + good[56:])  # Corrupt: the next run rebuilds it
     out = subprocess.run([sys.executable, "-c", prog], env=env, capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "1" and path.read_bytes() == good
+
+
+def test_event_time_line_is_bounded_by_time_not_count() -> None:
+    """A shell loop makes thousands of sfence.vma a second: the statistics' time line sums them
+    per bucket instead of keeping one entry each, and loses no count."""
+    from runtime.tcache import EVENT_BUCKET
+
+    m = run_code(words(EBREAK)).machine
+    tc = m.tcache
+    before = len(tc.events)
+    t0 = tc.events[-1][0] if tc.events else 0.0
+    for _ in range(10_000):
+        tc._event("sfence.vma", 1)
+        tc._event("satp", 2)
+    added = tc.events[before:]
+    # One entry per kind and bucket of the time the loop took (however slow the host).
+    buckets = (added[-1][0] - t0) / EVENT_BUCKET + 2
+    assert len(added) <= 2 * buckets < 20_000, (len(added), buckets)
+    assert sum(n for _, k, n in added if k == "sfence.vma") == 10_000
+    assert sum(n for _, k, n in added if k == "satp") == 20_000

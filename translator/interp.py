@@ -10,8 +10,9 @@ TLB probe), privileged work leaves through the same callouts, and the instructio
 checked before every instruction exactly as block prologues check it, so interrupts and
 instruction limits behave as in compiled code.
 
-Control: the dispatcher calls `mirage_interp` on a jump-cache miss. At every block head (the
-instruction after a branch, jump or system instruction) it looks in the jump cache again and
+Control: the dispatcher calls `mirage_interp` on a jump-cache miss. At every block head (a
+taken branch's or a jump's target, or the instruction after a system instruction) it looks in
+the jump cache again and
 returns a translated block's function to the loop in `mirage_enter`; otherwise it counts the
 head in a table of execution counters and, when one reaches the warm threshold, returns
 EXIT_WARM so the runtime translates the block there (the interpreter goes on meanwhile).
@@ -198,9 +199,17 @@ class InterpBuilder(BlockBuilder):
         self.emit("br label %head")
 
     def branch(self, cond: str, taken, fallthrough) -> None:
-        t = self.select(cond, const(taken), const(fallthrough))
-        self.store_field(abi.OFF_PC, t)
+        """A taken branch reaches a block head; the fall-through goes on in the same block, as
+        the translator forms blocks (translator/block.py: forward branches are side exits), so
+        a warm loop head starts a block that ends at its back edge and loops in its function."""
+        t, f = self.label("taken"), self.label("nottaken")
+        self.emit(f"br i1 {cond}, label %{t}, label %{f}")
+        self.start_block(t)
+        self.store_field(abi.OFF_PC, const(taken))
         self.emit("br label %head")
+        self.start_block(f)
+        self.store_field(abi.OFF_PC, const(fallthrough))
+        self.emit("br label %insn")
         self.terminated = True
 
     def sys_callout(self, raw, desc: int = 0) -> None:
