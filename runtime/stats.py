@@ -50,7 +50,9 @@ The JSON document (schema "mirage-stats", version 2; version 1 had the keys mark
                          bytes changed before install)}
   time                   host seconds of the run loop: {interpreter, compiled (native code but
                          the interpreter, callouts excluded), python: {cause: s} (mem, sys,
-                         fetch, miss, warm, poll, hot), translate (main thread's translation)}
+                         fetch: estimated from those made during one run-loop slice in
+                         machine.TIME_SAMPLE; miss, warm, poll, hot: each), translate (main
+                         thread's translation)}
   invalidations*         {cause: n}: "code-write" (blocks dropped: their guest bytes were written),
                          "fence.i" (fence.i executed; the writes had already dropped the code),
                          "satp", "sfence.vma", "pmp" (jump-cache flushes), "breakpoint" (blocks
@@ -235,10 +237,10 @@ def _time_split(m) -> dict:
     interp_total = 0.0
     if m.cycles_per_second:
         interp_total = sum(int(h.s.stat_interp_cycles) for h in m.harts) / m.cycles_per_second
-    in_native = sum(m.stats_seconds[c] for c in ("mem", "sys", "fetch"))
-    interp = max(0.0, interp_total - m.interp_callout_seconds)
-    compiled = max(0.0, m.native_seconds - interp_total - (in_native - m.interp_callout_seconds))
-    return {"interpreter": interp, "compiled": compiled, "python": dict(m.stats_seconds),
+    callouts, from_interp = m.callout_seconds()
+    interp = max(0.0, interp_total - from_interp)
+    compiled = max(0.0, m.native_seconds - interp_total - (sum(callouts.values()) - from_interp))
+    return {"interpreter": interp, "compiled": compiled, "python": {**m.stats_seconds, **callouts},
             "translate": m.tcache.translate_seconds}
 
 
