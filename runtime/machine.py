@@ -647,21 +647,14 @@ class Machine:
         try:
             ppc = self.mmu.fetch_translate(hart, hart.pc)
         except Trap:
-            ppc = None
-        if ppc is not None and self.tcache.keep_interpreted(hart.pc, ppc, hart.s.flags):
-            self.stats_callouts["warm"] += 1
-            return
-        if not self.tcache.background:
-            self._translate_at(hart, warm=True)
-            return
-        try:
-            ppc = self.mmu.fetch_translate(hart, hart.pc)
-        except Trap:
             self.stats_callouts["warm"] += 1
             return  # The interpreter takes the fault when it runs the instruction
-        if (hart.pc, ppc, hart.s.flags) in self.tcache.blocks or ppc & (abi.PAGE_SIZE - 1) > abi.PAGE_SIZE - 4:
-            # Translated but not found natively (crosses a page), or its first instruction may:
-            # the main thread does it.
+        if self.tcache.keep_interpreted(hart.pc, ppc, hart.s.flags):
+            self.stats_callouts["warm"] += 1
+        elif (not self.tcache.background or (hart.pc, ppc, hart.s.flags) in self.tcache.blocks
+              or ppc & (abi.PAGE_SIZE - 1) > abi.PAGE_SIZE - 4):
+            # No worker; or translated but not found natively (it crosses a page), or its first
+            # instruction may: the main thread does it.
             self._translate_at(hart, warm=True)
         elif self.mem.is_ram(ppc, 2):
             self.stats_callouts["warm"] += 1

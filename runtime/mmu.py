@@ -151,15 +151,21 @@ class Mmu:
             raise Trap(PAGE_FAULT[access], vaddr)
 
     # TLB
+    def _fillable(self, hart: Hart, mmu: int, paddr: int) -> bool:
+        """Whether the page of paddr may get a fast-path entry: RAM, and one guard decision for
+        all of it. Counts the fill."""
+        if not self.mem.is_ram(paddr & PAGE_MASK, abi.PAGE_SIZE):
+            return False
+        if self.pmp_page is not None and not self.pmp_page(hart, mmu, paddr):
+            return False
+        self.stats_fills += 1
+        return True
+
     def fill(self, hart: Hart, mmu: int, vaddr: int, paddr: int, write: bool) -> None:
         """Installs a fast-path entry for a RAM page after a successful access."""
-        ppage = paddr & PAGE_MASK
-        if not self.mem.is_ram(ppage, abi.PAGE_SIZE):
+        if not self._fillable(hart, mmu, paddr):
             return
-        if self.pmp_page is not None and not self.pmp_page(hart, mmu, paddr):
-            return
-        self.stats_fills += 1
-        vpage = vaddr & PAGE_MASK
+        ppage, vpage = paddr & PAGE_MASK, vaddr & PAGE_MASK
         idx = (vaddr >> abi.PAGE_BITS) & (abi.TLB_SIZE - 1)
         e = hart.s.tlb[mmu][idx]
         addend = (ppage - self.mem.ram_base - vpage) & MASK64
@@ -177,17 +183,13 @@ class Mmu:
     def fill_code(self, hart: Hart, mmu: int, vaddr: int, paddr: int) -> None:
         """Installs a code TLB entry for a RAM page after a successful fetch (the interpreter's
         fast fetch)."""
-        ppage = paddr & PAGE_MASK
-        if not self.mem.is_ram(ppage, abi.PAGE_SIZE):
+        if not self._fillable(hart, mmu, paddr):
             return
-        if self.pmp_page is not None and not self.pmp_page(hart, mmu, paddr):
-            return
-        self.stats_fills += 1
         vpage = vaddr & PAGE_MASK
         idx = (vaddr >> abi.PAGE_BITS) & (abi.CTLB_SIZE - 1)
         e = hart.s.ctlb[mmu][idx]
         e.tag = vpage
-        e.addend = (ppage - self.mem.ram_base - vpage) & MASK64
+        e.addend = ((paddr & PAGE_MASK) - self.mem.ram_base - vpage) & MASK64
         self._note_super(hart, vaddr, mmu | CODE, idx)
 
     def _note_super(self, hart: Hart, vaddr: int, mmu: int, idx: int) -> None:
