@@ -218,17 +218,8 @@ class Machine:
             except BaseException as e:  # noqa: BLE001
                 return self._callout_failed(hp, e)
 
-        @ffi.callback("uint64_t(hart_t *, int64_t, uint64_t, uint64_t)")
-        def helper_cb(hp, op, a, b):
-            try:
-                from runtime import helpers
-                return helpers.call(op, a, b)
-            except BaseException as e:  # noqa: BLE001
-                return self._callout_failed(hp, e)
-
-        self._callbacks = (mem_cb, sys_cb, helper_cb, fetch_cb)
-        for name, cb in (("mirage_mem_c", mem_cb), ("mirage_sys_c", sys_cb), ("mirage_helper_c", helper_cb),
-                         ("mirage_fetch_c", fetch_cb)):
+        self._callbacks = (mem_cb, sys_cb, fetch_cb)
+        for name, cb in (("mirage_mem_c", mem_cb), ("mirage_sys_c", sys_cb), ("mirage_fetch_c", fetch_cb)):
             self.engine.add_import(name, int(ffi.cast("uintptr_t", cb)))
         self._by_ptr: dict[int, Hart] = {}
 

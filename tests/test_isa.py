@@ -416,3 +416,16 @@ def test_disasm_examples():
     assert d(0x800000B7) == "lui ra, 0x80000"
     assert d(0xFFC58067) == "jalr zero, -4(a1)"
     assert d(0xFE000EE3, 0x1000) == "beq zero, zero, 0xffc"
+
+
+def test_every_row_has_an_emitter_and_every_emitter_a_row() -> None:
+    """A row without an emitter would decode and then silently run as an illegal instruction (in
+    the translator and in the interpreter, which both drop rows without one); an emitter without
+    a row is dead code or a misspelled name."""
+    from translator.emit import EMITTERS, load_all
+
+    load_all()
+    rows = {e.name for e in ENCODINGS}
+    assert not rows - set(EMITTERS), sorted(rows - set(EMITTERS))
+    assert not set(EMITTERS) - rows, sorted(set(EMITTERS) - rows)
+    assert len(rows) == len(ENCODINGS)  # One row per name

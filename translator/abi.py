@@ -150,7 +150,6 @@ DESC_COMPRESSED = 1 << 24
 
 # System callout: i64 mirage_sys(ptr hart, i64 insn_raw, i64 pc, i64 desc); desc bits 16-23 as above.
 # It performs the instruction (or raises its trap) and sets pc; the block then dispatches.
-# Helper callout for rare instruction semantics: i64 mirage_helper(ptr hart, i64 op, i64 a, i64 b).
 
 # Translation flags (hart.flags): the mode a block was compiled for.
 FLAG_PRIV_MASK = 0x3  # 0 U, 1 S, 3 firmware (virtual M)

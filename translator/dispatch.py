@@ -18,7 +18,6 @@ from translator.interp import interpreter_ir
 CALLOUTS = {
     "mirage_mem": "(ptr %h, i64 %a, i64 %b, i64 %c, i64 %d)",
     "mirage_sys": "(ptr %h, i64 %a, i64 %b, i64 %c)",
-    "mirage_helper": "(ptr %h, i64 %a, i64 %b, i64 %c)",
 }
 
 

@@ -566,10 +566,6 @@ class BlockBuilder:
         self.to_dispatcher()
         self.terminated = True
 
-    def helper(self, op: int, a: str, b: str) -> str:
-        """Calls the runtime helper for rare semantics that need no guest state."""
-        return self.callout("mirage_helper", f"ptr %h, i64 {op}, i64 {a}, i64 {b}")
-
     # Self-loops
     def begin_loop(self, regs: set[tuple[str, int]]) -> None:
         """Starts the loop header: phis for the budget and for every register the body touches."""
