@@ -62,12 +62,8 @@ def stats_cmd(file: str | None, as_json: bool, plot: str | None, top: int, disas
             click.echo(f"plot written to {plot}")
 
 
-@cache.command("info")
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def info_cmd(as_json: bool) -> None:
-    """Show the persistent translation cache: entries, size, age of the oldest and newest."""
-    from rich.table import Table
-
+def _pcache():
+    """The persistent translation cache, its directory checked (a one-line error if unusable)."""
     from runtime.pcache import PersistentCache
 
     pc = PersistentCache()
@@ -75,7 +71,16 @@ def info_cmd(as_json: bool) -> None:
         pc.check_dir()
     except ValueError as e:
         _fail(str(e))
-    info = pc.info()
+    return pc
+
+
+@cache.command("info")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def info_cmd(as_json: bool) -> None:
+    """Show the persistent translation cache: entries, size, age of the oldest and newest."""
+    from rich.table import Table
+
+    info = _pcache().info()
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
@@ -95,13 +100,7 @@ def info_cmd(as_json: bool) -> None:
 @cache.command("clear")
 def clear_cmd() -> None:
     """Delete every entry of the persistent translation cache."""
-    from runtime.pcache import PersistentCache
-
-    pc = PersistentCache()
-    try:
-        pc.check_dir()
-    except ValueError as e:
-        _fail(str(e))
+    pc = _pcache()
     n = pc.clear()
     click.echo(f"removed {n} entries from {pc.dir}")
 

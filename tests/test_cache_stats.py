@@ -18,6 +18,7 @@ from elftools.elf.elffile import ELFFile
 
 from runtime.cli import main
 from tests.conftest import ROOT
+from tests.guest import build as guest_build
 
 # 1000 iterations of a three-instruction self-loop; `j loop` makes the loop block start at `loop`.
 LOOP = r"""
@@ -74,27 +75,7 @@ patch:
 
 # Firmware mrets to S-mode, which turns Sv39 on (a 1 GiB identity page over the program), runs a
 # loop, and turns it off again: two satp changes and two sfence.vma.
-SATP = r"""
-  la t0, trap
-  csrw mtvec, t0
-  li t0, -1
-  csrw pmpaddr0, t0
-  li t0, 0x1f
-  csrw pmpcfg0, t0
-  li t0, 3 << 11
-  csrc mstatus, t0
-  li t0, 1 << 11
-  csrs mstatus, t0
-  la t0, s_entry
-  csrw mepc, t0
-  mret
-s_entry:
-  la t0, pt
-  srli t0, t0, 12
-  li t1, 8 << 60
-  or t0, t0, t1
-  csrw satp, t0
-  sfence.vma
+SATP = guest_build.to_s_mode() + guest_build.SV39_ON + r"""
   li a0, 0
   li a1, 10
 1: add a0, a0, a1

@@ -13,6 +13,7 @@ import threading
 import pytest
 
 from tests.conftest import ROOT, mirage
+from tests.guest import build as guest_build
 
 TINY = "  PASS\n"
 
@@ -367,21 +368,7 @@ def test_objcheck_accepts_what_llvm_makes(asm, tmp_path):
 
 # 9. The SBI fast path only for SBI firmware
 
-S_ECALL = r"""
-  la t0, mtrap
-  csrw mtvec, t0
-  li t0, -1
-  csrw pmpaddr0, t0
-  li t0, 0x1f
-  csrw pmpcfg0, t0
-  li t0, 3 << 11
-  csrc mstatus, t0
-  li t0, 1 << 11
-  csrs mstatus, t0
-  la t0, s_entry
-  csrw mepc, t0
-  mret
-s_entry:
+S_ECALL = guest_build.to_s_mode('mtrap') + r"""
   li a7, 0x54494D45
   li a6, 0
   li a0, -1

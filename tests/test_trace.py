@@ -5,6 +5,7 @@ from __future__ import annotations
 from elftools.elf.elffile import ELFFile
 
 from tests.conftest import mirage
+from tests.guest import build as guest_build
 
 
 def symbol(elf, name: str) -> int:
@@ -77,27 +78,7 @@ def test_trace_off_by_default_and_bad_category(asm):
 
 # S-mode under Sv39 (one 1 GiB identity page over RAM): fetches and a load are walked, a load from
 # an address no entry maps faults (load page fault, 13) and goes to the firmware.
-SV39 = r"""
-  la t0, trap
-  csrw mtvec, t0
-  li t0, -1
-  csrw pmpaddr0, t0
-  li t0, 0x1f
-  csrw pmpcfg0, t0
-  li t0, 3 << 11
-  csrc mstatus, t0
-  li t0, 1 << 11
-  csrs mstatus, t0
-  la t0, s_entry
-  csrw mepc, t0
-  mret
-s_entry:
-  la t0, pt
-  srli t0, t0, 12
-  li t1, 8 << 60
-  or t0, t0, t1
-  csrw satp, t0
-  sfence.vma
+SV39 = guest_build.to_s_mode() + guest_build.SV39_ON + r"""
   la t2, value
   ld a0, 0(t2)
   li t2, 0x100000000

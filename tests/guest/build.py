@@ -44,6 +44,36 @@ fromhost: .dword 0
 """
 
 
+def to_s_mode(trap: str = "trap") -> str:
+    """Guest assembly: mtvec = `trap`, PMP open to S-mode (pmpaddr0 all ones, NAPOT RWX), then
+    mret to the label `s_entry` in S-mode (privileged spec 3.1.6.1: MPP = 01)."""
+    return f"""
+  la t0, {trap}
+  csrw mtvec, t0
+  li t0, -1
+  csrw pmpaddr0, t0
+  li t0, 0x1f
+  csrw pmpcfg0, t0
+  li t0, 3 << 11
+  csrc mstatus, t0
+  li t0, 1 << 11
+  csrs mstatus, t0
+  la t0, s_entry
+  csrw mepc, t0
+  mret
+s_entry:"""
+
+
+# Guest assembly for S-mode: Sv39 on, rooted at the label `pt`.
+SV39_ON = r"""
+  la t0, pt
+  srli t0, t0, 12
+  li t1, 8 << 60
+  or t0, t0, t1
+  csrw satp, t0
+  sfence.vma"""
+
+
 def cache_dir() -> Path:
     root = Path(os.environ.get("MIRAGE_CACHE_DIR", Path.home() / ".cache" / "mirage"))
     d = root / "test-guests"
