@@ -37,7 +37,6 @@ class Hart:
         self.scause = 0
         self.stval = 0
         self.sscratch = 0
-        self.satp = 0
         self.scounteren = 0
         self.senvcfg = 0
         # Interrupt state: pending and enable bits (mip/mie layout) and the interrupt delegation
@@ -104,6 +103,14 @@ class Hart:
     @mideleg.setter
     def mideleg(self, v: int) -> None:
         self.s.mideleg = v
+
+    @property
+    def satp(self) -> int:
+        return self.s.satp
+
+    @satp.setter
+    def satp(self, v: int) -> None:
+        self.s.satp = v
 
     @property
     def mstatus(self) -> int:

@@ -26,6 +26,7 @@ from translator.dispatch import CALLOUTS, MEM_HELPERS, dispatcher_ir
 from translator.interp import HEADS_SIZE, WARM_THRESHOLD, rvc_table
 from translator.isa import decode
 from translator.jit import Engine
+from translator.softmmu import NATIVE_ENTRIES
 
 MASK64 = (1 << 64) - 1
 SLICE = 1 << 22  # Instructions between polls of devices and timers
@@ -156,8 +157,10 @@ class Machine:
         self.counteren = 0  # Physical mcounteren, owned by the monitor
         self.trap_guard = TrapGuard(self)  # Idle traps count as instructions; trap loops stop
         self._install_callouts()
-        exports = ["mirage_dispatch", "mirage_enter", "mirage_interp", "mirage_cycles", *CALLOUTS, *MEM_HELPERS]
+        exports = ["mirage_dispatch", "mirage_enter", "mirage_interp", "mirage_cycles", *CALLOUTS,
+                   *(f"{name}_c" for name in CALLOUTS), *MEM_HELPERS, *NATIVE_ENTRIES]
         rt = self.engine.link(_runtime_object(self.engine), exports)
+        self.runtime_symbols = rt  # Name -> address of the runtime code's entries
         # The interpreter's tables (translator/interp.py), shared by the harts.
         self._heads = ffi.new("int32_t[]", HEADS_SIZE)
         self._btab = ffi.new("uint64_t[]", 4 * HEADS_SIZE)
@@ -169,6 +172,11 @@ class Machine:
         for name, addr in rt.items():
             self.engine.add_import(name, addr)
         self._enter = ffi.cast("int64_t(*)(hart_t *)", rt["mirage_enter"])
+        self.mmu.unwrite = ffi.cast("void(*)(hart_t *, uint64_t)", rt["mirage_tlb_unwrite"])
+        self.mmu.flush_page_native = ffi.cast("void(*)(hart_t *, uint64_t, uint64_t)", rt["mirage_tlb_flush_page"])
+        # TLB misses of the OS world refill natively (translator/softmmu.py); off: every miss
+        # walks in Python (-d mmu turns it off to log each walk).
+        self.native_refill = True
         self.tcache = TranslationCache(self.engine, self.dispatch_addr)
         self.tcache.on_pages = lambda pages: [self.mmu.watch_page(p, self.harts) for p in pages]
         self.tcache.read_phys = self.mem.read_bytes
@@ -180,7 +188,8 @@ class Machine:
             h.s.ram = ffi.cast("uint8_t *", self.mem.host_base)
             h.s.heads, h.s.btab = self._heads, self._btab
             h.s.rvc = self._rvc
-            self.mmu.flush(h)
+            h.s.ram_base, h.s.ram_size = self.mem.ram_base, self.mem.ram_size
+            self.mmu.guard_changed(h)
             self.tcache.jc_flush(h, "reset")
             h.update_flags()
         self.tcache.invalidations.clear()
@@ -219,7 +228,7 @@ class Machine:
                 return self._callout_failed(hp, e)
 
         self._callbacks = (mem_cb, sys_cb, fetch_cb)
-        for name, cb in (("mirage_mem_c", mem_cb), ("mirage_sys_c", sys_cb), ("mirage_fetch_c", fetch_cb)):
+        for name, cb in (("mirage_mem_py", mem_cb), ("mirage_sys_py", sys_cb), ("mirage_fetch_py", fetch_cb)):
             self.engine.add_import(name, int(ffi.cast("uintptr_t", cb)))
         self._by_ptr: dict[int, Hart] = {}
 
@@ -493,7 +502,7 @@ class Machine:
         had = self.mmu.pmp_check is not None
         self.mmu.set_guard(guard)
         for h in self.harts:
-            self.mmu.flush(h)
+            self.mmu.guard_changed(h)
             if had:
                 self.tcache.jc_flush(h, "pmp")
 
@@ -563,6 +572,7 @@ class Machine:
         slices = 0
         for h in self.harts:
             h.s.warm = min(max(1, self.warm_threshold), (1 << 31) - 1)
+            h.s.walk = int(self.native_refill and self.mmu.trace is None)
         while self.halted is None:
             budget = SLICE
             if tc.pending:

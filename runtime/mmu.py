@@ -25,8 +25,6 @@ PAGE_FAULT = {"r": C.LOAD_PAGE_FAULT, "w": C.STORE_PAGE_FAULT, "x": C.INSN_PAGE_
 
 # PTE bits (privileged spec 4.3.1)
 PTE_V, PTE_R, PTE_W, PTE_X, PTE_U, PTE_G, PTE_A, PTE_D = (1 << i for i in range(8))
-# Marks a code TLB slot in the superpage bookkeeping (data slots carry the bare MMU index).
-CODE = 8
 
 
 class AccessGuard(Protocol):
@@ -52,18 +50,15 @@ class Mmu:
         self.mem = mem
         # Physical pages that must not get fast-path write entries (code, watched words).
         self.write_watch: set[int] = set()
-        # Reverse map: physical page -> TLB slots (hart ptr, mmu, index) holding a fast write entry.
-        # Every live fast write entry must be in it (watch_page revokes through it), so a flush
-        # forgets exactly the slots it dropped: (hart ptr, mmu) -> pages with slots of that TLB.
-        self._writers: dict[int, set[tuple[int, int, int]]] = {}
-        self._written: dict[tuple[int, int], set[int]] = {}
         self.stats_walks = 0
         self.stats_fills = 0
-        # Size of the leaf the last translation used (0: no page table), and per hart the TLB
-        # slots filled from superpages, by superpage: a 4 KiB entry cut from a superpage must go
-        # when an sfence.vma names any address of that superpage.
+        # Size of the leaf the last translation used (0: no page table); a TLB entry records it,
+        # so that an sfence.vma naming any address of a superpage drops entries cut from it.
         self.leaf_size = 0
-        self._super: dict[int, dict[tuple[int, int], set[tuple[int, int]]]] = {}
+        # The native TLB scans (translator/softmmu.py), set by the machine once its runtime code is
+        # linked: fn(hart_t *, page offset in RAM) and fn(hart_t *, vaddr, MMU-index mask).
+        self.unwrite = None
+        self.flush_page_native = None
         # The guard's bound methods (set_guard): fn(hart, paddr, size, access, priv) -> bool, and
         # fn(hart, mmu, paddr) -> bool; None: no guard.
         self.pmp_check = None
@@ -122,6 +117,8 @@ class Mmu:
             if pte is None or (self.pmp_check is not None
                                and not self.pmp_check(hart, pte_addr, 8, "r", C.PRV_S)):
                 raise Trap(ACCESS_FAULT[access], vaddr)
+            if self.pmp_page is None or self.pmp_page(hart, abi.MMU_S, pte_addr):
+                self._note_allowed(hart, abi.MMU_S, pte_addr >> abi.PAGE_BITS, "r")
             if not pte & PTE_V or (not pte & PTE_R and pte & PTE_W) or pte >> 54:
                 raise Trap(PAGE_FAULT[access], vaddr)
             if pte & (PTE_R | PTE_X):
@@ -173,12 +170,12 @@ class Mmu:
             e.write = INVALID
         e.read = vpage
         e.addend = addend
-        self._note_super(hart, vaddr, mmu, idx)
+        self._note_leaf(hart, e)
         ppn = ppage >> abi.PAGE_BITS
-        if write and ppn not in self.write_watch:
+        fast_write = write and ppn not in self.write_watch
+        if fast_write:
             e.write = vpage
-            self._writers.setdefault(ppn, set()).add((hart.ptr, mmu, idx))
-            self._written.setdefault((hart.ptr, mmu), set()).add(ppn)
+        self._note_allowed(hart, mmu, ppn, "w" if write else "r", fast_write)
 
     def fill_code(self, hart: Hart, mmu: int, vaddr: int, paddr: int) -> None:
         """Installs a code TLB entry for a RAM page after a successful fetch (the interpreter's
@@ -190,85 +187,66 @@ class Mmu:
         e = hart.s.ctlb[mmu][idx]
         e.tag = vpage
         e.addend = ((paddr & PAGE_MASK) - self.mem.ram_base - vpage) & MASK64
-        self._note_super(hart, vaddr, mmu | CODE, idx)
+        self._note_leaf(hart, e)
+        self._note_allowed(hart, mmu, paddr >> abi.PAGE_BITS, "x")
 
-    def _note_super(self, hart: Hart, vaddr: int, mmu: int, idx: int) -> None:
-        """Remembers a TLB slot cut from a superpage (the last translation's leaf); `mmu` has the
-        CODE bit for a code TLB slot."""
+    def _note_leaf(self, hart: Hart, e) -> None:
+        """Records in a TLB entry the leaf of the last translation (superpages: see flush_page)."""
+        e.leaf = max(self.leaf_size, abi.PAGE_SIZE)
         if self.leaf_size > abi.PAGE_SIZE:
-            base = vaddr & ~(self.leaf_size - 1)
-            self._super.setdefault(hart.ptr, {}).setdefault((base, self.leaf_size), set()).add((mmu, idx))
+            hart.s.nsuper += 1
 
-    def can_write_fast(self, hart: Hart, mmu: int, vaddr: int, paddr: int) -> bool:
-        return (paddr >> abi.PAGE_BITS) not in self.write_watch
+    def _note_allowed(self, hart: Hart, mmu: int, ppn: int, access: str, fast_write: bool = False) -> None:
+        """Tells the native refill (gperm, abi.GPERM_BITS) that the guard allows `access` by the
+        OS world through `mmu` on every byte of page ppn (the caller checked one access and
+        `_fillable` the page's uniformity), and whether it may get fast write entries."""
+        if mmu == abi.MMU_M or hart.priv == C.PRV_M:
+            return  # The refill serves the OS world only
+        e = hart.s.gperm[ppn & (abi.GPERM_SIZE - 1)]
+        if e.ppn != ppn:
+            e.ppn = ppn
+            e.bits = 0
+        e.bits |= (1 << (3 * mmu + "rwx".index(access))) | (abi.GPERM_WFAST if fast_write else 0)
 
     def watch_page(self, ppn: int, harts: list[Hart]) -> None:
-        """Removes fast write entries that map physical page `ppn` (it now holds code)."""
+        """Removes fast write entries that map physical page `ppn` (it now holds code), in every
+        hart's TLBs, and tells the native refill not to make new ones."""
         if ppn in self.write_watch:
             return
         self.write_watch.add(ppn)
-        slots = self._writers.pop(ppn, None)
-        if not slots:
-            return
-        by_ptr = {h.ptr: h for h in harts}
-        for ptr, mmu, idx in slots:
-            h = by_ptr.get(ptr)
-            if h is not None:
-                h.s.tlb[mmu][idx].write = INVALID
+        pkey = ((ppn << abi.PAGE_BITS) - self.mem.ram_base) & MASK64
+        for h in harts:
+            e = h.s.gperm[ppn & (abi.GPERM_SIZE - 1)]
+            if e.ppn == ppn:
+                e.bits &= ~abi.GPERM_WFAST
+            if self.unwrite is not None:
+                self.unwrite(h.s, pkey)
 
     def unwatch_page(self, ppn: int) -> None:
         self.write_watch.discard(ppn)
 
     def flush(self, hart: Hart, mmus: tuple[int, ...] = (abi.MMU_U, abi.MMU_S, abi.MMU_S_SUM, abi.MMU_M)) -> None:
         """Invalidates whole TLBs (satp writes, sfence.vma, permission changes)."""
-        sup = self._super.get(hart.ptr)
-        if sup:
-            for key in list(sup):
-                slots = {s for s in sup[key] if s[0] & ~CODE not in mmus}
-                if slots:
-                    sup[key] = slots
-                else:
-                    del sup[key]
         for mmu in mmus:
             base = hart.ptr + abi.OFF_TLB + mmu * abi.TLB_SIZE * abi.TLB_ENTRY
             ctypes.memset(base, 0xFF, abi.TLB_SIZE * abi.TLB_ENTRY)
             base = hart.ptr + abi.OFF_CTLB + mmu * abi.CTLB_SIZE * abi.CTLB_ENTRY
             ctypes.memset(base, 0xFF, abi.CTLB_SIZE * abi.CTLB_ENTRY)
-            # Forget the write slots of this TLB only: the firmware's TLB (MMU_M, not flushed by
-            # sfence.vma or satp writes) and other harts' TLBs keep theirs tracked, or a page that
-            # later holds code could still be written through them without invalidation.
-            for ppn in self._written.pop((hart.ptr, mmu), ()):
-                slots = self._writers.get(ppn)
-                if slots is None:
-                    continue
-                slots.difference_update([s for s in slots if s[0] == hart.ptr and s[1] == mmu])
-                if not slots:
-                    del self._writers[ppn]
+        if {abi.MMU_U, abi.MMU_S, abi.MMU_S_SUM} <= set(mmus):
+            hart.s.nsuper = 0  # Only the OS world's TLBs hold entries cut from superpages
+
+    def guard_changed(self, hart: Hart) -> None:
+        """The access guard's decisions changed for `hart` (a new guard, a PMP write): flush its
+        TLBs and what the native refill learned."""
+        self.flush(hart)
+        ctypes.memset(hart.ptr + abi.OFF_GPERM, 0xFF, abi.GPERM_SIZE * 16)
 
     def flush_page(self, hart: Hart, vaddr: int, mmus: tuple[int, ...]) -> None:
         """sfence.vma with an address (privileged spec 4.2.1: "orders only reads and writes to
         leaf page table entries for the virtual address in rs1"): the entry of that page, and
-        every entry cut from a superpage that contains it."""
-        vpage = vaddr & PAGE_MASK
-        idx = (vaddr >> abi.PAGE_BITS) & (abi.TLB_SIZE - 1)
-        tlb, ctlb = hart.s.tlb, hart.s.ctlb
-        cidx = (vaddr >> abi.PAGE_BITS) & (abi.CTLB_SIZE - 1)
-        for mmu in mmus:
-            e = tlb[mmu][idx]
-            if e.read == vpage or e.write == vpage:
-                e.read = e.write = INVALID
-            if ctlb[mmu][cidx].tag == vpage:
-                ctlb[mmu][cidx].tag = INVALID
-        sup = self._super.get(hart.ptr)
-        if sup:
-            for key in [k for k in sup if k[0] <= vaddr < k[0] + k[1]]:
-                for mmu, i in sup.pop(key):
-                    if mmu & ~CODE not in mmus:
-                        continue
-                    if mmu & CODE:
-                        ctlb[mmu & ~CODE][i].tag = INVALID
-                    else:
-                        tlb[mmu][i].read = tlb[mmu][i].write = INVALID
+        every entry cut from a superpage that contains it (a native scan: translator/softmmu.py)."""
+        mask = sum(1 << m for m in mmus)
+        self.flush_page_native(hart.s, vaddr & MASK64, mask)
 
     # Reads for the page walker and instruction fetch
     def read_phys(self, paddr: int, size: int) -> int | None:

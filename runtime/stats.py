@@ -59,7 +59,8 @@ The JSON document (schema "mirage-stats", version 2; version 1 had the keys mark
                          dropped for the debugger), "eviction" (blocks dropped to bound the cache;
                          Mirage keeps every translation, so 0)
   fence_i*               fence.i executed
-  mmu*                   {walks, fills}
+  mmu*                   {walks, fills} (in Python), native_walks (TLB refills in native
+                         code, translator/softmmu.py)
   pcache                 persistent translation cache (runtime/pcache.py): {enabled, dir,
                          lookups, hits, misses, rejected, writes, write_errors, bytes_written,
                          evicted, skipped, seconds_saved}; {"enabled": false} without it
@@ -214,7 +215,8 @@ def collect(m, t_start: float, t_run: float, t_end: float, pcache=None, program:
         "time": _time_split(m),
         "invalidations": invalidations,
         "fence_i": tc.fence_i,
-        "mmu": {"walks": m.mmu.stats_walks, "fills": m.mmu.stats_fills},
+        "mmu": {"walks": m.mmu.stats_walks, "fills": m.mmu.stats_fills,
+                "native_walks": sum(h.s.stat_walks for h in m.harts)},
         "pcache": pcache.as_dict() if pcache is not None else {"enabled": False},
         "vfm": m.monitor.stats if m.monitor is not None else {},
         "hot_blocks": blocks[:hot],

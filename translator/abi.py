@@ -16,7 +16,15 @@ TLB_ENTRY = 32
 # apart from the data TLB so that code and data pages at the same index do not evict each other.
 CTLB_BITS = 10
 CTLB_SIZE = 1 << CTLB_BITS
-CTLB_ENTRY = 16
+CTLB_ENTRY = 32
+# What the access guard allowed on physical pages, learned by the runtime when it fills a TLB
+# entry and read by the native TLB refill (translator/softmmu.py): per hart, direct-mapped by page
+# number. Bit 3 * mmu + access (0 read, 1 write, 2 execute) for MMU_U, MMU_S and MMU_S_SUM:
+# every such access to the page is allowed in the OS world; GPERM_WFAST: the page may get fast
+# write entries (it holds no translated code and no watched word).
+GPERM_BITS = 14
+GPERM_SIZE = 1 << GPERM_BITS
+GPERM_WFAST = 1 << 9
 PAGE_BITS = 12
 PAGE_SIZE = 1 << PAGE_BITS
 # A tag that never matches an address (bits 3-11 are never set in a compared address).
@@ -36,12 +44,18 @@ JC_ENTRY = 32
 
 CDEF = f"""
 typedef struct {{
-    uint64_t read, write, pad, addend;
+    uint64_t read, write;
+    uint64_t leaf;           /* Size of the page-table leaf it was cut from (superpages: > 4 KiB) */
+    uint64_t addend;
 }} tlb_entry_t;
 
 typedef struct {{
-    uint64_t tag, addend;
+    uint64_t tag, addend, leaf, pad;
 }} ctlb_entry_t;
+
+typedef struct {{
+    uint64_t ppn, bits;      /* See GPERM_BITS in translator/abi.py */
+}} gperm_entry_t;
 
 typedef struct {{
     uint64_t vpc, flags;
@@ -76,7 +90,14 @@ typedef struct {{
     uint64_t *btab;          /* pointers: generated code never refers to data sections, which */
     uint32_t *rvc;           /* the JIT may place beyond a 32-bit offset): head counters, block */
     int64_t warm;            /* table, compressed-word expansions; and the warm threshold */
+    uint64_t satp;           /* S-mode address translation and protection (Sv39 or bare) */
+    uint64_t ram_base, ram_size; /* Guest RAM in physical addresses */
+    uint32_t walk;           /* Nonzero: TLB misses try the native refill first (translator/softmmu.py) */
+    uint32_t pad0;
+    uint64_t nsuper;         /* TLB entries cut from superpages since the last full flush */
+    uint64_t stat_walks;     /* Page walks by the native refill that filled an entry */
     uint64_t scratch[8];
+    gperm_entry_t gperm[{GPERM_SIZE}];
     tlb_entry_t tlb[{NUM_MMU}][{TLB_SIZE}];
     ctlb_entry_t ctlb[{NUM_MMU}][{CTLB_SIZE}];
     jc_entry_t jc[{JC_SIZE}];
@@ -117,6 +138,13 @@ OFF_HEADS = offset("heads")
 OFF_BTAB = offset("btab")
 OFF_RVC = offset("rvc")
 OFF_WARM = offset("warm")
+OFF_SATP = offset("satp")
+OFF_RAM_BASE = offset("ram_base")
+OFF_RAM_SIZE = offset("ram_size")
+OFF_WALK = offset("walk")
+OFF_NSUPER = offset("nsuper")
+OFF_STAT_WALKS = offset("stat_walks")
+OFF_GPERM = offset("gperm")
 OFF_TLB = offset("tlb")
 OFF_CTLB = offset("ctlb")
 OFF_JC = offset("jc")
@@ -125,9 +153,11 @@ HART_SIZE = ffi.sizeof("hart_t")
 TLB_READ = ffi.offsetof("tlb_entry_t", "read")
 TLB_WRITE = ffi.offsetof("tlb_entry_t", "write")
 TLB_ADDEND = ffi.offsetof("tlb_entry_t", "addend")
+TLB_LEAF = ffi.offsetof("tlb_entry_t", "leaf")
 CTLB_ADDEND = ffi.offsetof("ctlb_entry_t", "addend")
+CTLB_LEAF = ffi.offsetof("ctlb_entry_t", "leaf")
 assert ffi.sizeof("tlb_entry_t") == TLB_ENTRY and ffi.sizeof("jc_entry_t") == JC_ENTRY
-assert ffi.sizeof("ctlb_entry_t") == CTLB_ENTRY
+assert ffi.sizeof("ctlb_entry_t") == CTLB_ENTRY and ffi.sizeof("gperm_entry_t") == 16
 
 # Values a block or the dispatcher returns to the run loop.
 EXIT_NEXT = 0  # Go on at pc (tier-0 blocks return it to the loop in mirage_enter)

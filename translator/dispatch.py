@@ -12,9 +12,13 @@ import functools
 
 from translator import abi
 from translator.interp import interpreter_ir
+from translator.softmmu import softmmu_ir
 
-# Callouts reach Python through trampolines with LLVM's preserve_most convention, so a block's
-# slow path costs the block no callee-saved register spills on its fast path.
+# Callouts: `<name>` is a trampoline with LLVM's preserve_most convention, so a block's slow path
+# costs the block no callee-saved register spills on its fast path (tier 1 calls it); `<name>_c`
+# the same entry with the C convention (tier 0 and the interpreter); `<name>_py` the Python
+# callback (runtime/machine.py). The memory callout's C entry first tries the native TLB refill
+# (translator/softmmu.py); the others go straight to Python.
 CALLOUTS = {
     "mirage_mem": "(ptr %h, i64 %a, i64 %b, i64 %c, i64 %d)",
     "mirage_sys": "(ptr %h, i64 %a, i64 %b, i64 %c)",
@@ -26,18 +30,21 @@ def _trampolines() -> str:
     for name, params in CALLOUTS.items():
         types = ", ".join(p.split()[0] for p in params.strip("()").split(", "))
         args = params.strip("()")
-        out.append(f"declare i64 @{name}_c({types})\n"
-                   f"define preserve_mostcc i64 @{name}{params} #1 {{\n"
+        if name != "mirage_mem":  # Its C entry is the refill (softmmu.py)
+            out.append(f"declare i64 @{name}_py({types})\n"
+                       f"define i64 @{name}_c{params} #0 {{\n"
+                       f"  %r = call i64 @{name}_py({args})\n  ret i64 %r\n}}\n")
+        out.append(f"define preserve_mostcc i64 @{name}{params} #1 {{\n"
                    f"  %r = call i64 @{name}_c({args})\n  ret i64 %r\n}}\n")
     return "\n".join(out)
 
 
 def _probe(cmpmask: int, write: bool) -> str:
     """The TLB probe both helper kinds share: %p is the host address on the fast path."""
-    tag_off = 8 if write else 0
+    tag_off = abi.TLB_WRITE if write else abi.TLB_READ
     return f"""  %i0 = lshr i64 %a, {abi.PAGE_BITS}
   %i1 = and i64 %i0, {abi.TLB_SIZE - 1}
-  %i2 = shl i64 %i1, 5
+  %i2 = shl i64 %i1, {abi.TLB_ENTRY.bit_length() - 1}
   %o0 = add i64 %i2, %tlb
   %o = add i64 %o0, {tag_off}
   %ep = getelementptr inbounds i8, ptr %h, i64 %o
@@ -46,7 +53,7 @@ def _probe(cmpmask: int, write: bool) -> str:
   %hit = icmp eq i64 %tag, %c
   br i1 %hit, label %fast, label %slow, !prof !0
 fast:
-  %adp = getelementptr inbounds i8, ptr %ep, i64 {24 - tag_off}
+  %adp = getelementptr inbounds i8, ptr %ep, i64 {abi.TLB_ADDEND - tag_off}
   %ad = load i64, ptr %adp
   %off = add i64 %a, %ad
   %rp = getelementptr inbounds i8, ptr %h, i64 {abi.OFF_RAM}
@@ -92,7 +99,7 @@ MEM_HELPERS = [f"mirage_ld{n}" for n in ("1u", "1s", "2u", "2s", "4u", "4s", "8u
 
 @functools.cache
 def dispatcher_ir() -> str:
-    return _trampolines() + _mem_helpers() + f"""
+    return _trampolines() + softmmu_ir() + _mem_helpers() + f"""
 define i64 @mirage_dispatch(ptr noalias %h) #0 {{
 entry:
   %sp = getelementptr inbounds i8, ptr %h, i64 {abi.OFF_STAT_DISPATCH}

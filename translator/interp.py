@@ -403,7 +403,7 @@ def interpreter_ir() -> str:
     wf = b.cast("zext", w32, "i32", "i64")
     b.emit("br label %fetched")
     b.start_block("fslow")
-    ws = b.call("i64", "@mirage_fetch_c", f"ptr %h, i64 {ipc}")
+    ws = b.call("i64", "@mirage_fetch", f"ptr %h, i64 {ipc}")
     stop = b.load_field(abi.OFF_EXIT_NOW, "i32")
     b._xout = True
     b.emit(f"br i1 {b.icmp('ne', stop, '0', 'i32')}, label %xout, label %fetched")
@@ -465,8 +465,6 @@ def interpreter_ir() -> str:
 
     body = "\n".join(b.lines)
     return f"""
-declare i64 @mirage_fetch_c(ptr, i64)
-
 declare i64 @llvm.readcyclecounter()
 
 define i64 @mirage_cycles() #0 {{

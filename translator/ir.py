@@ -268,10 +268,10 @@ class BlockBuilder:
         """Emits the inline TLB probe; returns (hit flag, entry pointer, addend pointer)."""
         idx = self.op("lshr", addr, str(abi.PAGE_BITS))
         idx = self.op("and", idx, str(abi.TLB_SIZE - 1))
-        eoff = self.op("shl", idx, "5")
+        eoff = self.op("shl", idx, str(abi.TLB_ENTRY.bit_length() - 1))
         eoff = self.op("add", eoff, self._tlb_base())
         if write:
-            eoff = self.op("add", eoff, "8")
+            eoff = self.op("add", eoff, str(abi.TLB_WRITE))
         ep = self.tmp()
         self.emit(f"{ep} = getelementptr inbounds i8, ptr %h, i64 {eoff}")
         tag = self.tmp()
@@ -279,7 +279,7 @@ class BlockBuilder:
         cmp = self.op("and", addr, const(~(abi.PAGE_SIZE - 1) | (size - 1)))
         hit = self.icmp("eq", tag, cmp)
         ap = self.tmp()
-        self.emit(f"{ap} = getelementptr inbounds i8, ptr {ep}, i64 {24 - (8 if write else 0)}")
+        self.emit(f"{ap} = getelementptr inbounds i8, ptr {ep}, i64 {abi.TLB_ADDEND - (abi.TLB_WRITE if write else abi.TLB_READ)}")
         return hit, ep, ap
 
     def _host_ptr(self, addr: str, ap: str) -> str:

@@ -496,7 +496,7 @@ class Monitor:
         filled under the old rules (fetches are checked when a block is looked up)."""
         v = self.ctx[hart.id].csr
         self.pmp.update(hart, v.pmpcfg, v.pmpaddr)
-        self.machine.mmu.flush(hart)
+        self.machine.mmu.guard_changed(hart)
         self.machine.tcache.jc_flush(hart, "pmp")
 
     # Interrupts at M-level

@@ -1,0 +1,231 @@
+"""The native TLB refill (translator/softmmu.py) against the Python page walk (runtime/mmu.py).
+
+The refill is the fast path of the same Sv39 walk: on random page tables, for every access it
+either declines (Python then walks) or fills exactly what Python's walk computes, with the same
+A/D updates; it declines wherever Python faults or must decide (guard not learned, watched page).
+The TLB scans (write revocation, sfence.vma of superpages) are checked against their rules.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from runtime.hart import Trap
+from runtime.machine import Machine
+from translator import abi
+from translator import csrs as C
+from translator.abi import ffi
+
+RAM = 0x8000_0000
+RAM_SIZE = 4 << 20
+V, R, W, X, U, G, A, D = (1 << i for i in range(8))
+MMUS = (abi.MMU_U, abi.MMU_S, abi.MMU_S_SUM)
+ACCESS = "rwx"
+
+
+def _machine() -> Machine:
+    m = Machine(ram_base=RAM, ram_size=RAM_SIZE)
+    h = m.harts[0]
+    h.priv = C.PRV_S
+    h.update_flags()
+    h.s.walk = 1
+    return m
+
+
+def _allow_all(m: Machine, wfast: bool = True) -> None:
+    """What the runtime would learn if the guard allowed everything on every RAM page."""
+    h = m.harts[0]
+    for ppn in range(RAM >> 12, (RAM + RAM_SIZE) >> 12):
+        e = h.s.gperm[ppn & (abi.GPERM_SIZE - 1)]
+        e.ppn = ppn
+        e.bits = (1 << 9) - 1 | (abi.GPERM_WFAST if wfast else 0)
+
+
+def _refill(m: Machine):
+    return ffi.cast("bool(*)(hart_t *, uint64_t, uint64_t, uint64_t)", m.runtime_symbols["mirage_refill"])
+
+
+class Tables:
+    """Random Sv39 page tables in RAM: three levels, leaves at every level (aligned or not),
+    every PTE bit pattern, some pointers outside RAM."""
+
+    def __init__(self, m: Machine, rng: random.Random) -> None:
+        self.m, self.rng = m, rng
+        self.next_page = RAM + (1 << 20)  # Page-table pages from 1 MiB up; data below
+        self.vaddrs: list[int] = []
+        self.root = self._table(2, 0)
+
+    def _alloc(self) -> int:
+        p = self.next_page
+        self.next_page += 4096
+        assert self.next_page <= RAM + RAM_SIZE
+        return p
+
+    def _pte(self, ppn: int, bits: int) -> int:
+        return ppn << 10 | bits
+
+    def _table(self, level: int, vbase: int) -> int:
+        rng = self.rng
+        page = self._alloc()
+        for vpn in rng.sample(range(512), 6 if level else 10):
+            va = vbase | vpn << (12 + 9 * level)
+            if level == 2 and vpn >= 256:
+                va |= ~((1 << 39) - 1) & ((1 << 64) - 1)  # Sign-extended upper half
+            kind = rng.random()
+            if level and kind < 0.45 and self.next_page < RAM + RAM_SIZE - 64 * 4096:
+                pte = self._pte(self._table(level - 1, va) >> 12, V)
+            else:
+                bits = rng.getrandbits(8) | V
+                if rng.random() < 0.15:
+                    bits &= ~V
+                if rng.random() < 0.6:
+                    bits |= R  # Mostly readable leaves
+                if level == 0 or rng.random() < 0.5:
+                    # A data page in RAM (superpages: the base of RAM, aligned or not)
+                    ppn = (RAM >> 12) + (rng.randrange(200) if level == 0 else rng.choice([0, 0, 3]))
+                else:
+                    ppn = rng.getrandbits(30)  # Anywhere, mostly outside RAM
+                if rng.random() < 0.05:
+                    bits |= 1 << (54 + rng.randrange(10))  # Reserved bits
+                pte = self._pte(ppn, bits)
+                self.vaddrs.append(va)
+            self.m.mem.write(page + 8 * vpn, 8, pte)
+        return page
+
+
+def _snapshot(m: Machine, lo: int, hi: int) -> bytes:
+    return bytes(m.mem.read_bytes(lo, hi - lo))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_refill_agrees_with_the_python_walk(seed):
+    rng = random.Random(seed)
+    m = _machine()
+    h = m.harts[0]
+    refill = _refill(m)
+    t = Tables(m, rng)
+    h.satp = 8 << 60 | t.root >> 12
+    _allow_all(m)
+    filled = declined = 0
+    for _ in range(3000):
+        va = rng.choice(t.vaddrs) + rng.randrange(1 << 12) * rng.choice([1, 1, 8, 512])
+        va &= (1 << 64) - 1
+        mmu = rng.choice(MMUS)
+        acc = rng.randrange(3)
+        if acc == 2 and mmu == abi.MMU_S_SUM:
+            mmu = abi.MMU_S  # Fetches go through MMU_U or MMU_S
+        h.s.mstatus = C.MSTATUS_MXR if rng.random() < 0.3 else 0
+        m.mmu.flush(h)
+        before = _snapshot(m, RAM + (1 << 20), t.next_page)
+        walks = h.s.stat_walks
+        ok = refill(h.s, va, mmu, acc)
+        after_native = _snapshot(m, RAM + (1 << 20), t.next_page)
+        m.mem.load_bytes(RAM + (1 << 20), before)
+        try:
+            pa = m.mmu.walk(h, va, ACCESS[acc], C.PRV_U if mmu == abi.MMU_U else C.PRV_S,
+                            mmu == abi.MMU_S_SUM)
+            leaf = m.mmu.leaf_size
+        except Trap:
+            pa = None
+        after_python = _snapshot(m, RAM + (1 << 20), t.next_page)
+        in_ram = pa is not None and RAM <= pa < RAM + RAM_SIZE
+        assert bool(ok) == in_ram, (hex(va), mmu, acc, pa)
+        if not ok:
+            declined += 1
+            assert after_native == before and h.s.stat_walks == walks
+            continue
+        filled += 1
+        assert after_native == after_python  # The same A/D updates
+        assert h.s.stat_walks == walks + 1
+        vpage = va & ~0xFFF
+        if acc == 2:
+            e = h.s.ctlb[mmu][(va >> 12) & (abi.CTLB_SIZE - 1)]
+            assert e.tag == vpage
+        else:
+            e = h.s.tlb[mmu][(va >> 12) & (abi.TLB_SIZE - 1)]
+            assert e.read == vpage and e.write == (vpage if acc == 1 else abi.TLB_INVALID)
+        assert (e.addend + vpage + RAM) & ((1 << 64) - 1) == pa & ~0xFFF
+        assert e.leaf == leaf
+    assert filled > 300 and declined > 300  # Both outcomes are well covered
+
+
+def test_refill_declines_what_the_guard_has_not_allowed():
+    m = _machine()
+    h = m.harts[0]
+    refill = _refill(m)
+    # One 4 KiB mapping: va 0x1000 -> RAM + 0x5000, readable and writable, A and D set.
+    l2, l1, l0 = RAM + 0x10_0000, RAM + 0x10_1000, RAM + 0x10_2000
+    m.mem.write(l2, 8, (l1 >> 12) << 10 | V)
+    m.mem.write(l1, 8, (l0 >> 12) << 10 | V)
+    m.mem.write(l0 + 8, 8, ((RAM + 0x5000) >> 12) << 10 | V | R | W | A | D)
+    h.satp = 8 << 60 | l2 >> 12
+    assert not refill(h.s, 0x1000, abi.MMU_S, 0)  # Nothing learned yet
+    _allow_all(m, wfast=False)
+    assert refill(h.s, 0x1000, abi.MMU_S, 0)
+    assert not refill(h.s, 0x1000, abi.MMU_S, 1)  # A store, but the page is watched
+    _allow_all(m)
+    assert refill(h.s, 0x1000, abi.MMU_S, 1)
+    # The page-table pages must be known readable too.
+    m.mmu.guard_changed(h)
+    ppn = (RAM + 0x5000) >> 12
+    e = h.s.gperm[ppn & (abi.GPERM_SIZE - 1)]
+    e.ppn, e.bits = ppn, (1 << 9) - 1
+    assert not refill(h.s, 0x1000, abi.MMU_S, 0)
+    # The firmware world and bare mode are Python's.
+    _allow_all(m)
+    assert refill(h.s, 0x1000, abi.MMU_S, 0)
+    h.priv = C.PRV_M
+    h.update_flags()
+    assert not refill(h.s, 0x1000, abi.MMU_S, 0)
+    h.priv = C.PRV_S
+    h.update_flags()
+    h.s.walk = 0
+    assert not refill(h.s, 0x1000, abi.MMU_S, 0)
+
+
+def test_watching_a_page_revokes_fast_writes_in_every_tlb():
+    m = _machine()
+    h = m.harts[0]
+    ppage = RAM + 0x7000
+    for mmu, va in ((abi.MMU_S, 0x4000_0000), (abi.MMU_U, 0x1234_5000), (abi.MMU_M, ppage)):
+        m.mmu.fill(h, mmu, va, ppage, True)
+        assert h.s.tlb[mmu][(va >> 12) & (abi.TLB_SIZE - 1)].write == va
+    m.mmu.fill(h, abi.MMU_S, 0x9000, RAM + 0x8000, True)  # Another page keeps its entry
+    m.mmu.watch_page(ppage >> 12, m.harts)
+    for mmu, va in ((abi.MMU_S, 0x4000_0000), (abi.MMU_U, 0x1234_5000), (abi.MMU_M, ppage)):
+        e = h.s.tlb[mmu][(va >> 12) & (abi.TLB_SIZE - 1)]
+        assert e.write == abi.TLB_INVALID and e.read == va  # Reads stay fast
+    assert h.s.tlb[abi.MMU_S][9].write == 0x9000
+    e = h.s.gperm[(ppage >> 12) & (abi.GPERM_SIZE - 1)]
+    assert e.ppn == ppage >> 12 and not e.bits & abi.GPERM_WFAST
+
+
+def test_sfence_vma_of_an_address_drops_entries_cut_from_its_superpage():
+    m = _machine()
+    h = m.harts[0]
+    # Entries as if cut from a 2 MiB superpage at va 0x4000_0000 and from 4 KiB pages elsewhere.
+    m.mmu.leaf_size = 2 << 20
+    for off in (0x1000, 0x5000, 0x1F_F000):
+        m.mmu.fill(h, abi.MMU_S, 0x4000_0000 + off, RAM + off, False)
+        m.mmu.fill_code(h, abi.MMU_S, 0x4000_0000 + off, RAM + off)
+    m.mmu.leaf_size = 4096
+    m.mmu.fill(h, abi.MMU_S, 0x4020_3000, RAM + 0x30_0000, False)
+    m.mmu.fill(h, abi.MMU_U, 0x4000_2000, RAM + 0x2000, False)
+    assert h.s.nsuper == 6
+    m.mmu.flush_page(h, 0x4000_8000, (abi.MMU_S,))
+    for off in (0x1000, 0x5000, 0x1F_F000):
+        i = ((0x4000_0000 + off) >> 12) & (abi.TLB_SIZE - 1)
+        assert h.s.tlb[abi.MMU_S][i].read == abi.TLB_INVALID
+        assert h.s.ctlb[abi.MMU_S][i].tag == abi.TLB_INVALID
+    assert h.s.tlb[abi.MMU_S][0x203].read == 0x4020_3000  # Another page: kept
+    assert h.s.tlb[abi.MMU_U][2].read == 0x4000_2000  # Another MMU index: kept
+    # Without superpage entries only the named page goes.
+    m.mmu.flush(h)
+    assert h.s.nsuper == 0
+    m.mmu.fill(h, abi.MMU_S, 0x4000_1000, RAM + 0x1000, False)
+    m.mmu.fill(h, abi.MMU_S, 0x4000_2000, RAM + 0x2000, False)
+    m.mmu.flush_page(h, 0x4000_1ABC, (abi.MMU_S,))
+    assert h.s.tlb[abi.MMU_S][1].read == abi.TLB_INVALID
+    assert h.s.tlb[abi.MMU_S][2].read == 0x4000_2000

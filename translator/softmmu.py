@@ -1,0 +1,502 @@
+"""The softmmu's native side: the TLB refill that walks Sv39 page tables without Python, and the
+TLB scans the runtime's flushes use.
+
+A data-TLB miss in generated code calls the memory callout (`mirage_mem`), a code-TLB miss of the
+interpreter calls `mirage_fetch`; both first try `mirage_refill`: the Sv39 walk of privileged spec
+4.3.2, which fills the TLB entry and performs the access when nothing needs Python: the OS world, an
+aligned access, page tables and target in RAM, and a target page the access guard is known to allow
+(the gperm cache that runtime/mmu.py fills when it fills an entry, abi.GPERM_*). Everything else
+(faults, bare mode, MMIO, guarded or watched pages, the firmware's MPRV accesses, -d mmu) takes the
+callout into Python, whose walk (runtime/mmu.py `Mmu.walk`) is the complete one: the refill only
+ever agrees with it or declines, which tests/test_softmmu.py checks on random page tables.
+"""
+
+from __future__ import annotations
+
+from translator import abi
+from translator import csrs as C
+
+PPN_MASK = (1 << 44) - 1
+INVALID = -1  # abi.TLB_INVALID as a signed i64 constant
+# PTE bits (privileged spec 4.3.1, Figure 4.21)
+PTE_V, PTE_R, PTE_W, PTE_X, PTE_U, PTE_A, PTE_D = 1, 2, 4, 8, 16, 64, 128
+ACC_R, ACC_W, ACC_X = 0, 1, 2  # Access kinds, as in the gperm bits
+
+
+def _shift(n: int) -> int:
+    assert n & (n - 1) == 0
+    return n.bit_length() - 1
+
+
+assert abi.TLB_SIZE == abi.CTLB_SIZE
+# What the runtime calls: the scans, void(hart_t *, uint64_t page offset in RAM) and void(hart_t *,
+# uint64_t vaddr, uint64_t MMU-index mask); and the refill, bool(hart_t *, uint64_t vaddr, uint64_t
+# mmu, uint64_t access), for tests.
+NATIVE_ENTRIES = ("mirage_tlb_unwrite", "mirage_tlb_flush_page", "mirage_refill")
+
+
+def softmmu_ir() -> str:
+    """`mirage_mem_c` (the memory callout's C entry), `mirage_fetch`, the refill, and the TLB
+    scans `mirage_tlb_unwrite` and `mirage_tlb_flush_page`, as IR text."""
+    return _REFILL + _MEM + _FETCH + _SCANS
+
+
+def _gep(name: str, off: int | str, base: str = "%h") -> str:
+    return f"  {name} = getelementptr inbounds i8, ptr {base}, i64 {off}\n"
+
+
+_GPERM = f"""
+; Does the gperm cache say the page of %pa allows every access in %need (bits, abi.GPERM_*)?
+define internal i1 @mirage_gperm(ptr %h, i64 %pa, i64 %need) #0 {{
+  %ppn = lshr i64 %pa, {abi.PAGE_BITS}
+  %i = and i64 %ppn, {abi.GPERM_SIZE - 1}
+  %o0 = shl i64 %i, 4
+  %o = add i64 %o0, {abi.OFF_GPERM}
+{_gep("%e", "%o")}  %tag = load i64, ptr %e
+{_gep("%bp", 8, "%e")}  %bits = load i64, ptr %bp
+  %hit = icmp eq i64 %tag, %ppn
+  %m = and i64 %bits, %need
+  %all = icmp eq i64 %m, %need
+  %r = and i1 %hit, %all
+  ret i1 %r
+}}
+"""
+
+# The walk. Rules (privileged spec 4.3.2, Sv39 in 4.4.1), each also in Mmu.walk:
+# - "If bits 63-39 ... do not all equal bit 38", a page fault (here: Python raises it).
+# - Step 3: "If pte.v = 0, or if pte.r = 0 and pte.w = 1, or if any bits or encodings that are
+#   reserved for future standard use are set within pte, stop and raise a page-fault exception".
+# - Step 5: a leaf is checked against the privilege (U bit, SUM; S never executes U pages) and
+#   the access (MXR makes executable pages readable); step 6: a superpage leaf with low PPN bits
+#   set is misaligned; step 7: A (and D for a store) are set in the PTE, as QEMU does.
+# The walk's own reads are S-mode reads for the access guard (3.7.2); the walk declines (returns
+# false) wherever Python would fault or must decide.
+_REFILL = _GPERM + f"""
+; Fills the TLB entry of %va for MMU index %mmu (MMU_U, MMU_S or MMU_S_SUM) and access %acc
+; (0 read, 1 write or AMO, 2 execute: the code TLB); false: Python must do it.
+define i1 @mirage_refill(ptr %h, i64 %va, i64 %mmu, i64 %acc) #0 {{
+entry:
+{_gep("%wp", abi.OFF_WALK)}  %w = load i32, ptr %wp
+  %won = icmp ne i32 %w, 0
+{_gep("%fp", abi.OFF_FLAGS)}  %fl = load i64, ptr %fp
+  %fpriv = and i64 %fl, {abi.FLAG_PRIV_MASK}
+  %os = icmp ne i64 %fpriv, 3
+  %mok = icmp ult i64 %mmu, {abi.MMU_M}
+{_gep("%sp", abi.OFF_SATP)}  %satp = load i64, ptr %sp
+  %mode = lshr i64 %satp, 60
+  %sv39 = icmp eq i64 %mode, 8
+  %top = ashr i64 %va, 38
+  %top1 = add i64 %top, 1
+  %topok = icmp ult i64 %top1, 2
+  %c0 = and i1 %won, %os
+  %c1 = and i1 %c0, %mok
+  %c2 = and i1 %c1, %sv39
+  %c3 = and i1 %c2, %topok
+  br i1 %c3, label %start, label %no
+start:
+{_gep("%rbp", abi.OFF_RAM_BASE)}  %rb = load i64, ptr %rbp
+{_gep("%rsp", abi.OFF_RAM_SIZE)}  %rs = load i64, ptr %rsp
+{_gep("%rp", abi.OFF_RAM)}  %ram = load ptr, ptr %rp
+  %rs8 = sub i64 %rs, 7
+  %root0 = and i64 %satp, {PPN_MASK}
+  %root = shl i64 %root0, 12
+  br label %level
+level:
+  %lvl = phi i64 [ 2, %start ], [ %lvl1, %next ]
+  %a = phi i64 [ %root, %start ], [ %a1, %next ]
+  %l9 = mul i64 %lvl, 9
+  %sh = add i64 %l9, 12
+  %v0 = lshr i64 %va, %sh
+  %vpn = and i64 %v0, 511
+  %v8 = shl i64 %vpn, 3
+  %pa = add i64 %a, %v8
+  %off = sub i64 %pa, %rb
+  %inram = icmp ult i64 %off, %rs8
+  br i1 %inram, label %gchk, label %no
+gchk:
+  %gok = call i1 @mirage_gperm(ptr %h, i64 %pa, i64 {1 << (3 * abi.MMU_S + ACC_R)})
+  br i1 %gok, label %read, label %no
+read:
+  %pp = getelementptr i8, ptr %ram, i64 %off
+  %pte = load i64, ptr %pp
+  %pv = and i64 %pte, {PTE_V}
+  %nv = icmp eq i64 %pv, 0
+  %prw = and i64 %pte, {PTE_R | PTE_W}
+  %wonly = icmp eq i64 %prw, {PTE_W}
+  %hi = lshr i64 %pte, 54
+  %rsvd = icmp ne i64 %hi, 0
+  %bad0 = or i1 %wonly, %rsvd
+  %bad = or i1 %bad0, %nv
+  br i1 %bad, label %no, label %kind
+kind:
+  %prx = and i64 %pte, {PTE_R | PTE_X}
+  %isleaf = icmp ne i64 %prx, 0
+  %ppn0 = lshr i64 %pte, 10
+  %ppn = and i64 %ppn0, {PPN_MASK}
+  br i1 %isleaf, label %leaf, label %next
+next:
+  %a1 = shl i64 %ppn, 12
+  %lvl1 = sub i64 %lvl, 1
+  %more = icmp sge i64 %lvl1, 0
+  br i1 %more, label %level, label %no
+leaf:
+  %pu = and i64 %pte, {PTE_U}
+  %isu = icmp ne i64 %pu, 0
+  %privu = icmp eq i64 %mmu, {abi.MMU_U}
+  %sum = icmp eq i64 %mmu, {abi.MMU_S_SUM}
+  %isx = icmp eq i64 %acc, {ACC_X}
+  %isw = icmp eq i64 %acc, {ACC_W}
+  %nsum = xor i1 %sum, true
+  %xs = or i1 %isx, %nsum
+  %npu = xor i1 %privu, true
+  %f1a = and i1 %npu, %xs
+  %f1 = and i1 %isu, %f1a
+  %nisu = xor i1 %isu, true
+  %f2 = and i1 %nisu, %privu
+  %ufail = or i1 %f1, %f2
+{_gep("%msp", abi.OFF_MSTATUS)}  %ms = load i64, ptr %msp
+  %mxr0 = and i64 %ms, {C.MSTATUS_MXR}
+  %mxr = icmp ne i64 %mxr0, 0
+  %pr0 = and i64 %pte, {PTE_R}
+  %pr = icmp ne i64 %pr0, 0
+  %pw0 = and i64 %pte, {PTE_W}
+  %pw = icmp ne i64 %pw0, 0
+  %px0 = and i64 %pte, {PTE_X}
+  %px = icmp ne i64 %px0, 0
+  %mx = and i1 %mxr, %px
+  %rok = or i1 %pr, %mx
+  %wsel = select i1 %isw, i1 %pw, i1 %rok
+  %permok = select i1 %isx, i1 %px, i1 %wsel
+  %lm0 = shl i64 1, %l9
+  %lm = sub i64 %lm0, 1
+  %mis0 = and i64 %ppn, %lm
+  %mis = icmp ne i64 %mis0, 0
+  %nperm = xor i1 %permok, true
+  %fail0 = or i1 %ufail, %nperm
+  %fail = or i1 %fail0, %mis
+  br i1 %fail, label %no, label %phys
+phys:
+  %leafsz = shl i64 1, %sh
+  %omask = sub i64 %leafsz, 1
+  %nomask = xor i64 %omask, -1
+  %pbase0 = shl i64 %ppn, 12
+  %pbase = and i64 %pbase0, %nomask
+  %voff = and i64 %va, %omask
+  %paddr = or i64 %pbase, %voff
+  %ppage = and i64 %paddr, {-abi.PAGE_SIZE}
+  %poff = sub i64 %ppage, %rb
+  %pin = icmp ult i64 %poff, %rs
+  br i1 %pin, label %pchk, label %no
+pchk:
+  %b3 = mul i64 %mmu, 3
+  %b4 = add i64 %b3, %acc
+  %bit = shl i64 1, %b4
+  %wf = select i1 %isw, i64 {abi.GPERM_WFAST}, i64 0
+  %need = or i64 %bit, %wf
+  %pok = call i1 @mirage_gperm(ptr %h, i64 %paddr, i64 %need)
+  br i1 %pok, label %ad, label %no
+ad:
+  %dbit = select i1 %isw, i64 {PTE_D}, i64 0
+  %want = or i64 %dbit, {PTE_A}
+  %have = and i64 %pte, %want
+  %upd = icmp ne i64 %have, %want
+  br i1 %upd, label %setad, label %fill
+setad:
+  %npte = or i64 %pte, %want
+  store i64 %npte, ptr %pp
+  br label %fill
+fill:
+  %vpage = and i64 %va, {-abi.PAGE_SIZE}
+  %addend = sub i64 %poff, %vpage
+  %vpn0 = lshr i64 %va, {abi.PAGE_BITS}
+{_gep("%wkp", abi.OFF_STAT_WALKS)}  %wk0 = load i64, ptr %wkp
+  %wk1 = add i64 %wk0, 1
+  store i64 %wk1, ptr %wkp
+  %sup = icmp ugt i64 %leafsz, {abi.PAGE_SIZE}
+  %sup1 = zext i1 %sup to i64
+{_gep("%nsp", abi.OFF_NSUPER)}  %ns0 = load i64, ptr %nsp
+  %ns1 = add i64 %ns0, %sup1
+  store i64 %ns1, ptr %nsp
+  br i1 %isx, label %code, label %data
+code:
+  %ci = and i64 %vpn0, {abi.CTLB_SIZE - 1}
+  %cm = mul i64 %mmu, {abi.CTLB_SIZE}
+  %cj = add i64 %cm, %ci
+  %co0 = shl i64 %cj, {_shift(abi.CTLB_ENTRY)}
+  %co = add i64 %co0, {abi.OFF_CTLB}
+{_gep("%ce", "%co")}  store i64 %vpage, ptr %ce
+{_gep("%cap", abi.CTLB_ADDEND, "%ce")}  store i64 %addend, ptr %cap
+{_gep("%clp", abi.CTLB_LEAF, "%ce")}  store i64 %leafsz, ptr %clp
+  ret i1 true
+data:
+  %di = and i64 %vpn0, {abi.TLB_SIZE - 1}
+  %dm = mul i64 %mmu, {abi.TLB_SIZE}
+  %dj = add i64 %dm, %di
+  %do0 = shl i64 %dj, {_shift(abi.TLB_ENTRY)}
+  %do = add i64 %do0, {abi.OFF_TLB}
+{_gep("%de", "%do")}{_gep("%drp", abi.TLB_READ, "%de")}  %oread = load i64, ptr %drp
+{_gep("%dwp", abi.TLB_WRITE, "%de")}  %owrite = load i64, ptr %dwp
+{_gep("%dap", abi.TLB_ADDEND, "%de")}  %oadd = load i64, ptr %dap
+{_gep("%dlp", abi.TLB_LEAF, "%de")}  %s1 = icmp eq i64 %oread, %vpage
+  %s2 = icmp eq i64 %oadd, %addend
+  %same = and i1 %s1, %s2
+  %keepw = select i1 %same, i64 %owrite, i64 {INVALID}
+  %nwrite = select i1 %isw, i64 %vpage, i64 %keepw
+  store i64 %vpage, ptr %drp
+  store i64 %nwrite, ptr %dwp
+  store i64 %addend, ptr %dap
+  store i64 %leafsz, ptr %dlp
+  ret i1 true
+no:
+  ret i1 false
+}}
+"""
+
+
+def _mem_access() -> str:
+    """Performs an access whose TLB entry was just filled: loads return the value extended."""
+    cases = []
+    for lg in range(3):
+        bits = 8 << lg
+        cases.append(f"""st{lg}:
+  %t{lg} = trunc i64 %v to i{bits}
+  store i{bits} %t{lg}, ptr %p, align 1
+  ret i64 0
+ld{lg}:
+  %l{lg} = load i{bits}, ptr %p, align 1
+  %z{lg} = zext i{bits} %l{lg} to i64
+  %x{lg} = sext i{bits} %l{lg} to i64
+  %r{lg} = select i1 %sg, i64 %x{lg}, i64 %z{lg}
+  ret i64 %r{lg}
+""")
+    return "".join(cases) + """st3:
+  store i64 %v, ptr %p, align 1
+  ret i64 0
+ld3:
+  %l3 = load i64, ptr %p, align 1
+  ret i64 %l3
+"""
+
+
+_MEM = f"""
+declare i64 @mirage_mem_py(ptr, i64, i64, i64, i64)
+
+; The memory callout (abi: desc), from generated code after a TLB miss: refill natively, else
+; Python.
+define i64 @mirage_mem_c(ptr %h, i64 %a, i64 %v, i64 %desc, i64 %pc) #0 {{
+entry:
+  %lg = and i64 %desc, 15
+  %sz = shl i64 1, %lg
+  %sm = sub i64 %sz, 1
+  %mis = and i64 %a, %sm
+  %al = icmp eq i64 %mis, 0
+  br i1 %al, label %try, label %slow
+try:
+  %m0 = lshr i64 %desc, {abi.DESC_MMU_SHIFT}
+  %mmu = and i64 %m0, 15
+  %wr0 = and i64 %desc, {abi.DESC_STORE | abi.DESC_AMO}
+  %wr = icmp ne i64 %wr0, 0
+  %acc = zext i1 %wr to i64
+  %ok = call i1 @mirage_refill(ptr %h, i64 %a, i64 %mmu, i64 %acc)
+  br i1 %ok, label %fast, label %slow
+fast:
+  %di = lshr i64 %a, {abi.PAGE_BITS}
+  %di1 = and i64 %di, {abi.TLB_SIZE - 1}
+  %dm = mul i64 %mmu, {abi.TLB_SIZE}
+  %dj = add i64 %dm, %di1
+  %do0 = shl i64 %dj, {_shift(abi.TLB_ENTRY)}
+  %do = add i64 %do0, {abi.OFF_TLB + abi.TLB_ADDEND}
+{_gep("%dap", "%do")}  %addend = load i64, ptr %dap
+{_gep("%rp", abi.OFF_RAM)}  %ram = load ptr, ptr %rp
+  %off = add i64 %a, %addend
+  %p = getelementptr i8, ptr %ram, i64 %off
+  %sg0 = and i64 %desc, {abi.DESC_SIGNED}
+  %sg = icmp ne i64 %sg0, 0
+  %isst0 = and i64 %desc, {abi.DESC_STORE}
+  %isst = icmp ne i64 %isst0, 0
+  br i1 %isst, label %store, label %load
+store:
+  switch i64 %lg, label %st3 [ i64 0, label %st0 i64 1, label %st1 i64 2, label %st2 ]
+load:
+  switch i64 %lg, label %ld3 [ i64 0, label %ld0 i64 1, label %ld1 i64 2, label %ld2 ]
+{_mem_access()}slow:
+  %s = call i64 @mirage_mem_py(ptr %h, i64 %a, i64 %v, i64 %desc, i64 %pc)
+  ret i64 %s
+}}
+"""
+
+_FETCH = f"""
+declare i64 @mirage_fetch_py(ptr, i64)
+
+; The half-word of code at %va (even) through the code TLB of the fetch view %fm, refilled on a
+; miss; false: Python must fetch.
+define internal i1 @mirage_code_half(ptr %h, i64 %va, i64 %fm, ptr %out) #0 {{
+entry:
+  %ci0 = lshr i64 %va, {abi.PAGE_BITS}
+  %ci = and i64 %ci0, {abi.CTLB_SIZE - 1}
+  %cm = mul i64 %fm, {abi.CTLB_SIZE}
+  %cj = add i64 %cm, %ci
+  %co0 = shl i64 %cj, {_shift(abi.CTLB_ENTRY)}
+  %co = add i64 %co0, {abi.OFF_CTLB}
+{_gep("%ce", "%co")}  %tag = load i64, ptr %ce
+  %vpage = and i64 %va, {-abi.PAGE_SIZE}
+  %hit = icmp eq i64 %tag, %vpage
+  br i1 %hit, label %read, label %refill
+refill:
+  %ok = call i1 @mirage_refill(ptr %h, i64 %va, i64 %fm, i64 {ACC_X})
+  br i1 %ok, label %read, label %no
+read:
+{_gep("%cap", abi.CTLB_ADDEND, "%ce")}  %addend = load i64, ptr %cap
+{_gep("%rp", abi.OFF_RAM)}  %ram = load ptr, ptr %rp
+  %off = add i64 %va, %addend
+  %p = getelementptr i8, ptr %ram, i64 %off
+  %w = load i16, ptr %p, align 1
+  %w64 = zext i16 %w to i64
+  store i64 %w64, ptr %out
+  ret i1 true
+no:
+  ret i1 false
+}}
+
+; The interpreter's fetch when its inline code-TLB probe missed or pc is in the last half-word of
+; a page (where a 32-bit instruction may cross into the next): the instruction at %pc (16 or 32
+; bits); Python takes a misaligned pc and whatever the refill declines (faults included).
+define i64 @mirage_fetch(ptr %h, i64 %pc) #0 {{
+entry:
+  %buf = alloca i64
+  %odd0 = and i64 %pc, 1
+  %odd = icmp ne i64 %odd0, 0
+  br i1 %odd, label %slow, label %lo
+lo:
+{_gep("%fp", abi.OFF_FLAGS)}  %fl = load i64, ptr %fp
+  %fm = and i64 %fl, {abi.FLAG_PRIV_MASK}
+  %ok1 = call i1 @mirage_code_half(ptr %h, i64 %pc, i64 %fm, ptr %buf)
+  br i1 %ok1, label %got1, label %slow
+got1:
+  %h1 = load i64, ptr %buf
+  %q = and i64 %h1, 3
+  %is32 = icmp eq i64 %q, 3
+  br i1 %is32, label %hi, label %done16
+done16:
+  ret i64 %h1
+hi:
+  %pc2 = add i64 %pc, 2
+  %ok2 = call i1 @mirage_code_half(ptr %h, i64 %pc2, i64 %fm, ptr %buf)
+  br i1 %ok2, label %got2, label %slow
+got2:
+  %h2 = load i64, ptr %buf
+  %h2s = shl i64 %h2, 16
+  %w = or i64 %h1, %h2s
+  ret i64 %w
+slow:
+  %r = call i64 @mirage_fetch_py(ptr %h, i64 %pc)
+  ret i64 %r
+}}
+"""
+
+# Scans for the runtime (runtime/mmu.py): whole-TLB walks that would cost milliseconds in Python.
+_SCANS = f"""
+; A physical page now holds code or a watched word: drop every fast write entry of this hart that
+; maps it (%pkey: its offset in RAM); the data TLB entries themselves stay for reads.
+define void @mirage_tlb_unwrite(ptr %h, i64 %pkey) #0 {{
+entry:
+  br label %loop
+loop:
+  %i = phi i64 [ 0, %entry ], [ %i1, %cont ]
+  %o0 = shl i64 %i, {_shift(abi.TLB_ENTRY)}
+  %o = add i64 %o0, {abi.OFF_TLB}
+{_gep("%e", "%o")}{_gep("%wp", abi.TLB_WRITE, "%e")}  %w = load i64, ptr %wp
+{_gep("%ap", abi.TLB_ADDEND, "%e")}  %ad = load i64, ptr %ap
+  %k0 = add i64 %w, %ad
+  %k = and i64 %k0, {-abi.PAGE_SIZE}
+  %valid = icmp ne i64 %w, {INVALID}
+  %match = icmp eq i64 %k, %pkey
+  %hit = and i1 %valid, %match
+  br i1 %hit, label %drop, label %cont
+drop:
+  store i64 {INVALID}, ptr %wp
+  br label %cont
+cont:
+  %i1 = add i64 %i, 1
+  %done = icmp eq i64 %i1, {abi.NUM_MMU * abi.TLB_SIZE}
+  br i1 %done, label %out, label %loop
+out:
+  ret void
+}}
+
+; sfence.vma with an address for the MMU indices in %mask (bit per index): drop the entries of the
+; page of %va and, if any entry was cut from a superpage since the last full flush, every entry
+; cut from a superpage that contains %va (privileged spec 4.2.1). The data and code TLBs have the
+; same geometry (abi), so one index walks both.
+define void @mirage_tlb_flush_page(ptr %h, i64 %va, i64 %mask) #0 {{
+entry:
+  %vpage = and i64 %va, {-abi.PAGE_SIZE}
+{_gep("%nsp", abi.OFF_NSUPER)}  %ns = load i64, ptr %nsp
+  %anysup = icmp ne i64 %ns, 0
+  %vi0 = lshr i64 %va, {abi.PAGE_BITS}
+  %vi = and i64 %vi0, {abi.TLB_SIZE - 1}
+  %vi1 = add i64 %vi, 1
+  %lo = select i1 %anysup, i64 0, i64 %vi
+  %hi = select i1 %anysup, i64 {abi.TLB_SIZE}, i64 %vi1
+  br label %mmu
+mmu:
+  %m = phi i64 [ 0, %entry ], [ %m1, %mnext ]
+  %mb0 = lshr i64 %mask, %m
+  %mb = and i64 %mb0, 1
+  %on = icmp ne i64 %mb, 0
+  br i1 %on, label %scan, label %mnext
+scan:
+  br label %ent
+ent:
+  %i = phi i64 [ %lo, %scan ], [ %i1, %econt ]
+  %dj0 = mul i64 %m, {abi.TLB_SIZE}
+  %dj = add i64 %dj0, %i
+  %do0 = shl i64 %dj, {_shift(abi.TLB_ENTRY)}
+  %do = add i64 %do0, {abi.OFF_TLB}
+{_gep("%de", "%do")}{_gep("%drp", abi.TLB_READ, "%de")}  %rd = load i64, ptr %drp
+{_gep("%dwp", abi.TLB_WRITE, "%de")}  %wr = load i64, ptr %dwp
+{_gep("%dlp", abi.TLB_LEAF, "%de")}  %dl = load i64, ptr %dlp
+  %dsz = select i1 %anysup, i64 %dl, i64 {abi.PAGE_SIZE}
+  %dbig = icmp ugt i64 %dsz, {abi.PAGE_SIZE}
+  %dmask0 = sub i64 0, %dsz
+  %dmask = select i1 %dbig, i64 %dmask0, i64 {-abi.PAGE_SIZE}
+  %dx = xor i64 %rd, %va
+  %dxm = and i64 %dx, %dmask
+  %dhit0 = icmp eq i64 %dxm, 0
+  %wx = icmp eq i64 %wr, %vpage
+  %dhit = or i1 %dhit0, %wx
+  br i1 %dhit, label %ddrop, label %code
+ddrop:
+  store i64 {INVALID}, ptr %drp
+  store i64 {INVALID}, ptr %dwp
+  br label %code
+code:
+  %cj0 = mul i64 %m, {abi.CTLB_SIZE}
+  %cj = add i64 %cj0, %i
+  %co0 = shl i64 %cj, {_shift(abi.CTLB_ENTRY)}
+  %co = add i64 %co0, {abi.OFF_CTLB}
+{_gep("%ce", "%co")}  %ct = load i64, ptr %ce
+{_gep("%clp", abi.CTLB_LEAF, "%ce")}  %cl = load i64, ptr %clp
+  %csz = select i1 %anysup, i64 %cl, i64 {abi.PAGE_SIZE}
+  %cbig = icmp ugt i64 %csz, {abi.PAGE_SIZE}
+  %cmask0 = sub i64 0, %csz
+  %cmask = select i1 %cbig, i64 %cmask0, i64 {-abi.PAGE_SIZE}
+  %cx = xor i64 %ct, %va
+  %cxm = and i64 %cx, %cmask
+  %chit = icmp eq i64 %cxm, 0
+  br i1 %chit, label %cdrop, label %econt
+cdrop:
+  store i64 {INVALID}, ptr %ce
+  br label %econt
+econt:
+  %i1 = add i64 %i, 1
+  %edone = icmp eq i64 %i1, %hi
+  br i1 %edone, label %mnext, label %ent
+mnext:
+  %m1 = add i64 %m, 1
+  %mdone = icmp eq i64 %m1, {abi.NUM_MMU}
+  br i1 %mdone, label %out, label %mmu
+out:
+  ret void
+}}
+"""
