@@ -11,6 +11,21 @@ MASK64 = (1 << 64) - 1
 COUNTINHIBIT_MASK = 0x5
 
 
+# CSR slots (abi.CSR_SLOTS) the runtime owns: S-level CSRs that only hold bits (their rules are
+# in runtime/system.py); Machine.csr_slot hands out the others.
+SLOT_SSCRATCH, SLOT_SEPC, SLOT_SCAUSE, SLOT_STVAL = range(4)
+RUNTIME_SLOTS = 4
+
+
+def _slot_property(slot: int) -> property:
+    def get(self: Hart) -> int:
+        return self.s.csr[slot]
+
+    def put(self: Hart, v: int) -> None:
+        self.s.csr[slot] = v & MASK64
+    return property(get, put)
+
+
 class Trap(Exception):  # noqa: N818 (a trap is not an error of the host)
     """A synchronous exception raised by guest execution."""
 
@@ -33,10 +48,6 @@ class Hart:
         self.priv = PRV_M
         # S-level CSRs of the physical machine (privileged spec, chapter 4)
         self.stvec = 0
-        self.sepc = 0
-        self.scause = 0
-        self.stval = 0
-        self.sscratch = 0
         self.scounteren = 0
         self.senvcfg = 0
         # Interrupt state: pending and enable bits (mip/mie layout) and the interrupt delegation
@@ -103,6 +114,19 @@ class Hart:
     @mideleg.setter
     def mideleg(self, v: int) -> None:
         self.s.mideleg = v
+
+    # S-level CSRs that generated code accesses in place (CSR slots)
+    sscratch = _slot_property(SLOT_SSCRATCH)
+    sepc = _slot_property(SLOT_SEPC)
+    scause = _slot_property(SLOT_SCAUSE)
+    stval = _slot_property(SLOT_STVAL)
+
+    def slot(self, i: int) -> int:
+        """The value in CSR slot i (Machine.csr_slot)."""
+        return self.s.csr[i]
+
+    def set_slot(self, i: int, v: int) -> None:
+        self.s.csr[i] = v & MASK64
 
     @property
     def satp(self) -> int:

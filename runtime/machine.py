@@ -13,9 +13,10 @@ import time
 from time import perf_counter
 from typing import Protocol
 
-from runtime.hart import Hart, Trap
+from runtime.hart import RUNTIME_SLOTS, Hart, Trap
 from runtime.memory import PhysicalMemory
 from runtime.mmu import AccessGuard, Mmu
+from runtime.system import PLAIN_S_CSRS
 from runtime.tcache import TranslationCache
 from runtime.trapguard import TrapGuard
 from translator import abi
@@ -32,6 +33,7 @@ MASK64 = (1 << 64) - 1
 SLICE = 1 << 22  # Instructions between polls of devices and timers
 PENDING_SLICE = 1 << 16  # ... while the worker thread compiles code that is to be installed
 TIME_SAMPLE = 8  # Callouts are timed during one run-loop slice in TIME_SAMPLE
+TIME_CSR = C.CSR_NUMBERS["time"]
 
 
 _RUNTIME_OBJECTS: dict[str, bytes] = {}
@@ -128,7 +130,10 @@ class Machine:
         self.engine = Engine(opt=opt)
         self.icount = icount
         self.timebase_hz = timebase_hz
-        self._t0 = time.monotonic()
+        # The platform timer: ticks = (CLOCK_MONOTONIC ns since _t0_ns) * _tmult >> 32, the formula
+        # generated code uses for the time CSR (translator/dispatch.py mirage_time).
+        self._t0_ns = time.monotonic_ns()
+        self._tmult = (timebase_hz << 32) // 1_000_000_000
         self.halted: GuestExit | None = None
         self.monitor: Monitor | None = None
         self.max_insns: int | None = None
@@ -154,10 +159,13 @@ class Machine:
         self._watch_pages: set[int] = set()
         self.timer_sources: list = []  # Devices with next_deadline(machine) -> mtime or None
         self.waiters: list = []  # fn(seconds): block until input may have arrived
-        self.counteren = 0  # Physical mcounteren, owned by the monitor
+        self._counteren = 0  # Physical mcounteren, owned by the monitor (the counteren property)
         self.trap_guard = TrapGuard(self)  # Idle traps count as instructions; trap loops stop
         self._install_callouts()
-        exports = ["mirage_dispatch", "mirage_enter", "mirage_interp", "mirage_cycles", *CALLOUTS,
+        import ctypes
+
+        self.engine.add_import("clock_gettime", ctypes.cast(ctypes.CDLL(None).clock_gettime, ctypes.c_void_p).value)
+        exports = ["mirage_dispatch", "mirage_enter", "mirage_interp", "mirage_cycles", "mirage_time", *CALLOUTS,
                    *(f"{name}_c" for name in CALLOUTS), *MEM_HELPERS, *NATIVE_ENTRIES]
         rt = self.engine.link(_runtime_object(self.engine), exports)
         self.runtime_symbols = rt  # Name -> address of the runtime code's entries
@@ -189,10 +197,15 @@ class Machine:
             h.s.heads, h.s.btab = self._heads, self._btab
             h.s.rvc = self._rvc
             h.s.ram_base, h.s.ram_size = self.mem.ram_base, self.mem.ram_size
+            h.s.time_base, h.s.time_mult = self._t0_ns, self._tmult
             self.mmu.guard_changed(h)
             self.tcache.jc_flush(h, "reset")
             h.update_flags()
         self.tcache.invalidations.clear()
+        self._slots_used = RUNTIME_SLOTS
+        for num, (_attr, slot, mask) in PLAIN_S_CSRS.items():
+            self.map_csr(C.PRV_S, num, slot, mask)
+        self.update_time_csr()
 
     # Callouts from generated code
     def _install_callouts(self) -> None:
@@ -506,6 +519,59 @@ class Machine:
             if had:
                 self.tcache.jc_flush(h, "pmp")
 
+    # CSRs accessed in place by generated code (abi.CSR_SLOTS)
+    def csr_slot(self) -> int:
+        """A CSR slot of every hart for the caller (Hart.slot and set_slot reach its value)."""
+        if self._slots_used == abi.CSR_SLOTS:
+            raise RuntimeError("no CSR slot left")
+        self._slots_used += 1
+        return self._slots_used - 1
+
+    def map_csr(self, priv: int, num: int, slot: int, write_mask: int | None) -> None:
+        """Generated code running at `priv` (PRV_M: the firmware world) performs CSR `num` on
+        `slot` itself: reads return the slot, writes store what Zicsr computes under write_mask
+        (None: read-only, a write takes the system callout). Only for CSRs whose rule is exactly
+        that; nothing else sees these accesses."""
+        entry = (slot + 1) | (abi.CSR_READ_ONLY if write_mask is None else 0)
+        for h in self.harts:
+            h.s.csr_fast[priv][num] = entry
+            h.s.csr_wmask[slot] = 0 if write_mask is None else write_mask
+
+    @property
+    def counteren(self) -> int:
+        """The physical mcounteren (the monitor sets it): which counters S-mode may read."""
+        return self._counteren
+
+    @counteren.setter
+    def counteren(self, v: int) -> None:
+        self._counteren = v
+        self.update_time_csr()
+
+    def update_time_csr(self) -> None:
+        """Lets generated code read the time CSR itself where a read is legal (privileged spec
+        3.1.11: at S-mode if mcounteren.TM, at U-mode if scounteren.TM too), unless time counts
+        instructions (--icount); elsewhere, and for writes, it takes the callout."""
+        entry = abi.CSR_TIME | abi.CSR_READ_ONLY
+        for h in self.harts:
+            fast = h.s.csr_fast
+            fast[C.PRV_M][TIME_CSR] = 0 if self.icount else entry
+            s_ok = not self.icount and self._counteren >> 1 & 1
+            fast[C.PRV_S][TIME_CSR] = entry if s_ok else 0
+            fast[C.PRV_U][TIME_CSR] = entry if s_ok and h.scounteren >> 1 & 1 else 0
+
+    def set_time_offset(self, offset: int) -> None:
+        """mtime = time() + offset from now on (the timer device moved mtime); the time CSR follows."""
+        for h in self.harts:
+            h.s.time_offset = offset & MASK64
+
+    def unmap_csr(self, priv: int, num: int | None = None) -> None:
+        """Sends CSR `num` (None: every CSR) at `priv` back to the system callout."""
+        for h in self.harts:
+            if num is None:
+                ffi.memmove(h.s.csr_fast[priv], bytes(4096), 4096)
+            else:
+                h.s.csr_fast[priv][num] = 0
+
     def set_priv(self, hart: Hart, priv: int) -> None:
         hart.priv = priv
         hart.update_flags()
@@ -554,7 +620,7 @@ class Machine:
         """The platform timer (mtime) in timebase ticks."""
         if self.icount:
             return sum(h.retired() for h in self.harts) // 10
-        return int((time.monotonic() - self._t0) * self.timebase_hz)
+        return ((time.monotonic_ns() - self._t0_ns) * self._tmult) >> 32
 
     # The run loop
     def request_exit(self, hart: Hart | None = None) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from runtime.hart import Hart, Trap
+from runtime.hart import SLOT_SCAUSE, SLOT_SEPC, SLOT_SSCRATCH, SLOT_STVAL, Hart, Trap
 from translator import csrs as C
 from translator.isa import Insn
 
@@ -146,6 +146,23 @@ def _fp(which: str) -> Rule:
     return (read, write, C.PRV_U)
 
 
+# S-level CSRs that only hold bits, with their write masks (sepc: IALIGN=16 keeps bit 0 zero, spec
+# 4.1.7). They live in CSR slots, where generated code reads and writes them in place from S-mode
+# (Machine maps them; translator/emit/system.py); these rules serve the rest (the monitor, the
+# debugger, and the translator's callout when the slot table says no).
+PLAIN_S_CSRS = {
+    0x140: ("sscratch", SLOT_SSCRATCH, MASK64),
+    0x141: ("sepc", SLOT_SEPC, ~1 & MASK64),
+    0x142: ("scause", SLOT_SCAUSE, MASK64),
+    0x143: ("stval", SLOT_STVAL, MASK64),
+}
+
+
+def _w_scounteren(c: CsrContext, v: int) -> None:
+    c.h.scounteren = v & 0x7
+    c.m.update_time_csr()  # U-mode reads of time may now be legal, or no longer
+
+
 def _plain(attr: str, mask: int = MASK64) -> Rule:
     def read(c: CsrContext) -> int:
         return getattr(c.h, attr)
@@ -165,12 +182,9 @@ S_CSRS: dict[int, Rule] = {
     0x100: (_r_sstatus, _w_sstatus, C.PRV_S),
     0x104: (_r_sie, _w_sie, C.PRV_S),
     0x105: (lambda c: c.h.stvec, _w_stvec, C.PRV_S),
-    0x106: _plain("scounteren", 0x7),
+    0x106: (lambda c: c.h.scounteren, _w_scounteren, C.PRV_S),
     0x10A: _plain("senvcfg", 0x1),
-    0x140: _plain("sscratch"),
-    0x141: _plain("sepc", ~1 & MASK64),
-    0x142: _plain("scause"),
-    0x143: _plain("stval"),
+    **{num: _plain(attr, mask) for num, (attr, _slot, mask) in PLAIN_S_CSRS.items()},
     0x144: (_r_sip, _w_sip, C.PRV_S),
     0x180: (lambda c: c.h.satp, _w_satp, C.PRV_S),
 }

@@ -56,6 +56,9 @@ class Tracer:
             machine.tcache.unchain_all()
         if self.mmu_on:
             machine.mmu.trace = self
+        if self.vfm_on:
+            # Every CSR access of the firmware goes to the monitor, which logs it.
+            machine.unmap_csr(C.PRV_M)
 
     def _w(self, line: str) -> None:
         if self.error is None:

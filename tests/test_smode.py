@@ -1105,6 +1105,111 @@ def test_sstatus_reads_and_sie_updates(asm, tier):
     run(asm, SSTATUS_OPS, *TIERS[tier])
 
 
+# CSRs that generated code performs in place (Machine.map_csr): sscratch, sepc, scause and stval
+# hold what Zicsr writes under their masks (sepc bit 0 is zero with IALIGN=16, 4.1.7) and are
+# S-level (U-mode gets an illegal instruction); the time CSR needs mcounteren.TM from S-mode and
+# scounteren.TM too from U-mode (3.1.11, 4.1.5), so changing either changes what traps. sstatus.FS
+# turns the FP unit off and on at once (3.1.6.6).
+SLOT_CSRS = r"""
+  VM_ON
+  li t0, 0x1235
+  csrw sepc, t0
+  csrr a0, sepc
+  CHECK a0, 0x1234
+  csrrsi a1, sepc, 3
+  CHECK a1, 0x1234
+  csrr a0, sepc
+  CHECK a0, 0x1236
+  li t0, -1
+  csrrw a1, sscratch, t0
+  csrrc a2, sscratch, zero
+  CHECK a2, -1
+  li t0, 0xff
+  csrrc a3, sscratch, t0
+  CHECK a3, -1
+  csrr a3, sscratch
+  CHECK a3, -256
+  csrrwi a4, scause, 13
+  csrrsi a5, scause, 0
+  CHECK a5, 13
+  li t0, 0x8000000000000005
+  csrw stval, t0
+  csrrs a6, stval, zero
+  CHECK_EQ a6, t0
+  TRY_U u_sscratch
+  CHECK s8, 2
+  CHECK s10, 0x14002573
+  # time: mcounteren.TM off, then on, then off again.
+  li a0, 0
+  li a7, SBI_MCOUNTEREN
+  ecall
+  TRY_S rdtime a0
+  CHECK s8, 2
+  CHECK s10, 0xc0102573
+  li a0, 2
+  li a7, SBI_MCOUNTEREN
+  ecall
+  rdtime a0
+  rdtime a1
+  bgeu a1, a0, 1f
+  FAIL
+1: csrw scounteren, zero
+  TRY_U u_rdtime
+  CHECK s8, 2
+  li t0, 2
+  csrw scounteren, t0
+  TRY_U u_rdtime
+  CHECK s8, 8
+  li a0, 2
+  li a7, SBI_MCOUNTEREN
+  ecall
+  TRY_U u_rdtime
+  CHECK s8, 8
+  csrw scounteren, zero
+  TRY_U u_rdtime
+  CHECK s8, 2
+  li t0, 2
+  csrw scounteren, t0
+  li a0, 0
+  li a7, SBI_MCOUNTEREN
+  ecall
+  TRY_U u_rdtime
+  CHECK s8, 2
+  TRY_S csrrs a0, time, zero
+  CHECK s8, 2
+  li a0, 7
+  li a7, SBI_MCOUNTEREN
+  ecall
+  TRY_S csrw time, zero
+  CHECK s8, 2
+  # sstatus.FS off: FP traps; on: it runs.
+  li t0, 3 << 13
+  csrc sstatus, t0
+  TRY_S fadd.d f0, f1, f2
+  CHECK s8, 2
+  li t0, 1 << 13
+  csrs sstatus, t0
+  fadd.d f0, f1, f2
+  csrr a0, sstatus
+  CHECK_BITS a0, (3 << 13) | (1 << 63), (3 << 13) | (1 << 63)
+  j 90f
+
+  .align 2
+u_sscratch:
+  csrr a0, sscratch
+  ecall
+u_rdtime:
+  rdtime a0
+  ecall
+90:
+"""
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_csrs_done_in_place(asm, tier):
+    run(asm, SLOT_CSRS, *TIERS[tier])
+
+
 # sfence.vma with an address (privileged spec 4.2.1) orders the leaf PTE of that address only,
 # but a leaf is a whole superpage: every TLB entry cut from it must go, not just the named page.
 SFENCE_ADDR = r"""

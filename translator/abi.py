@@ -25,6 +25,14 @@ CTLB_ENTRY = 32
 GPERM_BITS = 14
 GPERM_SIZE = 1 << GPERM_BITS
 GPERM_WFAST = 1 << 9
+# CSRs generated code reads and writes in place, without a callout (the runtime's plain S-level
+# CSRs and whatever the monitor maps, Machine.map_csr): per hart, values in slots with a write
+# mask, and per privilege (0 U, 1 S, 3 the firmware world) and CSR number a byte: 0 (take the
+# callout) or the slot + 1, with CSR_READ_ONLY when a write must take the callout.
+CSR_SLOTS = 16
+CSR_READ_ONLY = 0x80
+# An entry that is not a slot: the platform timer (the time CSR), read by mirage_time.
+CSR_TIME = 0x7F
 PAGE_BITS = 12
 PAGE_SIZE = 1 << PAGE_BITS
 # A tag that never matches an address (bits 3-11 are never set in a compared address).
@@ -97,6 +105,12 @@ typedef struct {{
     uint64_t nsuper;         /* TLB entries cut from superpages since the last full flush */
     uint64_t stat_walks;     /* Page walks by the native refill that filled an entry */
     uint64_t scratch[8];
+    uint64_t csr[{CSR_SLOTS}];          /* CSR slots (CSR_SLOTS in translator/abi.py) */
+    uint64_t csr_wmask[{CSR_SLOTS}];
+    uint8_t csr_fast[4][4096];
+    uint64_t time_base;      /* The time CSR (CSR_TIME): mtime = ((CLOCK_MONOTONIC ns - time_base) */
+    uint64_t time_mult;      /* * time_mult >> 32) + time_offset, as Machine.time computes it */
+    uint64_t time_offset;
     gperm_entry_t gperm[{GPERM_SIZE}];
     tlb_entry_t tlb[{NUM_MMU}][{TLB_SIZE}];
     ctlb_entry_t ctlb[{NUM_MMU}][{CTLB_SIZE}];
@@ -145,6 +159,12 @@ OFF_WALK = offset("walk")
 OFF_NSUPER = offset("nsuper")
 OFF_STAT_WALKS = offset("stat_walks")
 OFF_GPERM = offset("gperm")
+OFF_CSR = offset("csr")
+OFF_CSR_WMASK = offset("csr_wmask")
+OFF_CSR_FAST = offset("csr_fast")
+OFF_TIME_BASE = offset("time_base")
+OFF_TIME_MULT = offset("time_mult")
+OFF_TIME_OFFSET = offset("time_offset")
 OFF_TLB = offset("tlb")
 OFF_CTLB = offset("ctlb")
 OFF_JC = offset("jc")

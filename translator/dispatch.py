@@ -93,13 +93,44 @@ slow:
     return "\n".join(out)
 
 
+def _time() -> str:
+    """The time CSR's value (abi.CSR_TIME): the host's monotonic clock in timebase ticks."""
+    return f"""
+declare i32 @clock_gettime(i32, ptr)
+
+define i64 @mirage_time(ptr noalias %h) #0 {{
+  %ts = alloca [2 x i64], align 8
+  %rc = call i32 @clock_gettime(i32 1, ptr %ts)
+  %sec = load i64, ptr %ts
+  %np = getelementptr inbounds i8, ptr %ts, i64 8
+  %nsec = load i64, ptr %np
+  %ns0 = mul i64 %sec, 1000000000
+  %ns = add i64 %ns0, %nsec
+  %bp = getelementptr inbounds i8, ptr %h, i64 {abi.OFF_TIME_BASE}
+  %base = load i64, ptr %bp
+  %mp = getelementptr inbounds i8, ptr %h, i64 {abi.OFF_TIME_MULT}
+  %mult = load i64, ptr %mp
+  %op = getelementptr inbounds i8, ptr %h, i64 {abi.OFF_TIME_OFFSET}
+  %off = load i64, ptr %op
+  %d = sub i64 %ns, %base
+  %dw = zext i64 %d to i128
+  %mw = zext i64 %mult to i128
+  %p = mul i128 %dw, %mw
+  %q = lshr i128 %p, 32
+  %t = trunc i128 %q to i64
+  %r = add i64 %t, %off
+  ret i64 %r
+}}
+"""
+
+
 MEM_HELPERS = [f"mirage_ld{n}" for n in ("1u", "1s", "2u", "2s", "4u", "4s", "8u")] + \
     [f"mirage_st{n}" for n in (1, 2, 4, 8)]
 
 
 @functools.cache
 def dispatcher_ir() -> str:
-    return _trampolines() + softmmu_ir() + _mem_helpers() + f"""
+    return _trampolines() + softmmu_ir() + _mem_helpers() + _time() + f"""
 define i64 @mirage_dispatch(ptr noalias %h) #0 {{
 entry:
   %sp = getelementptr inbounds i8, ptr %h, i64 {abi.OFF_STAT_DISPATCH}

@@ -33,21 +33,53 @@ NUM_PMP = 16
 PMP_GRAIN = 0  # G = 0: 4-byte granularity (NA4 allowed)
 
 
+# M-level CSRs whose rule is to hold bits under a write mask (or a constant: None, read-only):
+# they live in CSR slots of the hart, where the firmware's code reads and writes them in place
+# (Machine.map_csr, unless a policy watches them); the rules in M_CSRS serve everyone else.
+SLOT_CSRS: dict[int, tuple[str, int | None]] = {
+    0x340: ("mscratch", MASK64),
+    0x341: ("mepc", ~1 & MASK64),  # IALIGN=16: bit 0 is zero (spec 3.1.14)
+    0x342: ("mcause", MASK64),
+    0x343: ("mtval", MASK64),
+    0xF14: ("mhartid", None),
+    0x301: ("misa", None),  # WARL, writes ignored: they take the callout
+}
+
+
+def _slot(name: str) -> property:
+    def get(self: VirtualCsrs) -> int:
+        return self.hart.slot(self.slots[name])
+
+    def put(self: VirtualCsrs, v: int) -> None:
+        self.hart.set_slot(self.slots[name], v)
+    return property(get, put)
+
+
 @dataclass(slots=True)
 class VirtualCsrs:
-    """M-level state of one hart that is not machine state."""
+    """M-level state of one hart that is not machine state. mscratch, mepc, mcause and mtval are
+    in the hart's CSR slots (`bind`)."""
 
+    hart: Hart | None = None
+    slots: dict[str, int] = field(default_factory=dict)
     mstatus_m: int = 0  # Only M_BITS
     mtvec: int = 0
-    mscratch: int = 0
-    mepc: int = 0
-    mcause: int = 0
-    mtval: int = 0
     mcounteren: int = 0
     menvcfg: int = 0
     tselect: int = 0
     pmpcfg: list[int] = field(default_factory=lambda: [0] * NUM_PMP)
     pmpaddr: list[int] = field(default_factory=lambda: [0] * NUM_PMP)
+
+    mscratch = _slot("mscratch")
+    mepc = _slot("mepc")
+    mcause = _slot("mcause")
+    mtval = _slot("mtval")
+
+    def bind(self, hart: Hart, slots: dict[str, int]) -> None:
+        """Keeps the slot CSRs in `hart`'s slots (names of SLOT_CSRS -> Machine.csr_slot)."""
+        self.hart, self.slots = hart, slots
+        hart.set_slot(slots["mhartid"], hart.id)
+        hart.set_slot(slots["misa"], MISA)
 
 
 class Access:

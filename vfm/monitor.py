@@ -174,11 +174,17 @@ class Monitor:
     def attach(self, machine) -> None:
         self.machine = machine
         machine.monitor = self
+        slots = {name: machine.csr_slot() for name, _mask in vcsr.SLOT_CSRS.values()}
         for h in machine.harts:
             self.ctx[h.id] = HartContext()
+            self.ctx[h.id].csr.bind(h, slots)
             self.ctx[h.id].acc = vcsr.Access(self, h, 0)
             self.ctx[h.id].regs = memoryview(ffi.buffer(h.s)).cast("Q")
         machine.sys_hook = self.fast_sys
+        logged = machine.trace is not None and machine.trace.vfm_on  # -d vfm logs each access
+        for num, (name, mask) in vcsr.SLOT_CSRS.items():
+            if num not in self.csr_watch and not logged:
+                machine.map_csr(PRV_M, num, slots[name], mask)
         for base, size in self.reserved:
             if machine.mem.is_ram(base, size):
                 machine.mem.load_bytes(base, MONITOR_MAGIC)

@@ -51,6 +51,7 @@ class Clint:
 
     def set_mtime(self, value: int) -> None:
         self.offset = (value & MASK64) - self.m.time()
+        self.m.set_time_offset(self.offset)
         self.update()
 
     # Interrupt lines

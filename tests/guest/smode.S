@@ -69,6 +69,7 @@
   .equ SBI_MSTATUS_SET, 6           # mstatus |= a0
   .equ SBI_MSTATUS_CLEAR, 7         # mstatus &= ~a0
   .equ SBI_STORE_WORD, 8            # 32-bit store of a1 at physical address a0
+  .equ SBI_MCOUNTEREN, 9            # mcounteren = a0
 
   # Checks: the number comes first (tests/test_smode.py numbers them).
   .macro CHECK n, reg, val
@@ -349,6 +350,10 @@ m_ecall:
 1: li t6, SBI_STORE_WORD
   bne a7, t6, 1f
   sw a1, 0(a0)
+  j m_ret
+1: li t6, SBI_MCOUNTEREN
+  bne a7, t6, 1f
+  csrw mcounteren, a0
   j m_ret
 1: csrr t5, mcause
   j m_unexpected
