@@ -492,17 +492,17 @@ class GdbStub:
     def _csr(self, num: int, write: int | None) -> int:
         """Reads (or writes) a CSR as the firmware sees it: M-level CSRs through the monitor's rules,
         S-level ones through the machine's."""
+        from runtime import system
+
         mon = self.m.monitor
         h = self.hart
         if hasattr(mon, "ctx"):
             from vfm import csr as vcsr
 
             if write is None:
-                return vcsr.read_write(mon, h, num, 0, "s", 0, 1, False)
-            vcsr.read_write(mon, h, num, 0, "w", write & MASK64, 0, True)
+                return vcsr.read_write(mon, h, num, 0, system.CSR_READ, 0)
+            vcsr.read_write(mon, h, num, 0, system.CSR_WRITE, write & MASK64)
             return 0
-        from runtime import system
-
         rule = system.S_CSRS.get(num)
         if rule is None:
             return 0

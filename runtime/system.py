@@ -8,6 +8,7 @@ Each S-level CSR's rule lives in exactly one place: the table at the bottom.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from runtime.hart import SLOT_SCAUSE, SLOT_SEPC, SLOT_SSCRATCH, SLOT_STVAL, Hart, Trap
 from translator import csrs as C
@@ -192,9 +193,48 @@ S_CSRS: dict[int, Rule] = {
 FP_CSRS = (0x001, 0x002, 0x003)
 
 
+@dataclass(frozen=True, slots=True)
+class Zicsr:
+    """What one CSR instruction does (unprivileged spec 9.1), for every CSR path of the machine,
+    the monitor and the debugger (generated code: `zicsr` in translator/emit/system.py): csrrw
+    "shall not read the CSR" if rd=x0; csrrs and csrrc "will not write to the CSR at all" if rs1
+    is x0 (uimm is 0 for the immediate forms). `op` is w, s or c."""
+
+    op: str
+    reads: bool
+    writes: bool
+    rd: int = 0
+    rs1: int = 0
+    uimm: int | None = None  # Immediate forms: the 5-bit source
+
+    @staticmethod
+    def of(insn: Insn) -> Zicsr:
+        op = insn.name[4]
+        imm = insn.name.endswith("i")
+        source_reg = insn.imm if imm else insn.rs1
+        return Zicsr(op, op != "w" or insn.rd != 0, op == "w" or source_reg != 0, insn.rd, insn.rs1,
+                     insn.imm if imm else None)
+
+    def source(self, x) -> int:
+        """The source value, given a register reader (x(r) -> int, x(0) need not be 0)."""
+        if self.uimm is not None:
+            return self.uimm
+        return x(self.rs1) if self.rs1 else 0
+
+    def new(self, old: int, src: int) -> int:
+        """The value written."""
+        if self.op == "w":
+            return src & MASK64
+        return (old | src) & MASK64 if self.op == "s" else old & ~src & MASK64
+
+
+# What the debugger does: read a CSR, write one.
+CSR_READ = Zicsr("s", reads=True, writes=False)
+CSR_WRITE = Zicsr("w", reads=False, writes=True)
+
+
 def csr_op(machine, hart: Hart, insn: Insn) -> None:
-    """csrrw/csrrs/csrrc and immediates (Zicsr, chapter 9): read unless csrrw with rd=x0,
-    write unless csrrs/csrrc with a zero source."""
+    """csrrw/csrrs/csrrc and immediates from S- and U-mode (Zicsr, chapter 9)."""
     num = insn.csr
     rule = S_CSRS.get(num)
     if hart.priv == C.PRV_M and num not in FP_CSRS:
@@ -205,21 +245,14 @@ def csr_op(machine, hart: Hart, insn: Insn) -> None:
     if num == 0x180 and hart.priv == C.PRV_S and hart.tvm:
         raise _illegal(insn.raw)
     read, write, _ = rule
-    name = insn.name
-    src = insn.imm if name.endswith("i") else hart.get_x(insn.rs1)
-    does_write = name.startswith("csrrw") or (insn.imm if name.endswith("i") else insn.rs1) != 0
-    if does_write and (write is None or (num >> 10) == 3):
+    z = Zicsr.of(insn)
+    if z.writes and (write is None or (num >> 10) == 3):
         raise _illegal(insn.raw)
+    src = z.source(hart.get_x)
     ctx = CsrContext(machine, hart, insn.raw)
-    old = read(ctx) if not (name.startswith("csrrw") and insn.rd == 0) else 0
-    if does_write:
-        if name.startswith("csrrw"):
-            new = src
-        elif name.startswith("csrrs"):
-            new = old | src
-        else:
-            new = old & ~src
-        write(ctx, new & MASK64)
+    old = read(ctx) if z.reads else 0
+    if z.writes:
+        write(ctx, z.new(old, src))
     hart.set_x(insn.rd, old)
 
 

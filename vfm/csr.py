@@ -267,28 +267,23 @@ def fast_op(insn) -> Callable[[Access, memoryview], None] | None:
     if rule is None:
         return None
     read, write = rule
-    name = insn.name
-    imm = name.endswith("i")
-    # csrrw always writes; csrrs/csrrc only with a nonzero source (Zicsr 9.1).
-    writes = name.startswith("csrrw") or (insn.imm if imm else insn.rs1) != 0
-    if writes and (write is None or num >> 10 == 3):
+    z = system.Zicsr.of(insn)
+    if z.writes and (write is None or num >> 10 == 3):
         return None
-    op = name[4]
-    rd, rs1, uimm = insn.rd, insn.rs1, insn.imm
-    skip_read = op == "w" and rd == 0
+    reads, writes, rd, source, new = z.reads, z.writes, z.rd, z.source, z.new
 
     def run(a: Access, x: memoryview) -> None:
-        old = 0 if skip_read else read(a)
+        old = read(a) if reads else 0
         if writes:
-            src = uimm if imm else (x[rs1] if rs1 else 0)
-            write(a, (src if op == "w" else old | src if op == "s" else old & ~src) & MASK64)
+            write(a, new(old, source(x.__getitem__)))
         if rd:
             x[rd] = old & MASK64
     return run
 
 
-def read_write(monitor, hart: Hart, num: int, raw: int, op: str, src: int, rd: int, writes: bool) -> int:
-    """Performs one CSR instruction from virtual M-mode; returns the old value for rd."""
+def read_write(monitor, hart: Hart, num: int, raw: int, z: system.Zicsr, src: int) -> int:
+    """Performs one CSR instruction from virtual M-mode (z, with its source value); returns the old
+    value for rd."""
     rule = M_CSRS.get(num)
     if rule is None:
         srule = system.S_CSRS.get(num)
@@ -300,15 +295,15 @@ def read_write(monitor, hart: Hart, num: int, raw: int, op: str, src: int, rd: i
     else:
         read, write = rule
         acc = Access(monitor, hart, raw)
-    if writes and (write is None or num >> 10 == 3):
+    if z.writes and (write is None or num >> 10 == 3):
         raise Trap(C.ILLEGAL_INSN, raw)
     saved = hart.priv
     try:
         if rule is None:
             hart.priv = C.PRV_S  # Let the S-level rule see a privileged access
-        old = read(acc) if not (op == "w" and rd == 0) else 0
-        if writes:
-            new = (src if op == "w" else (old | src if op == "s" else old & ~src)) & MASK64
+        old = read(acc) if z.reads else 0
+        if z.writes:
+            new = z.new(old, src)
             watchers = monitor.csr_watch.get(num)
             if watchers:
                 for p in watchers:  # Policies may change or drop the firmware's write
@@ -318,6 +313,6 @@ def read_write(monitor, hart: Hart, num: int, raw: int, op: str, src: int, rd: i
                 write(acc, new)
     finally:
         hart.priv = saved
-    if writes and num == 0x100:
+    if z.writes and num == 0x100:
         monitor.mprv_changed(hart)  # sstatus.SUM chooses the MMU of MPRV accesses with MPP = S
     return old

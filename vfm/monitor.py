@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from runtime import system
 from runtime.hart import Hart, Trap
 from translator import abi
 from translator import csrs as C
@@ -377,11 +378,8 @@ class Monitor:
         try:
             if name.startswith("csrr"):
                 self.n.csr[insn.csr] += 1
-                imm = name.endswith("i")
-                src = insn.imm if imm else hart.get_x(insn.rs1)
-                writes = name.startswith("csrrw") or (insn.imm if imm else insn.rs1) != 0
-                op = name[4]
-                old = vcsr.read_write(self, hart, insn.csr, raw, op, src, insn.rd, writes)
+                z = system.Zicsr.of(insn)
+                old = vcsr.read_write(self, hart, insn.csr, raw, z, z.source(hart.get_x))
                 hart.set_x(insn.rd, old)
                 hart.pc = epc + length
                 if self.machine.trace is not None:
