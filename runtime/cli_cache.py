@@ -10,19 +10,15 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 import click
 
+from runtime.cli_args import fail
+
 BRANCHES = {"beq", "bne", "blt", "bge", "bltu", "bgeu", "beqz", "bnez", "blez", "bgez", "bltz", "bgtz", "bgt",
             "ble", "bgtu", "bleu", "j", "jal", "c.j", "c.jal", "c.beqz", "c.bnez"}
-
-
-def _fail(message: str) -> None:
-    click.echo(f"mirage: error: {message}", err=True)
-    sys.exit(2)
 
 
 @click.group("cache", context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,11 +40,11 @@ def stats_cmd(file: str | None, as_json: bool, plot: str | None, top: int, disas
 
     path = Path(file) if file else stats.last_stats_path()
     if not file and not path.exists():
-        _fail(f"no statistics yet ({path}): run `mirage jit-run` first, or name a --stats FILE")
+        fail(f"no statistics yet ({path}): run `mirage jit-run` first, or name a --stats FILE")
     try:
         doc = stats.load(path)
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
     if as_json:
         click.echo(json.dumps(doc, indent=2))
     else:
@@ -57,7 +53,7 @@ def stats_cmd(file: str | None, as_json: bool, plot: str | None, top: int, disas
         try:
             draw(doc, Path(plot))
         except OSError as e:
-            _fail(f"{plot}: {e.strerror}")
+            fail(f"{plot}: {e.strerror}")
         if not as_json:
             click.echo(f"plot written to {plot}")
 
@@ -70,7 +66,7 @@ def _pcache():
     try:
         pc.check_dir()
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
     return pc
 
 

@@ -40,7 +40,7 @@ def dtb(platform: str, output: Path, memory: str, harts: int, bootargs: str | No
     """Write the device tree blob of a board (what firmware receives in a1)."""
     from platforms import qemu_virt
     from runtime import fdt
-    from runtime.cli import fail, ram_size
+    from runtime.cli_args import fail, ram_size
 
     try:
         ram = ram_size(memory)

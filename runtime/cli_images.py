@@ -12,7 +12,7 @@ def _print_paths() -> None:
     try:
         art = linux.artifacts(linux.Inputs.current())
     except ImageError as e:
-        from runtime.cli import fail
+        from runtime.cli_args import fail
 
         fail(str(e))
     missing = []
@@ -45,7 +45,7 @@ def paths() -> None:
 def build(jobs: int | None) -> None:
     """Build whatever is not cached yet (installing Debian packages on first use), then print the
     paths. A failure names the failing command with the last lines of its output (exit status 2)."""
-    from runtime.cli import fail
+    from runtime.cli_args import fail
     from runtime.images import linux
     from runtime.images.build import ImageError
 

@@ -50,6 +50,8 @@ from typing import Any
 
 import click
 
+from runtime.pcache import cache_root
+
 TAIL_LINES = 30
 KILL_GRACE = 3.0
 POLL_INTERVAL = 0.05
@@ -189,12 +191,6 @@ class Repo:
 
 
 # Remembered results
-
-
-def cache_root() -> Path:
-    """`$MIRAGE_CACHE_DIR`, or `~/.cache/mirage`."""
-    env = os.environ.get("MIRAGE_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "mirage"
 
 
 class Cache:

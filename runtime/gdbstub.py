@@ -22,8 +22,8 @@ import sys
 import time
 from typing import TextIO
 
-from runtime.hart import Hart, Trap
-from runtime.machine import GuestExit, Machine
+from runtime.hart import GuestExit, Hart, Trap
+from runtime.machine import Machine
 from translator import csrs as C
 
 MASK64 = (1 << 64) - 1

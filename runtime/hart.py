@@ -35,6 +35,15 @@ class Trap(Exception):  # noqa: N818 (a trap is not an error of the host)
         self.tval = tval
 
 
+class GuestExit(Exception):  # noqa: N818 (control flow, not an error)
+    """The guest asked the machine to stop (test finisher, HTIF, poweroff)."""
+
+    def __init__(self, code: int, message: str = "") -> None:
+        super().__init__(message or f"exit {code}")
+        self.code = code
+        self.message = message
+
+
 class Hart:
     """One RISC-V hart. `priv` is the privilege the code runs at: PRV_M means the firmware world
     (virtual M-mode, physically U-mode under the monitor), PRV_S and PRV_U the OS world."""
@@ -212,4 +221,4 @@ class Hart:
         self.s.flags = self.compute_flags()
 
 
-__all__ = ["Hart", "Trap", "PRV_M", "PRV_S", "PRV_U", "MSTATUS_MPRV", "MSTATUS_MXR"]
+__all__ = ["GuestExit", "Hart", "Trap", "PRV_M", "PRV_S", "PRV_U", "MSTATUS_MPRV", "MSTATUS_MXR"]

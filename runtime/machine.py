@@ -13,7 +13,7 @@ import time
 from time import perf_counter
 from typing import Protocol
 
-from runtime.hart import RUNTIME_SLOTS, Hart, Trap
+from runtime.hart import RUNTIME_SLOTS, GuestExit, Hart, Trap
 from runtime.memory import PhysicalMemory
 from runtime.mmu import AccessGuard, Mmu
 from runtime.system import PLAIN_S_CSRS
@@ -98,15 +98,6 @@ def _runtime_object(engine: Engine) -> bytes:
     """The object code of the dispatcher, helpers and interpreter."""
     return _runtime_build("mirage runtime module", f"opt={engine.opt}",
                           lambda: engine.emit_object(dispatcher_ir()))
-
-
-class GuestExit(Exception):  # noqa: N818 (control flow, not an error)
-    """The guest asked the machine to stop (test finisher, HTIF, poweroff)."""
-
-    def __init__(self, code: int, message: str = "") -> None:
-        super().__init__(message or f"exit {code}")
-        self.code = code
-        self.message = message
 
 
 class Monitor(Protocol):

@@ -11,6 +11,8 @@ alone never stops it. `TrapGuard` sees every synchronous trap the machine takes:
 
 from __future__ import annotations
 
+from runtime.hart import GuestExit
+
 REPEATS = 1000
 EXIT_TRAP_LOOP = 5  # Exit status of a run stopped this way
 
@@ -38,8 +40,6 @@ class TrapGuard:
         self._last = (hart.id, epc, cause, retired)
 
     def _stop(self, hart, cause: int, epc: int) -> None:
-        from runtime.machine import GuestExit
-
         if self.m.halted is not None:
             return
         vector = getattr(self.m.monitor, "trap_vector", None)

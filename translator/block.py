@@ -6,11 +6,9 @@ from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 
 from translator import abi
-from translator.emit import EMITTERS, TERMINATORS, load_all
+from translator.emit import EMITTERS, TERMINATORS
 from translator.ir import HOT_THRESHOLD, BlockBuilder
 from translator.isa import Insn, decode
-
-load_all()
 
 MAX_BLOCK_INSNS = 64
 # Forward conditional branches do not end a block: the taken path leaves through a side exit and

@@ -25,11 +25,9 @@ from __future__ import annotations
 import array
 
 from translator import abi, isa
-from translator.emit import EMITTERS, load_all
+from translator.emit import EMITTERS
 from translator.ir import BlockBuilder, const
 from translator.isa import Insn
-
-load_all()
 
 # Head counters (shared by the harts of a machine): a head's executions before its translation.
 HEADS_BITS = 16
@@ -307,7 +305,6 @@ def interpreter_ir() -> str:
     threshold and the tables are reached through the hart (abi: heads, btab, rvc, warm); the
     runtime fills the expansion table from `rvc_table()`."""
     b = InterpBuilder()
-    load_all()
     rows = [e for e in isa.ENCODINGS if e.name in EMITTERS]
     cases = {e.name: f"case_{i}" for i, e in enumerate(rows)}
 

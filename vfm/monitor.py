@@ -67,7 +67,7 @@ from vfm import csr as vcsr
 from vfm import sbi
 from vfm.causes import IRQ_NAMES, cause_name
 from vfm.pmp import VirtualPmp
-from vfm.policy import Policy, PolicyGuard, Switch
+from vfm.policy.base import Policy, PolicyGuard, Switch
 
 MASK64 = (1 << 64) - 1
 MIP_MTIP = 1 << IRQ_MTI

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from runtime.devices import write_out
-from runtime.machine import GuestExit
+from runtime.hart import GuestExit
 
 EFAULT = 14
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runtime.machine import GuestExit
+from runtime.hart import GuestExit
 
 
 class SifiveTest:

@@ -4,40 +4,14 @@ $MIRAGE_IMAGES_DIR)."""
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
+
+from runtime.images import Boot, ImageError, images_root
 
 HERE = Path(__file__).parent
 CC = "riscv64-linux-gnu-gcc"
-
-
-class ImageError(Exception):
-    """A named image cannot be built; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class Boot:
-    """What a named image boots: firmware, and optionally an S-mode kernel (raw or ELF, loaded at
-    the payload address), an initrd and a kernel command line."""
-
-    firmware: Path
-    kernel: Path | None = None
-    initrd: Path | None = None
-    append: str | None = None
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("MIRAGE_CACHE_DIR", Path.home() / ".cache" / "mirage"))
-
-
-def images_root() -> Path:
-    """Where named images are built and kept: $MIRAGE_IMAGES_DIR, else <cache root>/images (so the
-    tests, with a cache directory per session, still boot the images built once)."""
-    env = os.environ.get("MIRAGE_IMAGES_DIR")
-    return Path(env) if env else cache_root() / "images"
 
 
 def demo() -> Path:

@@ -31,7 +31,8 @@ from typing import TextIO
 
 import platforms
 from platforms import qemu_virt
-from runtime.images.build import Boot, ImageError, cache_root, images_root
+from runtime.images import Boot, ImageError, images_root
+from runtime.pcache import cache_root
 
 # Bump when a build step changes in a way that changes its output (every key changes with it).
 RECIPE = "2"

@@ -6,27 +6,7 @@ end a block (branches, jumps, system instructions) set `b.terminated`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from translator.emit import rva, rvf, rvi, rvm, system  # noqa: F401 (they register their emitters)
+from translator.emit.registry import EMITTERS, TERMINATORS, Emitter, emits
 
-from translator.isa import Insn
-
-Emitter = Callable[["object", Insn], None]
-EMITTERS: dict[str, Emitter] = {}
-# Instructions that always end their block.
-TERMINATORS: set[str] = set()
-
-
-def emits(*names: str, terminator: bool = False) -> Callable[[Emitter], Emitter]:
-    def register(fn: Emitter) -> Emitter:
-        for n in names:
-            assert n not in EMITTERS, f"two emitters for {n}"
-            EMITTERS[n] = fn
-            if terminator:
-                TERMINATORS.add(n)
-        return fn
-    return register
-
-
-def load_all() -> None:
-    """Imports every emitter module so the registry is complete."""
-    from translator.emit import rva, rvf, rvi, rvm, system  # noqa: F401
+__all__ = ["EMITTERS", "TERMINATORS", "Emitter", "emits"]

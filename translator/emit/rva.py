@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from translator import abi
-from translator.emit import emits
+from translator.emit.registry import emits
 from translator.ir import BlockBuilder
 from translator.isa import Insn
 

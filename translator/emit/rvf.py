@@ -34,7 +34,7 @@ import weakref
 from dataclasses import dataclass, field
 
 from translator import abi, softfloat
-from translator.emit import emits
+from translator.emit.registry import emits
 from translator.ir import BlockBuilder, const
 from translator.isa import Insn
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from translator.emit import emits
+from translator.emit.registry import emits
 from translator.ir import BlockBuilder, const
 from translator.isa import Insn
 

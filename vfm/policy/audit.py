@@ -19,7 +19,7 @@ from pathlib import Path
 from runtime.hart import Hart
 from translator import abi
 from translator import csrs as C
-from vfm.policy import Policy, PolicyError, Switch
+from vfm.policy.base import Policy, PolicyError, Switch
 
 
 class Audit(Policy):

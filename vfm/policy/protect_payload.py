@@ -37,7 +37,7 @@ from runtime.system import fix_sd
 from translator import abi
 from translator import csrs as C
 from vfm import sbi
-from vfm.policy import Policy, Switch
+from vfm.policy.base import Policy, Switch
 
 PC = abi.OFF_PC // 8
 MASK64 = (1 << 64) - 1
