@@ -146,7 +146,7 @@ class Machine:
         # Cold code runs in the native interpreter (translator/interp.py) until a block head has
         # run `warm_threshold` times; 0 translates every block on its first execution instead.
         self.warm_threshold = WARM_THRESHOLD
-        self.store_watchers: list = []  # fn(hart, paddr, size) after slow-path stores to watched pages
+        self.store_watchers: list = []  # fn(hart, paddr, size) after slow-path stores to watched words
         self._watch_pages: set[int] = set()
         self.timer_sources: list = []  # Devices with next_deadline(machine) -> mtime or None
         self.waiters: list = []  # fn(seconds): block until input may have arrived
@@ -177,7 +177,7 @@ class Machine:
         # walks in Python (-d mmu turns it off to log each walk).
         self.native_refill = True
         self.tcache = TranslationCache(self.engine, self.dispatch_addr)
-        self.tcache.on_pages = lambda pages: [self.mmu.watch_page(p, self.harts) for p in pages]
+        self.tcache.on_pages = self._code_installed
         self.tcache.read_phys = self.mem.read_bytes
         self.tcache.heads, self.tcache.btab = self.heads_addr, int(ffi.cast("uintptr_t", self._btab))
         self.tcache.ram_base = self.mem.ram_base
@@ -188,6 +188,7 @@ class Machine:
             h.s.heads, h.s.btab = self._heads, self._btab
             h.s.rvc = self._rvc
             h.s.ram_base, h.s.ram_size = self.mem.ram_base, self.mem.ram_size
+            h.s.code_map = self.mmu.code_map
             h.s.time_base, h.s.time_mult = self._t0_ns, self._tmult
             self.mmu.guard_changed(h)
             self.tcache.jc_flush(h, "reset")
@@ -358,12 +359,25 @@ class Machine:
                 for watch in self.store_watchers:
                     watch(hart, paddr, size)
 
-    def watch_store(self, paddr: int, fn) -> None:
-        """Calls fn(hart, paddr, size) after every store to the page of paddr (e.g. HTIF tohost)."""
+    def _code_installed(self, pages: tuple[int, ...], lo: int, hi: int) -> None:
+        """A translation of physical bytes [lo, hi) on `pages` went in: stores over them must
+        reach Python (on a second page, not contiguous with the first, the whole page counts)."""
+        for ppn in pages:
+            self.mmu.watch_page(ppn, self.harts)
+        first = lo >> abi.PAGE_BITS
+        self.mmu.mark_code(lo, min(hi, (first + 1) << abi.PAGE_BITS))
+        for ppn in pages:
+            if ppn != first:
+                self.mmu.mark_code(ppn << abi.PAGE_BITS, (ppn + 1) << abi.PAGE_BITS)
+
+    def watch_store(self, paddr: int, fn, size: int = 8) -> None:
+        """Calls fn(hart, paddr, size) after every store that overlaps [paddr, paddr + size) (e.g.
+        HTIF tohost), and maybe after others to its page."""
         self.store_watchers.append(fn)
         ppn = paddr >> abi.PAGE_BITS
         self._watch_pages.add(ppn)
         self.mmu.watch_page(ppn, self.harts)
+        self.mmu.mark_code(paddr, paddr + size)
 
     # Instruction fetch for the interpreter (its code-TLB misses)
     def _fetch(self, hart: Hart, pc: int) -> int:

@@ -15,6 +15,7 @@ from runtime.hart import Hart, Trap
 from runtime.memory import PhysicalMemory
 from translator import abi
 from translator import csrs as C
+from translator.abi import ffi
 
 MASK64 = (1 << 64) - 1
 PAGE_MASK = ~(abi.PAGE_SIZE - 1) & MASK64
@@ -48,8 +49,11 @@ class Mmu:
 
     def __init__(self, mem: PhysicalMemory) -> None:
         self.mem = mem
-        # Physical pages that must not get fast-path write entries (code, watched words).
+        # Physical pages that must not get fast-path write entries: they hold translated code or
+        # watched words. Stores to them are done natively unless they overlap one of those
+        # (abi.TLB_NOTDIRTY): `code_map` has per RAM page the 64-byte chunks holding them.
         self.write_watch: set[int] = set()
+        self.code_map = ffi.new("uint64_t[]", max(1, mem.ram_size >> abi.PAGE_BITS))
         self.stats_walks = 0
         self.stats_fills = 0
         # Size of the leaf the last translation used (0: no page table); a TLB entry records it,
@@ -173,9 +177,12 @@ class Mmu:
         self._note_leaf(hart, e)
         ppn = ppage >> abi.PAGE_BITS
         fast_write = write and ppn not in self.write_watch
+        code_write = write and not fast_write
         if fast_write:
             e.write = vpage
-        self._note_allowed(hart, mmu, ppn, "w" if write else "r", fast_write)
+        elif code_write:
+            e.write = vpage | abi.TLB_NOTDIRTY
+        self._note_allowed(hart, mmu, ppn, "w" if write else "r", fast_write, code_write)
 
     def fill_code(self, hart: Hart, mmu: int, vaddr: int, paddr: int) -> None:
         """Installs a code TLB entry for a RAM page after a successful fetch (the interpreter's
@@ -196,21 +203,25 @@ class Mmu:
         if self.leaf_size > abi.PAGE_SIZE:
             hart.s.nsuper += 1
 
-    def _note_allowed(self, hart: Hart, mmu: int, ppn: int, access: str, fast_write: bool = False) -> None:
+    def _note_allowed(self, hart: Hart, mmu: int, ppn: int, access: str, fast_write: bool = False,
+                      code_write: bool = False) -> None:
         """Tells the native refill (gperm, abi.GPERM_BITS) that the guard allows `access` by the
         OS world through `mmu` on every byte of page ppn (the caller checked one access and
-        `_fillable` the page's uniformity), and whether it may get fast write entries."""
+        `_fillable` the page's uniformity), and whether it may get fast write entries (or
+        TLB_NOTDIRTY ones: the page holds code or watched words)."""
         if mmu == abi.MMU_M or hart.priv == C.PRV_M:
             return  # The refill serves the OS world only
         e = hart.s.gperm[ppn & (abi.GPERM_SIZE - 1)]
         if e.ppn != ppn:
             e.ppn = ppn
             e.bits = 0
-        e.bits |= (1 << (3 * mmu + "rwx".index(access))) | (abi.GPERM_WFAST if fast_write else 0)
+        e.bits |= ((1 << (3 * mmu + "rwx".index(access))) | (abi.GPERM_WFAST if fast_write else 0)
+                   | (abi.GPERM_CODE if code_write else 0))
 
     def watch_page(self, ppn: int, harts: list[Hart]) -> None:
-        """Removes fast write entries that map physical page `ppn` (it now holds code), in every
-        hart's TLBs, and tells the native refill not to make new ones."""
+        """Physical page `ppn` now holds code or a watched word (mark_code says which bytes):
+        removes the fast write entries that map it in every hart's TLBs and tells the native
+        refill to make TLB_NOTDIRTY ones from then on."""
         if ppn in self.write_watch:
             return
         self.write_watch.add(ppn)
@@ -222,8 +233,24 @@ class Mmu:
             if self.unwrite is not None:
                 self.unwrite(h.s, pkey)
 
+    def mark_code(self, lo: int, hi: int) -> None:
+        """Physical bytes [lo, hi) hold translated code or a watched word (within RAM, on watched
+        pages): stores over them must reach Python (the 64-byte chunks of the code map)."""
+        base = self.mem.ram_base
+        for ppn in range(lo >> abi.PAGE_BITS, ((hi - 1) >> abi.PAGE_BITS) + 1):
+            page = ppn << abi.PAGE_BITS
+            first = max(lo, page) - page >> abi.CODE_CHUNK_BITS
+            last = min(hi, page + abi.PAGE_SIZE) - 1 - page >> abi.CODE_CHUNK_BITS
+            i = (page - base) >> abi.PAGE_BITS
+            if 0 <= i < len(self.code_map):
+                self.code_map[i] |= ((1 << (last + 1)) - 1) & ~((1 << first) - 1)
+
     def unwatch_page(self, ppn: int) -> None:
+        """Page `ppn` holds no code and no watched word any more."""
         self.write_watch.discard(ppn)
+        i = ((ppn << abi.PAGE_BITS) - self.mem.ram_base) >> abi.PAGE_BITS
+        if 0 <= i < len(self.code_map):
+            self.code_map[i] = 0
 
     def flush(self, hart: Hart, mmus: tuple[int, ...] = (abi.MMU_U, abi.MMU_S, abi.MMU_S_SUM, abi.MMU_M)) -> None:
         """Invalidates whole TLBs (satp writes, sfence.vma, permission changes)."""

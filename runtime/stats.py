@@ -60,7 +60,8 @@ The JSON document (schema "mirage-stats", version 2; version 1 had the keys mark
                          Mirage keeps every translation, so 0)
   fence_i*               fence.i executed
   mmu*                   {walks, fills} (in Python), native_walks (TLB refills in native
-                         code, translator/softmmu.py)
+                         code, translator/softmmu.py), notdirty_stores (stores to pages with
+                         code or watched words done in native code)
   pcache                 persistent translation cache (runtime/pcache.py): {enabled, dir,
                          lookups, hits, misses, rejected, writes, write_errors, bytes_written,
                          evicted, skipped, seconds_saved}; {"enabled": false} without it
@@ -216,7 +217,8 @@ def collect(m, t_start: float, t_run: float, t_end: float, pcache=None, program:
         "invalidations": invalidations,
         "fence_i": tc.fence_i,
         "mmu": {"walks": m.mmu.stats_walks, "fills": m.mmu.stats_fills,
-                "native_walks": sum(h.s.stat_walks for h in m.harts)},
+                "native_walks": sum(h.s.stat_walks for h in m.harts),
+                "notdirty_stores": sum(h.s.stat_notdirty for h in m.harts)},
         "pcache": pcache.as_dict() if pcache is not None else {"enabled": False},
         "vfm": m.monitor.stats if m.monitor is not None else {},
         "hot_blocks": blocks[:hot],

@@ -141,7 +141,7 @@ class TranslationCache:
         self._last_event: dict[str, int] = {}
         self.t0 = time.perf_counter()
         self.on_translate = None  # Hook for -d in_asm: fn(block_code)
-        self.on_pages = None  # fn(physical pages): they now hold code (the machine watches them)
+        self.on_pages = None  # fn(physical pages, lo, hi): bytes [lo, hi) from them are now code
         self.read_phys = None  # fn(paddr, n) -> bytes: guest RAM, to check background work is current
         # Chaining patches exits to their targets; off while every block must pass through Python
         # (-d exec, single-stepping).
@@ -310,7 +310,7 @@ class TranslationCache:
             mod.live += 1
             self._insert(blk, [(addrs[s], (t, phys + (t - code.pc), flags)) for s, t in code.chain_slots])
             if self.on_pages is not None:
-                self.on_pages(pages)
+                self.on_pages(pages, phys, end_ppc)
             self.translated_blocks += 1
             self.by_tier[job.tier] += 1
             self.translated_insns += code.n_insns

@@ -229,3 +229,73 @@ def test_sfence_vma_of_an_address_drops_entries_cut_from_its_superpage():
     m.mmu.flush_page(h, 0x4000_1ABC, (abi.MMU_S,))
     assert h.s.tlb[abi.MMU_S][1].read == abi.TLB_INVALID
     assert h.s.tlb[abi.MMU_S][2].read == 0x4000_2000
+
+
+def _words(*ws: int) -> bytes:
+    return b"".join(w.to_bytes(4, "little") for w in ws)
+
+
+@pytest.mark.parametrize("warm", [4, 1 << 30])
+def test_stores_next_to_code_stay_native(warm):
+    """A loop stores to data in its own code page, in a 64-byte chunk with no code: once the page
+    holds translated code (warm 4) or not (interpreted), the stores stay in native code; the
+    firmware world's TLB gets a TLB_NOTDIRTY entry from Python once (issue 14)."""
+    from runtime.snippet import run_code
+
+    code = _words(
+        0x00000513,  # 0x00: li a0, 0
+        0x7D000593,  # 0x04: li a1, 2000
+        0x00000617,  # 0x08: auipc a2, 0
+        0x04A63023,  # 0x0c: loop: sd a0, 64(a2)  (0x48)
+        0x00150513,  # 0x10: addi a0, a0, 1
+        0xFFF58593,  # 0x14: addi a1, a1, -1
+        0xFE059AE3,  # 0x18: bnez a1, loop
+        0x00100073,  # 0x1c: ebreak
+    ) + bytes(48)  # 0x20..0x47: padding; 0x48: the data word, in the page's second 64-byte chunk
+    r = run_code(code, warm_threshold=warm, hot_threshold=1 << 30)
+    m = r.machine
+    assert r.cause == C.BREAKPOINT and r.x[10] == 2000
+    assert m.mem.read(RAM + 0x48, 8) == 1999
+    assert m.stats_callouts["mem"] <= 3, m.stats_callouts
+    if warm == 4:
+        assert m.tcache.translated_blocks >= 1
+        assert m.harts[0].s.stat_notdirty >= 1990
+
+
+def test_mark_code_sets_the_chunks_of_the_bytes():
+    m = _machine()
+    m.mmu.mark_code(RAM + 0x1030, RAM + 0x1082)  # Chunks 0, 1 and 2 of the second page
+    m.mmu.mark_code(RAM + 0x2FFE, RAM + 0x3002)  # The last chunk of one page, the first of the next
+    assert m.mmu.code_map[1] == 0b111
+    assert m.mmu.code_map[2] == 1 << 63 and m.mmu.code_map[3] == 1
+    m.mmu.unwatch_page((RAM >> 12) + 1)
+    assert m.mmu.code_map[1] == 0
+
+
+# Stores to the page of the HTIF tohost word: those to other words stay native, the one to
+# tohost still reaches the device (PASS ends the run).
+STORES_BESIDE_TOHOST = r"""
+  la t0, tohost
+  li t1, 0
+  li t2, 3000
+1: sd t1, 128(t0)
+  addi t1, t1, 1
+  bne t1, t2, 1b
+  ld t3, 128(t0)
+  li t4, 2999
+  bne t3, t4, 2f
+  PASS
+2: FAIL 2
+"""
+
+
+def test_stores_beside_a_watched_word_stay_native(asm, tmp_path):
+    import json
+
+    from tests.conftest import mirage
+
+    stats = tmp_path / "s.json"
+    r = mirage("jit-run", "--max-insns", "1000000", "--stats", str(stats), str(asm(STORES_BESIDE_TOHOST)))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(stats.read_text())
+    assert doc["callouts"]["mem"] <= 3, doc["callouts"]

@@ -25,6 +25,8 @@ CTLB_ENTRY = 32
 GPERM_BITS = 14
 GPERM_SIZE = 1 << GPERM_BITS
 GPERM_WFAST = 1 << 9
+# The page holds translated code or a watched word: the refill may give it a TLB_NOTDIRTY entry.
+GPERM_CODE = 1 << 10
 # CSRs generated code reads and writes in place, without a callout (the runtime's plain S-level
 # CSRs and whatever the monitor maps, Machine.map_csr): per hart, values in slots with a write
 # mask, and per privilege (0 U, 1 S, 3 the firmware world) and CSR number a byte: 0 (take the
@@ -37,6 +39,11 @@ PAGE_BITS = 12
 PAGE_SIZE = 1 << PAGE_BITS
 # A tag that never matches an address (bits 3-11 are never set in a compared address).
 TLB_INVALID = (1 << 64) - 1
+# A write tag with this bit: the page holds translated code or a watched word, so stores leave the
+# inline fast path and the memory callout's native entry does them unless they overlap those
+# bytes (the code map: per RAM page a 64-bit mask of the 64-byte chunks that hold them).
+TLB_NOTDIRTY = 1 << 11
+CODE_CHUNK_BITS = 6
 
 # MMU indices (the data-access view a block is compiled for).
 MMU_U = 0  # U-mode through satp
@@ -104,6 +111,8 @@ typedef struct {{
     uint32_t pad0;
     uint64_t nsuper;         /* TLB entries cut from superpages since the last full flush */
     uint64_t stat_walks;     /* Page walks by the native refill that filled an entry */
+    uint64_t *code_map;      /* Per RAM page, the 64-byte chunks holding translated code (TLB_NOTDIRTY) */
+    uint64_t stat_notdirty;  /* Stores to pages with code done natively (they missed no code) */
     uint64_t scratch[8];
     uint64_t csr[{CSR_SLOTS}];          /* CSR slots (CSR_SLOTS in translator/abi.py) */
     uint64_t csr_wmask[{CSR_SLOTS}];
@@ -158,6 +167,8 @@ OFF_RAM_SIZE = offset("ram_size")
 OFF_WALK = offset("walk")
 OFF_NSUPER = offset("nsuper")
 OFF_STAT_WALKS = offset("stat_walks")
+OFF_CODE_MAP = offset("code_map")
+OFF_STAT_NOTDIRTY = offset("stat_notdirty")
 OFF_GPERM = offset("gperm")
 OFF_CSR = offset("csr")
 OFF_CSR_WMASK = offset("csr_wmask")

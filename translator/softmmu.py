@@ -191,10 +191,17 @@ pchk:
   %b3 = mul i64 %mmu, 3
   %b4 = add i64 %b3, %acc
   %bit = shl i64 1, %b4
-  %wf = select i1 %isw, i64 {abi.GPERM_WFAST}, i64 0
-  %need = or i64 %bit, %wf
-  %pok = call i1 @mirage_gperm(ptr %h, i64 %paddr, i64 %need)
-  br i1 %pok, label %ad, label %no
+  %pok = call i1 @mirage_gperm(ptr %h, i64 %paddr, i64 %bit)
+  br i1 %pok, label %wchk, label %no
+wchk:
+  ; A write needs a page with no code (a fast write entry) or with code but no watched word (a
+  ; TLB_NOTDIRTY entry: mirage_mem_c checks each store against the code map).
+  %wfast = call i1 @mirage_gperm(ptr %h, i64 %paddr, i64 {abi.GPERM_WFAST})
+  %wcode = call i1 @mirage_gperm(ptr %h, i64 %paddr, i64 {abi.GPERM_CODE})
+  %wany = or i1 %wfast, %wcode
+  %nw = xor i1 %isw, true
+  %wok = or i1 %nw, %wany
+  br i1 %wok, label %ad, label %no
 ad:
   %dbit = select i1 %isw, i64 {PTE_D}, i64 0
   %want = or i64 %dbit, {PTE_A}
@@ -241,7 +248,9 @@ data:
   %s2 = icmp eq i64 %oadd, %addend
   %same = and i1 %s1, %s2
   %keepw = select i1 %same, i64 %owrite, i64 {INVALID}
-  %nwrite = select i1 %isw, i64 %vpage, i64 %keepw
+  %vnd = or i64 %vpage, {abi.TLB_NOTDIRTY}
+  %wtag = select i1 %wfast, i64 %vpage, i64 %vnd
+  %nwrite = select i1 %isw, i64 %wtag, i64 %keepw
   store i64 %vpage, ptr %drp
   store i64 %nwrite, ptr %dwp
   store i64 %addend, ptr %dap
@@ -290,30 +299,61 @@ entry:
   %sm = sub i64 %sz, 1
   %mis = and i64 %a, %sm
   %al = icmp eq i64 %mis, 0
-  br i1 %al, label %try, label %slow
-try:
+  br i1 %al, label %entry2, label %slow
+entry2:
   %m0 = lshr i64 %desc, {abi.DESC_MMU_SHIFT}
   %mmu = and i64 %m0, 15
-  %wr0 = and i64 %desc, {abi.DESC_STORE | abi.DESC_AMO}
-  %wr = icmp ne i64 %wr0, 0
-  %acc = zext i1 %wr to i64
-  %ok = call i1 @mirage_refill(ptr %h, i64 %a, i64 %mmu, i64 %acc)
-  br i1 %ok, label %fast, label %slow
-fast:
   %di = lshr i64 %a, {abi.PAGE_BITS}
   %di1 = and i64 %di, {abi.TLB_SIZE - 1}
   %dm = mul i64 %mmu, {abi.TLB_SIZE}
   %dj = add i64 %dm, %di1
   %do0 = shl i64 %dj, {_shift(abi.TLB_ENTRY)}
-  %do = add i64 %do0, {abi.OFF_TLB + abi.TLB_ADDEND}
-{_gep("%dap", "%do")}  %addend = load i64, ptr %dap
+  %do = add i64 %do0, {abi.OFF_TLB}
+{_gep("%de", "%do")}{_gep("%dwp", abi.TLB_WRITE, "%de")}{_gep("%dap", abi.TLB_ADDEND, "%de")}  %isst0 = and i64 %desc, {abi.DESC_STORE}
+  %isst = icmp ne i64 %isst0, 0
+  %vpage = and i64 %a, {-abi.PAGE_SIZE}
+  %vnd = or i64 %vpage, {abi.TLB_NOTDIRTY}
+  %w0 = load i64, ptr %dwp
+  %nd0 = icmp eq i64 %w0, %vnd
+  %ndst = and i1 %isst, %nd0
+  br i1 %ndst, label %notdirty, label %try
+try:
+  %wr0 = and i64 %desc, {abi.DESC_STORE | abi.DESC_AMO}
+  %wr = icmp ne i64 %wr0, 0
+  %acc = zext i1 %wr to i64
+  %ok = call i1 @mirage_refill(ptr %h, i64 %a, i64 %mmu, i64 %acc)
+  br i1 %ok, label %filled, label %slow
+filled:
+  %w1 = load i64, ptr %dwp
+  %nd1 = icmp eq i64 %w1, %vnd
+  %ndst1 = and i1 %isst, %nd1
+  br i1 %ndst1, label %notdirty, label %fast
+notdirty:
+  ; A store to a page with translated code: done here unless its 64-byte chunk holds code.
+  %ad0 = load i64, ptr %dap
+  %roff = add i64 %a, %ad0
+  %rpg = lshr i64 %roff, {abi.PAGE_BITS}
+{_gep("%cmp", abi.OFF_CODE_MAP)}  %cmap = load ptr, ptr %cmp
+  %cwp = getelementptr inbounds i64, ptr %cmap, i64 %rpg
+  %cw = load i64, ptr %cwp
+  %ch0 = lshr i64 %roff, {abi.CODE_CHUNK_BITS}
+  %ch = and i64 %ch0, 63
+  %cb0 = lshr i64 %cw, %ch
+  %cb = and i64 %cb0, 1
+  %clean = icmp eq i64 %cb, 0
+  br i1 %clean, label %ndstore, label %slow
+ndstore:
+{_gep("%ndp", abi.OFF_STAT_NOTDIRTY)}  %nd2 = load i64, ptr %ndp
+  %nd3 = add i64 %nd2, 1
+  store i64 %nd3, ptr %ndp
+  br label %fast
+fast:
+  %addend = load i64, ptr %dap
 {_gep("%rp", abi.OFF_RAM)}  %ram = load ptr, ptr %rp
   %off = add i64 %a, %addend
   %p = getelementptr i8, ptr %ram, i64 %off
   %sg0 = and i64 %desc, {abi.DESC_SIGNED}
   %sg = icmp ne i64 %sg0, 0
-  %isst0 = and i64 %desc, {abi.DESC_STORE}
-  %isst = icmp ne i64 %isst0, 0
   br i1 %isst, label %store, label %load
 store:
   switch i64 %lg, label %st3 [ i64 0, label %st0 i64 1, label %st1 i64 2, label %st2 ]

@@ -27,7 +27,7 @@ from pathlib import Path
 SRC_DIR = Path(__file__).resolve().parent
 
 # The benchmark programs, in the order the runner reports them.
-PROGRAMS: tuple[str, ...] = ("intkernel", "crc", "fpkernel")
+PROGRAMS: tuple[str, ...] = ("intkernel", "crc", "fpkernel", "codedata")
 # A program that exits immediately; used to measure emulator start-up overhead.
 EMPTY = "empty"
 
