@@ -23,6 +23,7 @@ at that pc, as it did for every block before this tier existed.
 from __future__ import annotations
 
 import array
+import functools
 
 from translator import abi, isa
 from translator.emit import EMITTERS
@@ -231,29 +232,43 @@ def _case_insn(enc: isa.Encoding, raw: Sym, length: Sym) -> Insn:
 
 def _decode_tree(b: InterpBuilder, raw: str, cases: dict[str, str]) -> None:
     """Branches on `raw` to the label of its table row (cases: name -> label), or to %illegal:
-    a switch on the major opcode, then the rows of that opcode most specific first (as decode32)."""
+    a switch on the major opcode, then within it a switch on the bits every row of that opcode
+    decodes (funct3, funct7, ...: a jump table), then the rows that share those bits, most specific
+    first (as decode32)."""
     buckets = isa._BUCKETS
     op = b.op("and", raw, "127")
     arms = " ".join(f"i64 {opc}, label %op{opc}" for opc in sorted(buckets))
     b.emit(f"switch i64 {op}, label %illegal [ {arms} ]")
     for opc in sorted(buckets):
         b.start_block(f"op{opc}")
-        for enc in buckets[opc]:
-            m = b.icmp("eq", b.op("and", raw, str(enc.mask)), str(enc.match))
-            nxt = b.label("dec")
-            target = cases[enc.name]
-            if enc.fmt in isa._RM_FORMATS:
-                # Reserved static rounding modes 101 and 110 decode as illegal (spec 11.2).
-                rm = b.op("and", b.op("lshr", raw, "12"), "7")
-                bad = b.op("or", b.icmp("eq", rm, "5"), b.icmp("eq", rm, "6"), "i1")
-                ok = b.label("rmok")
-                b.emit(f"br i1 {m}, label %{ok}, label %{nxt}")
-                b.start_block(ok)
-                b.emit(f"br i1 {bad}, label %illegal, label %{target}")
-            else:
-                b.emit(f"br i1 {m}, label %{target}, label %{nxt}")
-            b.start_block(nxt)
-        b.emit("br label %illegal")
+        rows = buckets[opc]
+        common = functools.reduce(lambda m, e: m & e.mask, rows, 0xFFFFFFFF)
+        groups: dict[int, list[isa.Encoding]] = {}
+        for enc in rows:
+            groups.setdefault(enc.match & common, []).append(enc)
+        if len(groups) > 1:
+            key = b.op("and", raw, str(common))
+            arms = " ".join(f"i64 {k}, label %op{opc}k{k}" for k in groups)
+            b.emit(f"switch i64 {key}, label %illegal [ {arms} ]")
+        for k, group in groups.items():
+            if len(groups) > 1:
+                b.start_block(f"op{opc}k{k}")
+            for enc in group:
+                nxt = b.label("dec")
+                target = cases[enc.name]
+                m = "true" if enc.mask == common else b.icmp("eq", b.op("and", raw, str(enc.mask)), str(enc.match))
+                if enc.fmt in isa._RM_FORMATS:
+                    # Reserved static rounding modes 101 and 110 decode as illegal (spec 11.2).
+                    rm = b.op("and", b.op("lshr", raw, "12"), "7")
+                    bad = b.op("or", b.icmp("eq", rm, "5"), b.icmp("eq", rm, "6"), "i1")
+                    ok = b.label("rmok")
+                    b.emit(f"br i1 {m}, label %{ok}, label %{nxt}")
+                    b.start_block(ok)
+                    b.emit(f"br i1 {bad}, label %illegal, label %{target}")
+                else:
+                    b.emit(f"br i1 {m}, label %{target}, label %{nxt}")
+                b.start_block(nxt)
+            b.emit("br label %illegal")
 
 
 def _jc_probe(b: InterpBuilder, pc: str, flags: str, miss: str) -> None:
