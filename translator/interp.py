@@ -119,6 +119,7 @@ class InterpBuilder(BlockBuilder):
         self.cur_priv: Sym | None = None
         self.tlb: str = "0"
         self.desc_dyn: str = "0"
+        self.next_pcs: list[tuple[str, str]] = []  # Arms of the %ipc phi: (pc, predecessor)
 
     # Fields are i64 values: narrowed where an emitter uses one as a constant of another type.
     def _narrow(self, v: str, ty: str) -> str:
@@ -207,9 +208,13 @@ class InterpBuilder(BlockBuilder):
         self.store_field(abi.OFF_PC, const(taken))
         self.emit("br label %head")
         self.start_block(f)
-        self.store_field(abi.OFF_PC, const(fallthrough))
-        self.emit("br label %insn")
+        self.next_insn(const(fallthrough))
         self.terminated = True
+
+    def next_insn(self, pc: str) -> None:
+        """Goes on with the next instruction at `pc` (the loop carries pc in a phi: %ipc)."""
+        self.next_pcs.append((pc, self._last_label()))
+        self.emit("br label %insn")
 
     def sys_callout(self, raw, desc: int = 0) -> None:
         d = self.op("or", self.desc_dyn, str(desc))
@@ -375,12 +380,18 @@ def interpreter_ir() -> str:
     warm_n = b.cast("trunc", b.load_field(abi.OFF_WARM), "i64", "i32")
     hot = b.icmp("sge", c1, warm_n, "i32")
     b.emit(f"store i32 {b.select(hot, '0', c1, 'i32')}, ptr {slot}")
+    b.next_pcs.append((pc, "count"))
     b.emit(f"br i1 {hot}, label %warm, label %insn, !prof !1")
     b.start_block("warm")
     b.emit(f"ret i64 {abi.EXIT_WARM}")
 
-    # One instruction: budget, fetch, expand, decode.
+    # One instruction: budget, fetch, expand, decode. pc stays in a register from instruction to
+    # instruction (%ipc), and is stored wherever the loop is left: block heads, callouts that
+    # stop, the run loop.
     b.start_block("insn")
+    ipc_phi = len(b.lines)
+    b.emit("%ipc = phi i64")  # Its arms are known once every case is emitted
+    ipc = "%ipc"
     bp = b.field_ptr(abi.OFF_BUDGET)
     b0 = b.tmp()
     b.emit(f"{b0} = load i64, ptr {bp}")
@@ -390,13 +401,13 @@ def interpreter_ir() -> str:
     b.emit(f"br i1 {out}, label %poll, label %fetch, !prof !1")
     b.start_block("poll")
     b.emit(f"store i64 {b0}, ptr {bp}")
+    b.store_field(abi.OFF_PC, ipc)
     b.emit(f"ret i64 {abi.EXIT_POLL}")
     b.start_block("fetch")
     sp = b.field_ptr(abi.OFF_STAT_INTERP)
     s0 = b.tmp()
     b.emit(f"{s0} = load i64, ptr {sp}")
     b.emit(f"store i64 {b.op('add', s0, '1')}, ptr {sp}")
-    ipc = b.load_field(abi.OFF_PC)
     iflags = b.load_field(abi.OFF_FLAGS)
     hit, ep = _code_tlb(b, ipc, iflags)
     # The last half-word of a page takes the slow path (a 32-bit instruction may cross it).
@@ -462,8 +473,7 @@ def interpreter_ir() -> str:
         b.terminated = False
         EMITTERS[enc.name](b, insn)
         if not b.terminated:
-            b.store_field(abi.OFF_PC, b.op("add", ipc, length))
-            b.emit("br label %insn")
+            b.next_insn(b.op("add", ipc, length))
 
     b.start_block("illegal")
     b.terminated = False
@@ -471,10 +481,12 @@ def interpreter_ir() -> str:
 
     # Not run here: translated code takes over at this pc.
     b.start_block("unsupported")
+    b.store_field(abi.OFF_PC, ipc)
     _jc_probe(b, ipc, iflags, "miss")
     b.start_block("miss")
     b.emit(f"ret i64 {abi.EXIT_MISS}")
 
+    b.lines[ipc_phi] = "  %ipc = phi i64 " + ", ".join(f"[ {v}, %{lbl} ]" for v, lbl in b.next_pcs)
     body = "\n".join(b.lines)
     return f"""
 declare i64 @llvm.readcyclecounter()
