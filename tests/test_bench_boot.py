@@ -139,9 +139,11 @@ def test_no_ratios_without_qemu():
     assert "-" in boot.format_table(rows).splitlines()[2]
 
 
-# A stand-in emulator: prints the console, waits for `poweroff -f` and exits with the status it is given.
+# A stand-in emulator: prints the console, waits for `poweroff -f` and exits with the status it is given
+# (holding {mib} MiB of memory it has written to meanwhile).
 FAKE = """
 import sys
+held = bytes(range(256)) * ({mib} << 12)
 sys.stdout.buffer.write({console!r}); sys.stdout.flush()
 line = sys.stdin.readline()
 print(line.strip() == "poweroff -f" and "reboot: Power down" or "unexpected " + line, flush=True)
@@ -150,13 +152,21 @@ sys.exit({status})
 
 
 def test_boot_once_drives_a_child():
-    a = boot.boot_once([sys.executable, "-c", FAKE.format(console=CONSOLE, status=0)], timeout=30)
+    a = boot.boot_once([sys.executable, "-c", FAKE.format(console=CONSOLE, status=0, mib=0)], timeout=30)
     assert a.boot_took == 26.09 and a.returncode == 0 and 0 < a.prompt_seconds <= a.total_seconds
+    # The child's own peak resident memory: an interpreter's few MiB, then 96 MiB more.
+    assert 1 < a.peak_rss_mib < 96
+    big = boot.boot_once([sys.executable, "-c", FAKE.format(console=CONSOLE, status=0, mib=96)], timeout=30)
+    assert a.peak_rss_mib + 90 < big.peak_rss_mib < a.peak_rss_mib + 110
+    row = boot.best_of("qemu", [a, big])
+    assert row.all_peak_rss_mib == [a.peak_rss_mib, big.peak_rss_mib]
+    assert row.peak_rss_mib == (a if a.total_seconds <= big.total_seconds else big).peak_rss_mib
+    assert f" {row.peak_rss_mib:.0f} " in boot.format_table([row]).splitlines()[2]
 
 
 def test_boot_once_failures():
     with pytest.raises(boot.BootError, match="exit status 3 after `poweroff -f`"):
-        boot.boot_once([sys.executable, "-c", FAKE.format(console=CONSOLE, status=3)], timeout=30)
+        boot.boot_once([sys.executable, "-c", FAKE.format(console=CONSOLE, status=3, mib=0)], timeout=30)
     with pytest.raises(boot.BootError, match="exited with status 0 before the shell prompt.*no prompt here"):
         boot.boot_once([sys.executable, "-c", "print('no prompt here')"], timeout=30)
     with pytest.raises(boot.BootError, match=r"no shell prompt after 1 s \(last console line: booting\)"):

@@ -11,8 +11,10 @@ its own device tree; it runs without Sstc, which Mirage does not have, so Linux 
 from SBI on both. Each boot is a child process with stdin and stdout on pipes: the runner reads
 the console until the init script has printed "Boot took N seconds" and the shell's prompt,
 writes `poweroff -f` and waits for the emulator to exit. Per boot it notes the wall time to the
-prompt, the wall time until the process exited and the guest's own "Boot took" figure
-(/proc/uptime at the prompt).
+prompt, the wall time until the process exited, the guest's own "Boot took" figure
+(/proc/uptime at the prompt) and the emulator process's peak resident memory (VmHWM in
+/proc/PID/status, read until it exits; wait4's ru_maxrss would include the runner's own memory,
+which the child inherits until its exec).
 
 Rows:
 
@@ -88,6 +90,7 @@ class Attempt:
     boot_took: float | None
     returncode: int
     stats: dict[str, Any] = field(default_factory=dict)
+    peak_rss_mib: float | None = None  # The emulator process's peak resident memory
 
 
 @dataclass
@@ -105,6 +108,8 @@ class BootResult:
     ratio: float | None = None  # total_seconds / QEMU's total_seconds
     all_total_seconds: list[float] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)  # stats_summary of the best boot (Mirage)
+    peak_rss_mib: float | None = None  # Of the best boot
+    all_peak_rss_mib: list[float | None] = field(default_factory=list)
 
 
 # ---- The console ----
@@ -163,6 +168,32 @@ def _failure(what: str, watch: ConsoleWatch, err: IO[bytes]) -> BootError:
     return BootError(f"{what}{' (' + detail + ')' if detail else ''}")
 
 
+def peak_rss_mib(pid: int) -> float | None:
+    """A running process's peak resident memory so far (VmHWM) in MiB; None once it has exited."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _wait_peak(proc: subprocess.Popen, deadline: float, peak: float | None) -> tuple[int | None, float | None]:
+    """Waits for the child to exit (until the deadline: status None), reading its peak resident
+    memory every 10 ms meanwhile; its exit status and the highest peak read."""
+    while True:
+        now = peak_rss_mib(proc.pid)
+        if now is not None and (peak is None or now > peak):
+            peak = now
+        try:
+            return proc.wait(timeout=min(0.01, max(deadline - time.perf_counter(), 0.0))), peak
+        except subprocess.TimeoutExpired:
+            if time.perf_counter() >= deadline:
+                return None, peak
+
+
 def boot_once(cmd: list[str], timeout: float, env: dict[str, str] | None = None,
               echo: IO[bytes] | None = None) -> Attempt:
     """Boots once: runs cmd, waits for the prompt, powers off, waits for the exit. Raises BootError
@@ -189,6 +220,7 @@ def boot_once(cmd: list[str], timeout: float, env: dict[str, str] | None = None,
                 if watch.feed(data):
                     break
             t_prompt = time.perf_counter()
+            peak = peak_rss_mib(proc.pid)
             try:
                 proc.stdin.write(POWEROFF)
                 proc.stdin.flush()
@@ -201,12 +233,12 @@ def boot_once(cmd: list[str], timeout: float, env: dict[str, str] | None = None,
                     echo.write(data)
                     echo.flush()
                 watch.feed(data)
+                peak = max(peak or 0.0, peak_rss_mib(proc.pid) or 0.0) or None
             if data is None:
                 raise _failure(f"still running {limit:.0f} s after `poweroff -f`", watch, err)
-            try:
-                status = proc.wait(timeout=max(deadline - time.perf_counter(), 0.1))
-            except subprocess.TimeoutExpired:
-                raise _failure(f"did not exit {limit:.0f} s after `poweroff -f`", watch, err) from None
+            status, peak = _wait_peak(proc, max(deadline, time.perf_counter() + 0.1), peak)
+            if status is None:
+                raise _failure(f"did not exit {limit:.0f} s after `poweroff -f`", watch, err)
             t_end = time.perf_counter()
         finally:
             if proc.poll() is None:
@@ -219,7 +251,7 @@ def boot_once(cmd: list[str], timeout: float, env: dict[str, str] | None = None,
                     pass
         if status != 0:
             raise _failure(f"exit status {status} after `poweroff -f`", watch, err)
-    return Attempt(t_prompt - t0, t_end - t0, watch.boot_took, status)
+    return Attempt(t_prompt - t0, t_end - t0, watch.boot_took, status, peak_rss_mib=peak)
 
 
 # ---- The engines ----
@@ -277,7 +309,8 @@ def best_of(name: str, attempts: list[Attempt]) -> BootResult:
     return BootResult(name=name, status="ok", runs=len(attempts), prompt_seconds=best.prompt_seconds,
                       total_seconds=best.total_seconds, boot_took=best.boot_took,
                       returncode=best.returncode, all_total_seconds=[a.total_seconds for a in attempts],
-                      stats=best.stats)
+                      stats=best.stats, peak_rss_mib=best.peak_rss_mib,
+                      all_peak_rss_mib=[a.peak_rss_mib for a in attempts])
 
 
 def add_ratios(results: list[BootResult], reference: str = "qemu") -> None:
@@ -373,15 +406,16 @@ def _secs(value: float | None) -> str:
 
 
 def format_table(results: list[BootResult]) -> str:
-    """Wall time to the prompt, total wall time, the guest's "Boot took" and the ratio to QEMU."""
+    """Wall time to the prompt, total wall time, the guest's "Boot took", the ratio to QEMU and the
+    peak resident memory."""
     w = max([12, *(len(r.name) for r in results)])
-    head = f"{'run':<{w}} {'prompt s':>9} {'total s':>9} {'boot took':>9} {'vs qemu':>8} {'runs':>4}"
+    head = f"{'run':<{w}} {'prompt s':>9} {'total s':>9} {'boot took':>9} {'vs qemu':>8} {'peak MiB':>8} {'runs':>4}"
     lines = [head, "-" * len(head)]
     for r in results:
         if r.status == "ok":
             ratio = f"{r.ratio:.2f}x" if r.ratio is not None else "-"
             lines.append(f"{r.name:<{w}} {_secs(r.prompt_seconds):>9} {_secs(r.total_seconds):>9} "
-                         f"{_secs(r.boot_took):>9} {ratio:>8} {r.runs:>4}")
+                         f"{_secs(r.boot_took):>9} {ratio:>8} {_fmt(r.peak_rss_mib, '.0f'):>8} {r.runs:>4}")
         elif r.status == "not-run":
             lines.append(f"{r.name:<{w}} not run")
         else:
@@ -389,7 +423,7 @@ def format_table(results: list[BootResult]) -> str:
     lines.append("(prompt s / total s: wall time from starting the emulator to the shell prompt / to its exit "
                  "after `poweroff -f`;")
     lines.append(" boot took: the guest's /proc/uptime at the prompt; vs qemu: total s / QEMU's total s; "
-                 "best of runs by total s)")
+                 "peak MiB: the emulator's peak resident memory; best of runs by total s)")
     return "\n".join(lines)
 
 
