@@ -158,7 +158,7 @@ class Machine:
         self.engine.add_import("clock_gettime", ctypes.cast(ctypes.CDLL(None).clock_gettime, ctypes.c_void_p).value)
         exports = ["mirage_dispatch", "mirage_enter", "mirage_interp", "mirage_cycles", "mirage_time", *CALLOUTS,
                    *(f"{name}_c" for name in CALLOUTS), *MEM_HELPERS, *NATIVE_ENTRIES]
-        rt = self.engine.link(_runtime_object(self.engine), exports)
+        rt = self.engine.link(_runtime_object(self.engine), exports, permanent=True)
         self.runtime_symbols = rt  # Name -> address of the runtime code's entries
         # The interpreter's tables (translator/interp.py), shared by the harts.
         self._heads = ffi.new("int32_t[]", HEADS_SIZE)

@@ -29,6 +29,11 @@ def _init() -> None:
         _initialized = True
 
 
+# The imports library's one definition (a library needs some code of its own).
+_ANCHOR = "mirage_imports_anchor"
+_ANCHOR_IR = f"define void @{_ANCHOR}() {{\n  ret void\n}}\n"
+
+
 @dataclass
 class CompileStats:
     modules: int = 0
@@ -39,6 +44,7 @@ class CompileStats:
     code_bytes: int = 0  # Host machine code (.text sections) of those objects
     emitted: int = 0  # Modules LLVM compiled (the others came from the object cache)
     cached: int = 0  # Modules linked from the object cache
+    recycles: int = 0  # Times the translations' JIT was replaced (Engine.recycle)
 
 
 def code_size(obj: bytes) -> int:
@@ -55,7 +61,10 @@ class Engine:
         self.tm = target.create_target_machine(cpu=llvm.get_host_cpu_name(),
                                                features=llvm.get_host_cpu_features().flatten(),
                                                opt=opt, reloc="pic", codemodel="default", jit=True)
+        # Translations go into `lljit`, which `recycle` replaces (freeing everything in it); code
+        # that lives as long as the engine (`link(permanent=True)`) into a JIT of its own.
         self.lljit = llvm.create_lljit_compiler(self.tm)
+        self._base_jit = None
         self.opt = opt
         self._tms: dict = {}
         # IR pass level (None: codegen only). A fresh pass builder per module (shared notes: reuse
@@ -68,13 +77,32 @@ class Engine:
         self.object_cache = None
         self._names = itertools.count()
         self._libs: set = set()  # Resource trackers keep code alive (`release` lets one go)
+        self._permanent: list = []  # Those of permanent libraries
+        self._imports_lib: str | None = None  # See _imports_library
+        self._imports_keep: list = []
         self.last_library = None  # The library the last `link` made
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None  # Background code generation
         self._unlocked: _UnlockedCompiler | None = None  # The worker's own LLVM context
 
     def add_import(self, name: str, address: int) -> None:
         """Registers a symbol every later module may call (callouts, the dispatcher)."""
-        self.imports[name] = address
+        if self.imports.get(name) != address:
+            self.imports[name] = address
+            self._imports_lib = None
+
+    def _imports_library(self) -> str:
+        """The name of a library in `lljit` that defines every import, made when the imports or
+        the JIT change: modules link against it instead of defining each import themselves
+        (about 1 KB of LLVM memory per import and module)."""
+        if self._imports_lib is None:
+            builder = llvm.JITLibraryBuilder().add_ir(_ANCHOR_IR)
+            for name, addr in self.imports.items():
+                builder.import_symbol(name, addr)
+            builder.export_symbol(_ANCHOR)
+            name = f"imports{next(self._names)}"
+            self._imports_keep.append(builder.link(self.lljit, name))  # Older ones too: modules use them
+            self._imports_lib = name
+        return self._imports_lib
 
     def _tm(self, opt: int | None):
         if opt is None or opt == self.opt:
@@ -107,24 +135,52 @@ class Engine:
             pb.getModulePassManager().run(mod, pb)
         return self._tm(opt).emit_object(mod)
 
-    def link(self, obj: bytes, exports: list[str]) -> dict[str, int]:
-        """Links an object into a fresh library; returns export addresses."""
+    def link(self, obj: bytes, exports: list[str], permanent: bool = False) -> dict[str, int]:
+        """Links an object into a fresh library; returns export addresses. A `permanent` one
+        (the runtime's dispatcher and callouts) survives `recycle`."""
         builder = llvm.JITLibraryBuilder().add_object_img(obj)
-        for name, addr in self.imports.items():
-            builder.import_symbol(name, addr)
+        if permanent:
+            for name, addr in self.imports.items():
+                builder.import_symbol(name, addr)
+        else:
+            builder.add_jit_library(self._imports_library())
         for name in exports:
             builder.export_symbol(name)
-        lib = builder.link(self.lljit, f"lib{next(self._names)}")
-        self._libs.add(lib)
+        if permanent:
+            if self._base_jit is None:
+                self._base_jit = llvm.create_lljit_compiler(self.tm)
+            lib = builder.link(self._base_jit, f"lib{next(self._names)}")
+            self._permanent.append(lib)
+        else:
+            lib = builder.link(self.lljit, f"lib{next(self._names)}")
+            self._libs.add(lib)
         self.last_library = lib
         return {name: lib[name] for name in exports}
 
     def release(self, lib) -> None:
         """Unloads a library made by `link`: its code and data are freed. Only for code no thread
-        can be running and nothing points into any more (the caller's to know)."""
+        can be running and nothing points into any more (the caller's to know). LLVM keeps about
+        10 KB of each (the library and its symbol tables) until `recycle`."""
         if lib in self._libs:
             self._libs.discard(lib)
             lib.close()
+
+    def recycle(self) -> None:
+        """Unloads every library `link` made (but the permanent ones) and replaces the JIT that
+        held them, which frees what `release` cannot. Only when no thread can be running any
+        of that code and nothing points into it any more (the caller's to know)."""
+        # Each library first: the JIT they belong to must outlive them.
+        for lib in self._libs:
+            lib.close()
+        self._libs.clear()
+        self.last_library = None
+        for lib in self._imports_keep:
+            lib.close()
+        self._imports_keep.clear()
+        self._imports_lib = None
+        self.lljit.close()
+        self.lljit = llvm.create_lljit_compiler(self.tm)
+        self.stats.recycles += 1
 
     def compile(self, ir_text: str, exports: list[str], n_functions: int = 1,
                 opt: int | None = None) -> tuple[dict[str, int], bytes]:
