@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from runtime.cli_args import fail, ram_size
+from runtime.cli_args import fail, parse_size, ram_size
 from runtime.loader import Layout, LoadError, read_capped
 
 
@@ -38,6 +38,9 @@ def main() -> None:
 @click.option("--jit-thread/--no-jit-thread", default=True, show_default=True, envvar="MIRAGE_JIT_THREAD",
               help="Compile optimized code in a worker thread while the guest runs on (off: in the run loop, "
                    "so promotions happen at reproducible points).")
+@click.option("--tb-size", metavar="SIZE", envvar="MIRAGE_TB_SIZE",
+              help="Host memory for translations (e.g. 64M; a bare number is MiB, as QEMU's tb-size); "
+                   "reaching it flushes them all. 0: no bound. Default: runtime/tcache.py's TB_SIZE.")
 @click.option("--firmware", type=click.Path(dir_okay=False),
               help="With a named image: run this firmware instead of its own (as QEMU's -bios).")
 @click.option("--kernel", type=click.Path(dir_okay=False), help="Payload (ELF or raw) loaded at 0x80200000.")
@@ -63,8 +66,8 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
             warm_threshold: int | None, kernel: str | None, gdb_default: bool, gdb_port: int | None, gdb_stop: bool,
             initrd: str | None, append: str | None,
             dtb: str | None, debug: str | None, debug_file: str | None, offload: bool | None,
-            no_pcache: bool, jit_thread: bool, firmware: str | None, policies: tuple[str, ...],
-            audit_log: str | None) -> None:
+            no_pcache: bool, jit_thread: bool, tb_size: str | None, firmware: str | None,
+            policies: tuple[str, ...], audit_log: str | None) -> None:
     """Run PROGRAM (an ELF, a raw binary at 0x80000000, or a named image: demo, linux-shell) as
     firmware under the monitor."""
     from platforms import qemu_virt
@@ -84,6 +87,14 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
         fail(str(e))
     if max_insns is not None and max_insns < 0:
         fail(f"--max-insns {max_insns}: must be 0 or more")
+    tb_bytes = None
+    if tb_size is not None:
+        try:
+            tb_bytes = parse_size(tb_size)
+        except (ValueError, OverflowError):
+            fail(f"--tb-size {tb_size!r}: give a size such as 64M (0: no bound)")
+        if tb_bytes < 0:
+            fail(f"--tb-size {tb_size!r}: must be 0 or more")
     if append is not None:
         try:
             append.encode("utf-8")
@@ -102,6 +113,8 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
     if warm_threshold is not None:
         m.warm_threshold = warm_threshold
     m.tcache.background = jit_thread
+    if tb_bytes is not None:
+        m.tcache.tb_size = tb_bytes
     pcache = None
     if not no_pcache:
         from runtime.pcache import PersistentCache

@@ -254,6 +254,14 @@ def render(doc: dict, top: int = 10, disasm: int = 5, source: str = "") -> None:
     con.print(t)
     con.print(f"promotions to tier 1: {jit.get('promotions', 0):,}; time in translate (scan, IR, compile): "
               f"{jit.get('translate_seconds', 0.0):.3f} s")
+    mem = jit.get("memory")
+    if mem:
+        t = table("Translations' host memory (at the end)", "bound", "estimated", "peak", "flushes",
+                  "live modules", "live blocks", "live host code", "unloaded modules")
+        t.add_row(_mib(mem["limit"]) if mem["limit"] else "none", _mib(mem["estimated"]), _mib(mem["peak"]),
+                  f"{mem['flushes']:,}", f"{mem['live_modules']:,}", f"{mem['live_blocks']:,}",
+                  _mib(mem["live_code_bytes"]), f"{mem['released']:,}")
+        con.print(t)
 
     t = table("Translation by privilege mode", "mode", "blocks", "guest insns")
     for mode, ms in jit.get("modes", {}).items():

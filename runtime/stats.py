@@ -27,6 +27,14 @@ The JSON document (schema "mirage-stats", version 2; version 1 had the keys mark
                          the pcache; never_run: translated ahead of need and never executed)
     modes                {"M"|"S"|"U": {blocks, insns}} by the privilege the code ran at
                          (M = the firmware in virtual M-mode)
+    memory               the translations' host memory at the end of the run and its bound
+                         (runtime/tcache.py): {limit (bytes, --tb-size; 0: none), estimated
+                         (bytes the JIT holds: a module's object plus tcache.MODULE_COST,
+                         RELEASED_COST once unloaded), peak (highest estimate), flushes (times the
+                         bound was reached: every translation dropped and the JIT replaced),
+                         live_modules, live_blocks, live_code_bytes (host code of those
+                         modules), released (modules unloaded one by one when all their
+                         blocks were dropped)}
   block_table            {lookups, hits, misses}: the translation table (a Python dict), consulted
                          when the native jump cache misses
   jump_cache             {lookups, hits, misses}: native dispatcher lookups, all harts
@@ -56,8 +64,8 @@ The JSON document (schema "mirage-stats", version 2; version 1 had the keys mark
   invalidations*         {cause: n}: "code-write" (blocks dropped: their guest bytes were written),
                          "fence.i" (fence.i executed; the writes had already dropped the code),
                          "satp", "sfence.vma", "pmp" (jump-cache flushes), "breakpoint" (blocks
-                         dropped for the debugger), "eviction" (blocks dropped to bound the cache;
-                         Mirage keeps every translation, so 0)
+                         dropped for the debugger), "eviction" (blocks dropped by the flushes
+                         that bound the translations' memory, jit.memory)
   fence_i*               fence.i executed
   mmu*                   {walks, fills} (in Python), native_walks (TLB refills in native
                          code, translator/softmmu.py), notdirty_stores (stores to pages with
@@ -200,6 +208,9 @@ def collect(m, t_start: float, t_run: float, t_end: float, pcache=None, program:
             "code_bytes": es.code_bytes,
             "tiers": tiers,
             "modes": modes,
+            "memory": {"limit": tc.tb_size, "estimated": tc.jit_bytes, "peak": tc.peak_jit_bytes,
+                       "flushes": tc.flushes, "live_modules": len(tc.modules), "live_blocks": len(tc.blocks),
+                       "live_code_bytes": tc.live_code_bytes, "released": tc.released},
         },
         "block_table": {"lookups": tc.lookups, "hits": tc.lookup_hits, "misses": tc.lookups - tc.lookup_hits},
         "jump_cache": {"lookups": dispatch, "hits": dispatched, "misses": jc_miss},
@@ -315,7 +326,10 @@ DOC = {
     "jit": {"blocks": "int", "insns": "int", "blocks_by_tier": ("map", "int"), "promotions": "int",
             "modules": "int", "functions": "int", "compile_seconds": "num", "translate_seconds": "num",
             "object_bytes": "int", "code_bytes": "int", "tiers": ("map", _TIER),
-            "modes": ("map", {"!blocks": "int", "!insns": "int"})},
+            "modes": ("map", {"!blocks": "int", "!insns": "int"}),
+            "memory": {"!limit": "int", "!estimated": "int", "!peak": "int", "!flushes": "int",
+                       "!live_modules": "int", "!live_blocks": "int", "!live_code_bytes": "int",
+                       "!released": "int"}},
     "block_table": _BLOCKS, "jump_cache": _BLOCKS,
     "dispatch": {"lookups": "int", "jump_cache_misses": "int"},
     "transitions": {"!executions": "int", "entries": "int", "!loop_iterations": "int", "!dispatched": "int",

@@ -7,6 +7,12 @@ clears jump-cache entries. A module whose blocks are all dropped is unloaded at 
 point (a translation or promotion, which the run loop calls with no guest code on the stack),
 after the jump-cache entries of its blocks are cleared: nothing can run or reach it any more.
 Code on a page whose code keeps being overwritten is kept out of the persistent cache.
+
+The memory of translations is bounded (`tb_size`, as QEMU's tb-size): when the modules linked
+since the last flush reach it, at the next such safe point every translation is dropped and the
+JIT that held them is replaced, which frees them for real (unloading a module alone leaves LLVM's
+bookkeeping of it behind). Code that still runs is translated again as it warms up, from the
+persistent cache when its module is the same.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from typing import NamedTuple
 from runtime.hart import Hart
 from translator import abi
 from translator.block import MAX_BLOCK_INSNS, BlockCode, FetchFault, build, module_text, scan
-from translator.interp import heads_index
+from translator.interp import HEADS_SIZE, heads_index
 from translator.ir import HOT_THRESHOLD
 from translator.jit import Compilation, Engine
 
@@ -31,8 +37,10 @@ _MASK64 = (1 << 64) - 1
 # interpreter, about 8 times slower), else WARM_BATCH at a time or when its work is done: fewer,
 # larger modules, each of which costs the main thread a link and keeps LLVM memory.
 WARM_BATCH = 32
-# Seconds of one bucket of the statistics' event time line.
+# Seconds of one bucket of the statistics' event time line, at first: when it holds MAX_EVENTS
+# entries, its buckets are made twice as wide (a day-long run keeps a few thousand entries).
 EVENT_BUCKET = 0.05
+MAX_EVENTS = 4096
 # A queued head's counter: far below the threshold until its translation is in.
 HEAD_QUEUED = -(1 << 30)
 # Blocks recompiled together when one becomes hot (the hot one plus warm ones).
@@ -40,6 +48,14 @@ PROMOTE_BATCH = 32
 # Code-write invalidations of a physical page after which code translated from it is not kept
 # in the persistent cache (self-modifying code: each version would be a new entry).
 VOLATILE_WRITES = 8
+# Host memory a linked module costs beyond its object file, and what an unloaded one keeps until
+# the JIT is replaced (LLVM's library and symbol tables): 40 to 50 KB and about 10 KB measured
+# (RSS against modules linked) with linux-shell's modules, most of them of one to a few blocks.
+MODULE_COST = 48 << 10
+RELEASED_COST = 10 << 10
+# Default bound of the translations' host memory (estimated as above): reaching it flushes the
+# cache. A linux-shell boot needs about 20 MiB of it, a shell loop's first minutes 170 MiB.
+TB_SIZE = 192 << 20
 
 
 @dataclass(eq=False)
@@ -68,6 +84,8 @@ class _Module:
     blocks: list[Block] = field(default_factory=list)
     records: list[int] = field(default_factory=list)  # Its translations' indices in `history`
     live: int = 0  # Its blocks still in the cache
+    cost: int = 0  # Estimated host memory (MODULE_COST plus its object's size)
+    code_bytes: int = 0  # Host machine code in it
 
 
 class BlockRecord(NamedTuple):
@@ -139,6 +157,7 @@ class TranslationCache:
         self.promotions = 0
         self.events: list[tuple[float, str, int]] = []  # (time, kind, count) for the statistics tool
         self._last_event: dict[str, int] = {}
+        self.event_bucket = EVENT_BUCKET
         self.t0 = time.perf_counter()
         self.on_translate = None  # Hook for -d in_asm: fn(block_code)
         self.on_pages = None  # fn(physical pages, lo, hi): bytes [lo, hi) from them are now code
@@ -185,19 +204,41 @@ class TranslationCache:
         self._frozen: list = []  # Final execution counts of unloaded translations (for `history`)
         # Code-write invalidations by physical page (VOLATILE_WRITES).
         self.code_writes: Counter[int] = Counter()
+        # The bound of the translations' memory (0: none), and what the engine's JIT holds
+        # towards it: estimated bytes, and the modules not unloaded (their blocks and code).
+        self.tb_size = TB_SIZE
+        self.jit_bytes = 0
+        self.modules: set[_Module] = set()
+        self.live_code_bytes = 0
+        self.flushes = 0  # Whole-cache flushes (tb_size reached)
+        self.peak_jit_bytes = 0
 
     def _event(self, kind: str, count: int) -> None:
         """Records `count` events of `kind` for the statistics' time line, in buckets of
-        EVENT_BUCKET seconds per kind: memory stays bounded by run time, not by event count (a
-        shell loop makes thousands of sfence.vma a second)."""
+        `event_bucket` seconds per kind: memory stays bounded, not by event count (a shell loop
+        makes thousands of sfence.vma a second) nor by run time (MAX_EVENTS)."""
         t = time.perf_counter() - self.t0
         last = self._last_event.get(kind)
-        if last is not None and t - self.events[last][0] < EVENT_BUCKET:
+        if last is not None and t - self.events[last][0] < self.event_bucket:
             at, k, n = self.events[last]
             self.events[last] = (at, k, n + count)
             return
         self._last_event[kind] = len(self.events)
         self.events.append((t, kind, count))
+        if len(self.events) > MAX_EVENTS:
+            self._coarsen()
+
+    def _coarsen(self) -> None:
+        """Doubles the event buckets' width: entries of a kind in one wider bucket are summed
+        (at the time of the first)."""
+        self.event_bucket *= 2
+        merged: dict[tuple[int, str], tuple[float, str, int]] = {}
+        for t, k, n in self.events:
+            key = (int(t / self.event_bucket), k)
+            first = merged.get(key)
+            merged[key] = (t, k, n) if first is None else (first[0], k, first[2] + n)
+        self.events = sorted(merged.values(), key=lambda e: e[0])
+        self._last_event = {k: i for i, (_, k, _) in enumerate(self.events)}
 
     def lookup(self, vpc: int, ppc: int, flags: int) -> Block | None:
         self.lookups += 1
@@ -292,8 +333,12 @@ class TranslationCache:
 
     def _install(self, job: _Job, keep=None) -> Block | None:
         """Links a prepared module and enters its blocks (those `keep(key)` accepts); the first."""
-        addrs = self._finish(job)
-        mod = _Module(self.engine.last_library)
+        addrs, obj, code_bytes = self._finish(job)
+        mod = _Module(self.engine.last_library, cost=len(obj) + MODULE_COST, code_bytes=code_bytes)
+        self.modules.add(mod)
+        self.jit_bytes += mod.cost
+        self.peak_jit_bytes = max(self.peak_jit_bytes, self.jit_bytes)
+        self.live_code_bytes += code_bytes
         first = None
         for code, phys in job.codes:
             flags = job.flags
@@ -337,11 +382,12 @@ class TranslationCache:
         self._name_uses[base] = n + 1
         return base if n == 0 else f"{base}v{n}"
 
-    def _finish(self, job: _Job) -> dict[str, int]:
-        """Links a module (waiting for its code if need be) and accounts for it by tier."""
+    def _finish(self, job: _Job) -> tuple[dict[str, int], bytes, int]:
+        """Links a module (waiting for its code if need be) and accounts for it by tier; its
+        exports' addresses, object and host code size."""
         st = self.engine.stats
         before = (st.seconds, st.object_bytes, st.code_bytes, st.emitted, st.cached)
-        addrs, _obj = job.compilation.finish()
+        addrs, obj = job.compilation.finish()
         ts = self.tier_stats.setdefault(job.tier, TierStats())
         ts.modules += 1
         ts.compile_seconds += st.seconds - before[0]
@@ -349,7 +395,7 @@ class TranslationCache:
         ts.code_bytes += st.code_bytes - before[2]
         ts.compiled += st.emitted - before[3]
         ts.cached += st.cached - before[4]
-        return addrs
+        return addrs, obj, st.code_bytes - before[2]
 
     def _record(self, code: BlockCode, phys: int, flags: int, tier: int, addrs: dict[str, int]) -> None:
         raw = b"".join(r.to_bytes(4 if r & 3 == 3 else 2, "little") for _, _, r in code.insns)
@@ -423,11 +469,16 @@ class TranslationCache:
             if mod.live == 0:
                 self.dead.append(mod)
 
-    def reap(self) -> None:
-        """Unloads the modules whose blocks are all dropped. Only where no guest code can be on the
-        stack (translate, promote and flush_warm, called by the run loop): chain slots into their
-        blocks were unpatched when they were dropped, and the jump-cache entries go here. Their
-        translations' execution counts are copied out first, for the statistics."""
+    def reap(self) -> bool:
+        """Unloads the modules whose blocks are all dropped, or flushes the whole cache if the
+        translations' memory reached `tb_size` (True: every Block is gone). Only where no guest
+        code can be on the stack of any hart (translate, promote, flush_warm and install_ready,
+        called by the run loop): chain slots into their blocks were unpatched when they were
+        dropped, and the jump-cache entries go here. Their translations' execution counts are
+        copied out first, for the statistics."""
+        if self.tb_size and self.jit_bytes >= self.tb_size:
+            self.flush()
+            return True
         dead, self.dead = self.dead, []
         for mod in dead:
             for blk in mod.blocks:
@@ -437,21 +488,76 @@ class TranslationCache:
                         s = self.jc_cross.get((h.ptr, (blk.vpc | (abi.PAGE_SIZE - 1)) + 1))
                         if s is not None:
                             s.discard(blk)
-            if mod.records:
-                frozen = (_u64 * (2 * len(mod.records)))()
-                base = ctypes.addressof(frozen)
-                for j, i in enumerate(mod.records):
-                    rec = self.history[i]
-                    # Tier-0 counters are 32-bit: the low half of the 64-bit copy (little-endian).
-                    frozen[2 * j] = (ctypes.c_uint32 if rec.tier == 0 else _u64).from_address(rec.counter).value \
-                        if rec.counter else 0
-                    frozen[2 * j + 1] = _u64.from_address(rec.loop_counter).value if rec.loop_counter else 0
-                    self.history[i] = rec._replace(counter=base + 16 * j if rec.counter else 0,
-                                                   loop_counter=base + 16 * j + 8 if rec.loop_counter else 0)
-                self._frozen.append(frozen)
-            mod.blocks.clear()
+            self._freeze(mod)
             self.engine.release(mod.lib)
+            self.modules.discard(mod)
+            self.jit_bytes -= mod.cost - RELEASED_COST
+            self.live_code_bytes -= mod.code_bytes
             self.released += 1
+        return False
+
+    def _freeze(self, mod: _Module) -> None:
+        """Copies the execution counts of a module's translations out of its memory (it is about
+        to be unloaded) into `_frozen`, where `history` then finds them."""
+        if mod.records:
+            frozen = (_u64 * (2 * len(mod.records)))()
+            base = ctypes.addressof(frozen)
+            for j, i in enumerate(mod.records):
+                rec = self.history[i]
+                # Tier-0 counters are 32-bit: the low half of the 64-bit copy (little-endian).
+                frozen[2 * j] = (ctypes.c_uint32 if rec.tier == 0 else _u64).from_address(rec.counter).value \
+                    if rec.counter else 0
+                frozen[2 * j + 1] = _u64.from_address(rec.loop_counter).value if rec.loop_counter else 0
+                self.history[i] = rec._replace(counter=base + 16 * j if rec.counter else 0,
+                                               loop_counter=base + 16 * j + 8 if rec.loop_counter else 0)
+            self._frozen.append(frozen)
+        mod.records.clear()
+        mod.blocks.clear()
+
+    def flush(self) -> int:
+        """Drops every translation and replaces the engine's JIT, freeing all their memory
+        (QEMU's tb_flush); returns how many blocks were dropped. Every hart's jump cache, the
+        interpreter's block table and head counters, chain slots (inside the code that goes) and
+        background promotions of dropped blocks go with them; warm heads still compiling are
+        kept (they are installed into the new JIT). Only where no guest code can be on the stack
+        of any hart (see `reap`)."""
+        n = len(self.blocks)
+        for mod in self.modules:
+            for blk in mod.blocks:
+                blk.valid = False
+            self._freeze(mod)
+        for blk in self.blocks.values():
+            blk.valid = False
+        self.blocks.clear()
+        self.by_page.clear()
+        self.by_fn.clear()
+        self.waiting.clear()
+        self.patched.clear()
+        for h in self.jc_harts.values():
+            ctypes.memset(h.ptr + abi.OFF_JC, 0xFF, abi.JC_SIZE * abi.JC_ENTRY)
+        self.jc_cross.clear()
+        if self.btab:
+            ctypes.memset(self.btab, 0xFF, 32 * HEADS_SIZE)  # No pc matches (pcs are even)
+        if self.heads:
+            # Every head counts afresh: code still in use warms up again, the rest stays cold.
+            ctypes.memset(self.heads, 0, 4 * HEADS_SIZE)
+            for vpc, _ppc, flags in self.warming:
+                self._set_head(vpc, flags, HEAD_QUEUED)
+        # Promotions replace blocks that are gone; warm heads' modules are new code.
+        self.pending = [j for j in self.pending if j.warm]
+        self.promoting.clear()
+        self.modules.clear()
+        self.dead.clear()
+        self.engine.recycle()
+        # Names (and so module texts) start over: code translated again as before is found in
+        # the persistent cache.
+        self._name_uses.clear()
+        self.jit_bytes = self.live_code_bytes = 0
+        self.flushes += 1
+        if n:
+            self.invalidations["eviction"] += n
+            self._event("eviction", n)
+        return n
 
     def set_hot_threshold(self, n: int) -> None:
         self.hot_threshold = n
@@ -465,7 +571,8 @@ class TranslationCache:
         on running, and `install_ready` (called by the run loop) puts the new code in: None."""
         if (old.vpc, old.ppc, old.flags) in self.promoting:
             return None  # Already on its way
-        self.reap()
+        if self.reap() or not old.valid:
+            return None  # Flushed: it warms up afresh
         warm = []
         floor = max(1, self.hot_threshold // 4)
         for b in list(self.blocks.values()):
@@ -579,6 +686,8 @@ class TranslationCache:
         modules. A block changed or dropped meanwhile keeps its current code."""
         done = 0
         while self.pending and (wait or self.pending[0].compilation.ready()):
+            if self.reap():
+                continue  # Flushed: the promotions are gone, warm heads' jobs are left
             job = self.pending.pop(0)
             self.promoting.difference_update(job.olds)
             t0 = time.perf_counter()

@@ -1,20 +1,24 @@
 """Soak: linux-shell runs a shell loop (file writes, process spawns, pipes) for N minutes while
 the host process's resident memory is sampled; flat memory means nothing leaks per guest event.
 
-    just soak [MINUTES] [--every SECONDS]     (python3 -m tests.soak --minutes N)
+    just soak [MINUTES] [--every SECONDS] [-- JIT-RUN-OPTIONS]     (python3 -m tests.soak N)
 
 Prints a sample line every --every seconds (elapsed, RSS, loop iterations the guest reported) and
 a summary: first, last and highest RSS, and the growth per minute after the first minute (boot
-and warm-up excluded). Exit status 0 if the guest finished its loop and powered off.
+and warm-up excluded), and from the run's statistics the translation-cache flushes and the
+translations' estimated memory (jit.memory). Exit status 0 if the guest finished its loop and
+powered off.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -49,13 +53,25 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("minutes", nargs="?", type=float, default=30.0, help="How long the guest loop runs.")
     ap.add_argument("--every", type=float, default=10.0, help="Seconds between RSS samples.")
-    args = ap.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # Options after -- go to mirage jit-run (e.g. -- --stats FILE).
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = ap.parse_args(argv[:cut])
+    args.jit_args = argv[cut + 1:]
     if args.minutes <= 0 or args.every <= 0:
         ap.error("minutes and --every must be positive")
-    seconds = int(args.minutes * 60)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "runtime", "jit-run", "linux-shell"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    with tempfile.TemporaryDirectory(prefix="mirage-soak-") as tmp:
+        jit_args = args.jit_args
+        if "--stats" not in jit_args:
+            jit_args = [*jit_args, "--stats", str(Path(tmp) / "stats.json")]
+        return soak(args, jit_args, env, Path(jit_args[jit_args.index("--stats") + 1]))
+
+
+def soak(args: argparse.Namespace, jit_args: list[str], env: dict[str, str], stats_file: Path) -> int:
+    seconds = int(args.minutes * 60)
+    proc = subprocess.Popen([sys.executable, "-m", "runtime", "jit-run", *jit_args, "linux-shell"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT)
     proc.stdin.write(LOOP.format(seconds=seconds).encode())
     proc.stdin.flush()
     state = {"iterations": 0, "done": None, "booted": None}
@@ -105,6 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"soak: {state['done'] if state['done'] is not None else state['iterations']} loop iterations; "
           f"RSS first {rss[0]:.1f}, last {rss[-1]:.1f}, max {max(rss):.1f} MiB; "
           f"{growth:+.2f} MiB/min from a minute after boot to the end; exit {proc.returncode}")
+    try:
+        doc = json.loads(stats_file.read_text())
+        mem, jit = doc["jit"]["memory"], doc["jit"]
+        print(f"soak: {jit['blocks']:,} blocks translated in {jit['modules']:,} modules; translation cache flushes "
+              f"{mem['flushes']} (bound {mem['limit'] / 2**20:.0f} MiB), its estimated memory at the end "
+              f"{mem['estimated'] / 2**20:.1f} MiB, peak {mem['peak'] / 2**20:.1f} MiB")
+    except (OSError, ValueError, KeyError, TypeError):
+        print(f"soak: no statistics in {stats_file}", file=sys.stderr)
     if proc.returncode != 0 or state["done"] is None:
         print("soak: the guest did not complete its loop\n" + "\n".join(tail[-20:]) + "\n" + err[-2000:],
               file=sys.stderr)

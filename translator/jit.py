@@ -181,6 +181,7 @@ class Engine:
         self.lljit.close()
         self.lljit = llvm.create_lljit_compiler(self.tm)
         self.stats.recycles += 1
+        _trim_heap()
 
     def compile(self, ir_text: str, exports: list[str], n_functions: int = 1,
                 opt: int | None = None) -> tuple[dict[str, int], bytes]:
@@ -215,6 +216,15 @@ class Engine:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+
+def _trim_heap() -> None:
+    """Hands the C heap's free pages back to the system (glibc's malloc_trim): most of what LLVM
+    frees with a JIT is heap memory, which would otherwise stay in the process for reuse."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # Not glibc
 
 
 class Compilation:
