@@ -28,6 +28,10 @@ Rows:
   ``--policy NAME`` right after it (the warm one from the same cache), and a line with the
   policy's overhead on the total wall time.
 
+After the boots, a start-up table: the wall time of importing Mirage's command line, of Mirage
+running a program that exits at once (tests/bench/empty.c) and the `demo` image, and of QEMU
+running the same program, best of max(N, 3) after one unmeasured run.
+
 With ``--runs N`` every row is the best (lowest total wall time) of N boots. Mirage's runs also
 write ``--stats`` files (runtime/stats.py): a second table shows the guest instructions, the time
 spent translating and compiling, and the blocks and modules made. The exit status is 1 if a boot
@@ -453,6 +457,38 @@ def format_stats_table(results: list[BootResult]) -> str:
 # ---- Main ----
 
 
+def _wall(cmd: list[str], timeout: float) -> float:
+    """Wall time of a command that must exit 0 (its output is discarded)."""
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       timeout=timeout, cwd=REPO_ROOT)
+    dt = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise BootError(f"{shlex.join(cmd)} exited with {r.returncode}: {r.stderr.decode(errors='replace')[-300:]}")
+    return dt
+
+
+def startup(runs: int, mirage_cmd: str, qemu: bool, timeout: float) -> list[tuple[str, float]]:
+    """Start-up (issue 14): best-of-`runs` wall times of importing Mirage's command line, of Mirage
+    running the benchmark program that exits at once (tests/bench/empty.c) and the `demo` image,
+    and of QEMU running the same empty program, each after one unmeasured run (caches warm)."""
+    from tests.bench import build as bench_build
+    from tests.bench import run as bench_run
+
+    empty = bench_build.build_empty()
+    mirage = shlex.split(mirage_cmd)
+    rows = [("import the command line", [sys.executable, "-c", "import runtime.cli"]),
+            ("mirage: empty program", [*mirage, str(empty)]),
+            ("mirage: jit-run demo", [*mirage, "demo"])]
+    if qemu:
+        rows.append(("qemu: empty program", bench_run.qemu_command(empty)))
+    out = []
+    for name, cmd in rows:
+        _wall(cmd, timeout)
+        out.append((name, min(_wall(cmd, timeout) for _ in range(runs))))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python3 -m tests.bench.boot",
@@ -512,6 +548,11 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 results.append(BootResult("mirage warm", "error", f"the boot filling the cache failed: {fill.reason}"))
     add_ratios(results)
+    try:
+        starts = startup(max(args.runs, 3), args.mirage_cmd, not args.no_qemu, args.timeout)
+    except (BootError, subprocess.TimeoutExpired) as e:
+        _log(f"start-up: {e}")
+        starts = []
 
     print(format_table(results))
     if args.policy:
@@ -520,6 +561,11 @@ def main(argv: list[str] | None = None) -> int:
     if any(r.stats for r in results):
         print()
         print(format_stats_table(results))
+    if starts:
+        print()
+        print("start-up (wall s, best of runs, caches warm)")
+        for name, secs in starts:
+            print(f"  {name:26} {secs:6.3f}")
 
     if args.json:
         doc = {
@@ -531,6 +577,7 @@ def main(argv: list[str] | None = None) -> int:
             "mirage_cmd": args.mirage_cmd,
             "results": [asdict(r) for r in results],
             "fill": asdict(fill) if fill is not None else None,
+            "startup_seconds": dict(starts),
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
