@@ -322,8 +322,9 @@ class Machine:
 
     def _stop_if_wanted(self, hart: Hart, pc: int, desc: int, remain: int) -> None:
         """A device asked for the run loop (e.g. an interrupt line rose): the access completes and
-        the block stops after this instruction."""
-        if hart.want_exit and not hart.s.exit_now:
+        the block stops after this instruction. Not after the store of an AMO or SC (DESC_AMO):
+        the instruction writes rd after it, so the request waits, as for loads."""
+        if hart.want_exit and not hart.s.exit_now and not desc & abi.DESC_AMO:
             hart.pc = pc + (2 if desc & abi.DESC_COMPRESSED else 4)
             hart.uncount(remain)
             hart.s.exit_now = 1

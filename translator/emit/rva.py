@@ -33,7 +33,9 @@ def sc(b: BlockBuilder, i: Insn) -> None:
     yes, no, join = b.label("scy"), b.label("scn"), b.label("scj")
     b.emit(f"br i1 {ok}, label %{yes}, label %{no}")
     b.start_block(yes)
-    b.store(addr, src, _size(i))
+    # Stored as an AMO's store (DESC_AMO): a misaligned SC traps, never emulated, and the block
+    # does not stop after the store before rd is written (Machine._stop_if_wanted).
+    b.amo(addr, _size(i), lambda b, old: src)
     b.emit(f"br label %{join}")
     yes_end = b._last_label()
     b.start_block(no)
