@@ -22,7 +22,7 @@ from runtime.trapguard import TrapGuard
 from translator import abi
 from translator import csrs as C
 from translator.abi import ffi
-from translator.block import FetchFault
+from translator.block import MAX_BLOCK_INSNS, FetchFault
 from translator.dispatch import CALLOUTS, MEM_HELPERS, dispatcher_ir
 from translator.interp import HEADS_SIZE, WARM_THRESHOLD, rvc_table
 from translator.isa import decode
@@ -645,6 +645,7 @@ class Machine:
         for h in self.harts:
             h.s.warm = min(max(1, self.warm_threshold), (1 << 31) - 1)
             h.s.walk = int(self.native_refill and self.mmu.trace is None)
+        timer_stall = False  # The last slice, cut short for a timer, was too short for a block
         while self.halted is None:
             budget = SLICE
             if tc.pending:
@@ -663,14 +664,22 @@ class Machine:
                     break
                 budget = min(budget, left)
                 stall_left, stall_retired = None, None
+            timer_cut = False
             if self.timer_sources:
-                budget = min(budget, self._insns_to_next_timer())
+                to_timer = self._insns_to_next_timer()
+                if to_timer < budget:
+                    # Blocks run whole: when the deadline is nearer than the next block, that
+                    # block runs and the deadline is noticed just after it.
+                    budget = max(to_timer, MAX_BLOCK_INSNS) if timer_stall else to_timer
+                    timer_cut = True
+            timer_stall = False
             hart.set_budget(budget)
             s.interp = 1 if self.warm_threshold and not tc.breakpoints else 0
             if hart.wfi:
                 self._wait_for_interrupt(hart)
                 continue
             hart.want_exit = False
+            before = hart.retired()
             slices += 1
             self._timing = not slices % TIME_SAMPLE
             t0 = perf_counter()
@@ -696,6 +705,7 @@ class Machine:
                 self.stats_callouts["poll"] += 1
                 if left is not None and budget == left:
                     stall_left, stall_retired = left, hart.retired() + self.trap_guard.idle
+                timer_stall = timer_cut and hart.retired() == before
                 self.poll(hart)
                 cause = "poll"
             elif code == abi.EXIT_CALLOUT:

@@ -897,6 +897,37 @@ def test_clint_interrupt(asm):
     run(asm, CLINT_INTERRUPT)
 
 
+# --icount: a timer deadline nearer than the next block. Time advances by one tick each 10
+# instructions and blocks run whole, so a deadline one tick away is reached inside the next block
+# of 41 instructions (translated at once: --warm-threshold 0); the interrupt is taken just after
+# it, again and again (the run loop once kept waiting for a budget no block fitted in).
+ICOUNT_TIMER_LONG_BLOCK = r"""
+  csrsi mstatus, 8
+  li s4, 0
+1: li t0, CLINT_MTIME
+  ld t1, 0(t0)
+  addi t1, t1, 1
+  li t0, CLINT_MTIMECMP
+  sd t1, 0(t0)
+  li s5, 0
+  li t0, 0x80
+  csrs mie, t0
+2: .rept 40
+  addi t2, t2, 1
+  .endr
+  beqz s5, 2b
+  CHECK s5, 7
+  addi s4, s4, 1
+  li t0, 50
+  bne s4, t0, 1b
+  PASS
+"""
+
+
+def test_icount_timer_deadline_inside_a_block(asm):
+    run(asm, ICOUNT_TIMER_LONG_BLOCK, "--icount", "--warm-threshold", "0")
+
+
 # Several pending interrupts are taken by priority: "MEI, MSI, MTI, SEI, SSI, STI" (spec 3.1.9).
 # All six at once: MEI from the PLIC's M context of hart 0, MSI and MTI from the CLINT, SEI from the
 # PLIC's S context or from software (mip.SEIP is writable from M), SSI and STI written into mip. The
