@@ -14,6 +14,8 @@ import click
 from runtime.cli_args import fail, parse_size, ram_size
 from runtime.loader import Layout, LoadError, read_capped
 
+MAX_HARTS = 8  # -smp
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mirage")
@@ -29,6 +31,9 @@ def main() -> None:
 @click.option("--stats", "stats_file", type=click.Path(dir_okay=False), help="Write run statistics (JSON).")
 @click.option("-m", "memory", default="256M", show_default=True, help="Guest RAM size.")
 @click.option("--opt", type=click.IntRange(0, 3), default=2, show_default=True, help="LLVM codegen level.")
+@click.option("-smp", "--smp", "smp", type=click.IntRange(1, MAX_HARTS), default=1, show_default=True,
+              help="Number of harts (as QEMU's -smp); they take turns in one host thread, all starting at "
+                   "the firmware's entry with a0 = their hart id.")
 @click.option("--icount", is_flag=True, help="Time advances with retired instructions (reproducible).")
 @click.option("--hot-threshold", type=click.IntRange(0, 1 << 30), default=None, envvar="MIRAGE_HOT_THRESHOLD",
               help="Executions before a block is recompiled optimized (0: optimize everything at once).")
@@ -36,8 +41,8 @@ def main() -> None:
               help="Executions of a block head in the interpreter before it is translated (0: no interpreter, "
                    "translate every block on its first execution).")
 @click.option("--jit-thread/--no-jit-thread", default=True, show_default=True, envvar="MIRAGE_JIT_THREAD",
-              help="Compile optimized code in a worker thread while the guest runs on (off: in the run loop, "
-                   "so promotions happen at reproducible points).")
+              help="Compile code in a worker thread while the guest runs on (off, and always under --icount: "
+                   "in the run loop, so translations go in at reproducible points).")
 @click.option("--tb-size", metavar="SIZE", envvar="MIRAGE_TB_SIZE",
               help="Host memory for translations (e.g. 64M; a bare number is MiB, as QEMU's tb-size); "
                    "reaching it flushes them all. 0: no bound. Default: runtime/tcache.py's TB_SIZE.")
@@ -62,7 +67,7 @@ def main() -> None:
 @click.option("--audit-log", type=click.Path(dir_okay=False),
               help="With --policy audit: write the firmware's accesses to OS memory here (JSON lines).")
 def jit_run(program: str, signature: str | None, signature_granularity: str, max_insns: int | None,
-            stats_file: str | None, memory: str, opt: int, icount: bool, hot_threshold: int | None,
+            stats_file: str | None, memory: str, opt: int, smp: int, icount: bool, hot_threshold: int | None,
             warm_threshold: int | None, kernel: str | None, gdb_default: bool, gdb_port: int | None, gdb_stop: bool,
             initrd: str | None, append: str | None,
             dtb: str | None, debug: str | None, debug_file: str | None, offload: bool | None,
@@ -104,7 +109,7 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
     t_start = time.perf_counter()
     # The monitor's own memory sits just above the guest's RAM, outside the device tree.
     try:
-        m = board.build(qemu_virt, ram_size=ram + MONITOR_RAM, opt=opt, icount=icount)
+        m = board.build(qemu_virt, ram_size=ram + MONITOR_RAM, opt=opt, icount=icount, harts=smp)
     except (OSError, MemoryError, OverflowError) as e:
         fail(f"cannot allocate {memory} of guest RAM: {getattr(e, 'strerror', None) or 'out of memory'}")
     ram_end = qemu_virt.RAM_BASE + ram
@@ -112,7 +117,10 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
         m.tcache.set_hot_threshold(hot_threshold)
     if warm_threshold is not None:
         m.warm_threshold = warm_threshold
-    m.tcache.background = jit_thread
+    # Under --icount a translation must go in at the same instruction in every run: the interpreter
+    # gives way to compiled code there, and code stops for its budget (the harts' turns, timer
+    # deadlines) at block boundaries instead of instruction ones.
+    m.tcache.background = jit_thread and not icount
     if tb_bytes is not None:
         m.tcache.tb_size = tb_bytes
     pcache = None
@@ -226,8 +234,10 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
     mon = Monitor(offload=offload, reserved=[(ram_end, MONITOR_RAM)], policies=chosen,
                   os_memory=(qemu_virt.PAYLOAD_ADDR, ram_end))
     mon.attach(m)
-    hart = m.harts[0]
-    mon.reset(hart, img.entry, hart.id, dtb_addr, info_addr)
+    # Every hart starts at the firmware's entry, as QEMU's virt reset vector sends them: a0 = hart
+    # id, a1 = the device tree, a2 = the fw_dynamic info (whose boot hart is 0, as QEMU's).
+    for hart in m.harts:
+        mon.reset(hart, img.entry, hart.id, dtb_addr, info_addr)
     m.max_insns = max_insns
     stub = None
     if gdb_default or gdb_stop or gdb_port is not None:

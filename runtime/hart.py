@@ -58,6 +58,7 @@ class Hart:
         # S-level CSRs of the physical machine (privileged spec, chapter 4)
         self.stvec = 0
         self.scounteren = 0
+        self.counteren = 0  # Physical mcounteren (this hart's), owned by the monitor
         self.senvcfg = 0
         # Interrupt state: pending and enable bits (mip/mie layout) and the interrupt delegation
         # set by the monitor live in the native struct (properties below), where code that sets

@@ -31,6 +31,10 @@ from translator.softmmu import NATIVE_ENTRIES
 
 MASK64 = (1 << 64) - 1
 SLICE = 1 << 22  # Instructions between polls of devices and timers
+# With several harts (-smp N), the guest instructions a hart runs before the next one's turn (they
+# take turns in this thread, switching between blocks): short enough that a hart spinning on a lock
+# another holds, or waiting for another's answer to an IPI, does not wait long.
+SMP_SLICE = 1 << 14
 PENDING_SLICE = 1 << 16  # ... while the worker thread compiles code that is to be installed
 TIME_SAMPLE = 8  # Callouts are timed during one run-loop slice in TIME_SAMPLE
 TIME_CSR = C.CSR_NUMBERS["time"]
@@ -150,7 +154,6 @@ class Machine:
         self._watch_pages: set[int] = set()
         self.timer_sources: list = []  # Devices with next_deadline(machine) -> mtime or None
         self.waiters: list = []  # fn(seconds): block until input may have arrived
-        self._counteren = 0  # Physical mcounteren, owned by the monitor (the counteren property)
         self.trap_guard = TrapGuard(self)  # Idle traps count as instructions; trap loops stop
         self._install_callouts()
         import ctypes
@@ -543,14 +546,9 @@ class Machine:
             h.s.csr_fast[priv][num] = entry
             h.s.csr_wmask[slot] = 0 if write_mask is None else write_mask
 
-    @property
-    def counteren(self) -> int:
-        """The physical mcounteren (the monitor sets it): which counters S-mode may read."""
-        return self._counteren
-
-    @counteren.setter
-    def counteren(self, v: int) -> None:
-        self._counteren = v
+    def set_counteren(self, hart: Hart, v: int) -> None:
+        """Sets `hart`'s physical mcounteren (the monitor does): which counters S-mode may read."""
+        hart.counteren = v
         self.update_time_csr()
 
     def update_time_csr(self) -> None:
@@ -561,7 +559,7 @@ class Machine:
         for h in self.harts:
             fast = h.s.csr_fast
             fast[C.PRV_M][TIME_CSR] = 0 if self.icount else entry
-            s_ok = not self.icount and self._counteren >> 1 & 1
+            s_ok = not self.icount and h.counteren >> 1 & 1
             fast[C.PRV_S][TIME_CSR] = entry if s_ok else 0
             fast[C.PRV_U][TIME_CSR] = entry if s_ok and h.scounteren >> 1 & 1 else 0
 
@@ -625,7 +623,7 @@ class Machine:
     def time(self) -> int:
         """The platform timer (mtime) in timebase ticks."""
         if self.icount:
-            return sum(h.retired() for h in self.harts) // 10
+            return self.retired() // 10
         return ((time.monotonic_ns() - self._t0_ns) * self._tmult) >> 32
 
     # The run loop
@@ -634,28 +632,41 @@ class Machine:
             h.want_exit = True
 
     def run(self, hart_index: int = 0) -> GuestExit:
-        """Runs until the guest stops the machine; returns how it stopped."""
-        hart = self.harts[hart_index]
+        """Runs until the guest stops the machine; returns how it stopped. Several harts take turns
+        in this thread, starting with `hart_index` (`_next_hart`)."""
+        harts = self.harts
+        smp = len(harts) > 1
+        hart = harts[hart_index]
         enter = self._enter
         s = hart.s
         tc = self.tcache
         stall_left = stall_retired = None
         cal = (perf_counter(), self.cycles())
         slices = 0
-        for h in self.harts:
+        for h in harts:
             h.s.warm = min(max(1, self.warm_threshold), (1 << 31) - 1)
             h.s.walk = int(self.native_refill and self.mmu.trace is None)
+        turn_end = hart.retired() + SMP_SLICE  # Where the running hart's turn ends (several harts)
+        turn_over = False
         timer_stall = False  # The last slice, cut short for a timer, was too short for a block
         while self.halted is None:
+            if smp and (turn_over or hart.wfi):
+                nxt = self._next_hart(hart)
+                if nxt is None:
+                    self._wait_for_interrupt(hart)  # Every hart waits for an interrupt
+                    continue
+                hart, s = nxt, nxt.s
+                turn_end = hart.retired() + SMP_SLICE
+                turn_over = False
             budget = SLICE
             if tc.pending:
-                tc.install_ready(self.harts)
+                tc.install_ready(harts)
                 # Code on its way: come back soon to put it in (the interpreter may be running
                 # a hot loop that waits for it).
                 budget = PENDING_SLICE
             left = None
             if self.max_insns is not None:
-                retired = hart.retired() + self.trap_guard.idle
+                retired = self.retired() + self.trap_guard.idle
                 left = self.max_insns - retired
                 # Also stop when what is left is less than the next block: blocks run whole.
                 if left <= 0 or (left == stall_left and retired == stall_retired):
@@ -673,6 +684,9 @@ class Machine:
                     budget = max(to_timer, MAX_BLOCK_INSNS) if timer_stall else to_timer
                     timer_cut = True
             timer_stall = False
+            turn_left = turn_end - hart.retired()
+            if smp and budget >= turn_left:
+                budget = max(1, turn_left)
             hart.set_budget(budget)
             s.interp = 1 if self.warm_threshold and not tc.breakpoints else 0
             if hart.wfi:
@@ -692,6 +706,10 @@ class Machine:
                     self.halted = err
                     break
                 raise err
+            if smp and hart.wfi:
+                # A wfi ends the hart's turn even if an interrupt is already pending (the poll
+                # below resumes it): a hart waiting in a wfi loop lets the others run.
+                turn_over = True
             if code == abi.EXIT_MISS:
                 self._translate_at(hart)
                 cause = "miss"
@@ -704,7 +722,9 @@ class Machine:
             elif code == abi.EXIT_POLL:
                 self.stats_callouts["poll"] += 1
                 if left is not None and budget == left:
-                    stall_left, stall_retired = left, hart.retired() + self.trap_guard.idle
+                    stall_left, stall_retired = left, self.retired() + self.trap_guard.idle
+                # The turn is over when its budget ran out or its next block does not fit in it.
+                turn_over = turn_over or (smp and budget >= turn_left)
                 timer_stall = timer_cut and hart.retired() == before
                 self.poll(hart)
                 cause = "poll"
@@ -715,14 +735,46 @@ class Machine:
             else:
                 continue
             self.stats_seconds[cause] += perf_counter() - t1
-        hart.set_budget(0)
+        for h in harts:
+            h.set_budget(0)
         self._timing = False
-        tc.install_ready(self.harts)
+        tc.install_ready(harts)
         tc.abandon()
         dt = perf_counter() - cal[0]
         if dt > 0:
             self.cycles_per_second = (self.cycles() - cal[1]) / dt
         return self.halted
+
+    def retired(self) -> int:
+        """Instructions retired by all harts."""
+        harts = self.harts
+        return harts[0].retired() if len(harts) == 1 else sum(h.retired() for h in harts)
+
+    def _next_hart(self, hart: Hart) -> Hart | None:
+        """The hart whose turn comes after `hart`'s (round robin by hart id, `hart` itself last),
+        skipping harts that wait for an interrupt; None if every hart waits. Each one's pending
+        interrupts are taken first (another hart may have raised them: an IPI, a PLIC claim).
+
+        LR/SC (unprivileged spec, "A" extension, "Load-Reserved/Store-Conditional Instructions"):
+        "The SC must fail if a store to the reservation set from another hart can be observed to
+        occur between the LR and SC", and "An SC may succeed only if no store from another hart to
+        the reservation set can be observed to have occurred between the LR and the SC". Harts
+        switch only here, between blocks, so the rule is: a hart that hands over to another loses
+        its reservation (as the spec's note asks of "a preemptive context switch"). A store made
+        by another hart before it runs again then fails its SC; an SC whose LR came before the
+        switch fails even without one, which "may succeed only if" allows, and its retry succeeds
+        (a turn is far longer than an LR/SC loop, so constrained loops still succeed eventually).
+        AMOs are atomic with respect to the other harts: no switch happens inside an instruction."""
+        harts = self.harts
+        n = len(harts)
+        for k in range(1, n + 1):
+            h = harts[(hart.id + k) % n]
+            self.check_interrupts(h)
+            if not h.wfi:
+                if h is not hart:
+                    hart.s.resv = MASK64
+                return h
+        return None
 
     def _warm(self, hart: Hart) -> None:
         """The interpreter found the block head at hart.pc warm: its translation goes in the jump

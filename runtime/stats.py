@@ -10,6 +10,7 @@ The JSON document (schema "mirage-stats", version 2; version 1 had the keys mark
   program, kernel        what ran (paths as given; kernel may be null)
   started                Unix time the command started
   guest_insns*           instructions retired (all harts)
+  harts                  {count, insns: [instructions retired by hart 0, 1, ...]}
   run_seconds*           guest execution, translation and compilation included
   total_seconds*         from the start of the command (set-up and loading included)
   jit:
@@ -193,6 +194,7 @@ def collect(m, t_start: float, t_run: float, t_end: float, pcache=None, program:
         "kernel": kernel,
         "started": started if started is not None else time.time() - (t_end - t_start),
         "guest_insns": sum(h.retired() for h in m.harts),
+        "harts": {"count": len(m.harts), "insns": [h.retired() for h in m.harts]},
         "run_seconds": t_end - t_run,
         "total_seconds": t_end - t_start,
         "jit": {
@@ -323,6 +325,7 @@ _TIER = {"!blocks": "int", "never_run": "int", "!insns": "int", "!modules": "int
 DOC = {
     "schema": "str", "version": "int", "program": "str?", "kernel": "str?", "started": "num",
     "guest_insns": "int", "run_seconds": "num", "total_seconds": "num",
+    "harts": {"!count": "int", "!insns": ("list", "int")},
     "jit": {"blocks": "int", "insns": "int", "blocks_by_tier": ("map", "int"), "promotions": "int",
             "modules": "int", "functions": "int", "compile_seconds": "num", "translate_seconds": "num",
             "object_bytes": "int", "code_bytes": "int", "tiers": ("map", _TIER),

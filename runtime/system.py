@@ -117,7 +117,7 @@ def _counter(which: str) -> Rule:
         idx = {"cycle": 0, "time": 1, "instret": 2}[which]
         h = c.h
         if h.priv != C.PRV_M:
-            if not c.m.counteren >> idx & 1:
+            if not h.counteren >> idx & 1:
                 raise _illegal(c.raw)
             if h.priv == C.PRV_U and not h.scounteren >> idx & 1:
                 raise _illegal(c.raw)

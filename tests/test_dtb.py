@@ -210,7 +210,8 @@ def _normalized(tree: dict) -> dict[str, object]:
 
 @need_qemu
 @pytest.mark.parametrize("harts, mem, append, initrd", [(1, "256M", None, False),
-                                                       (2, "512M", "console=ttyS0 earlycon", True)])
+                                                       (2, "512M", "console=ttyS0 earlycon", True),
+                                                       (4, "256M", None, False)])
 def test_virt_tree_matches_qemu(tmp_path, harts, mem, append, initrd):
     q = fdt.decode(_qemu_blob(tmp_path, harts, mem, append, initrd))
     kw = {}

@@ -232,7 +232,7 @@ M_CSRS: dict[int, Rule] = {
     0x303: (lambda a: a.h.mideleg, _w_mideleg),
     0x304: (lambda a: a.h.mie, _w_mie),
     0x305: (lambda a: a.v.mtvec, _w_mtvec),
-    0x306: _field("mcounteren", 0x7, after=lambda a: setattr(a.m, "counteren", a.v.mcounteren)),
+    0x306: _field("mcounteren", 0x7, after=lambda a: a.m.set_counteren(a.h, a.v.mcounteren)),
     0x30A: _field("menvcfg", 0x1),
     0x320: (lambda a: a.h.countinhibit, _w_countinhibit),
     0x340: _field("mscratch"),
