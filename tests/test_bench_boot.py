@@ -57,6 +57,19 @@ def test_commands():
     assert "--policy" not in cold
     pol = boot.mirage_command(IMG, Path("/tmp/s.json"), cold=True, policy="protect-payload")
     assert pol[pol.index("--policy") + 1] == "protect-payload" and pol[:-3] == cold[:-1]
+    assert "-smp" not in q and "-smp" not in cold
+    q4 = boot.qemu_command(IMG, 4)
+    m4 = boot.mirage_command(IMG, Path("/tmp/s.json"), cold=True, harts=4)
+    assert q4[q4.index("-smp") + 1] == "4" and m4[m4.index("-smp") + 1] == "4"
+
+
+def test_ratios_by_number_of_harts():
+    rows = [boot.BootResult("qemu -smp 1", "ok", total_seconds=2.0),
+            boot.BootResult("mirage warm -smp 1", "ok", total_seconds=4.0),
+            boot.BootResult("qemu -smp 4", "ok", total_seconds=4.0),
+            boot.BootResult("mirage warm -smp 4", "ok", total_seconds=12.0)]
+    boot.add_ratios(rows)
+    assert [r.ratio for r in rows] == [1.0, 2.0, 1.0, 3.0]
 
 
 def test_policy_overhead():

@@ -66,3 +66,38 @@ def test_linux_shell_boots_runs_commands_and_powers_off(images, capsys, policy, 
     with capsys.disabled():
         print(f"\n[linux-shell{' --policy ' + policy if policy else ''}] Linux {banner.group(1)}: "
               f"guest 'Boot took {banner.group(2)} seconds'")
+
+
+# -smp 4: Linux brings up every hart through SBI HSM (OpenSBI in virtual M-mode starts them), a
+# shell loop pinned to each CPU runs there (/proc/self/stat field 39: the CPU it last ran on), and
+# CPU hotplug stops a hart (HSM hart_stop) and starts it again.
+SMP_SCRIPT = b"""\
+nproc
+grep -c ^processor /proc/cpuinfo
+echo 'i=0; while [ $i -lt 2000 ]; do i=$((i + 1)); done; echo "loop $1 done on cpu $(cut -d" " -f39 /proc/self/stat)"' > /tmp/w.sh
+sh -c 'for c in 0 1 2 3; do taskset -c $c sh /tmp/w.sh $c & done; wait'
+echo 0 > /sys/devices/system/cpu/cpu3/online; cat /sys/devices/system/cpu/online
+echo 1 > /sys/devices/system/cpu/cpu3/online; cat /sys/devices/system/cpu/online
+poweroff -f
+"""
+
+
+def test_linux_shell_smp4_runs_work_on_every_cpu(images, capsys):
+    r = mirage("jit-run", "linux-shell", "-smp", "4", "--no-pcache", input=SMP_SCRIPT, timeout=600)
+    out = r.stdout.decode(errors="replace")
+    tail = out[-3000:] + r.stderr.decode(errors="replace")[-2000:]
+    assert r.returncode == 0, tail
+    assert "smp: Brought up 1 node, 4 CPUs" in out, tail
+    banner = re.search(r"Mirage linux-shell: Linux (\S+) on riscv64\r?\nBoot took ([0-9.]+) seconds", out)
+    assert banner, tail
+    shell = out[banner.end():]
+    pos = 0
+    for line in ["4", "4", "0-2", "0-3", "reboot: Power down"]:
+        m = re.search(rf"^{re.escape(line)}\r?$", shell[pos:], re.M)
+        assert m, f"missing {line!r} after offset {pos}:\n{shell[pos:][-2000:]}"
+        pos += m.end()
+    # The loops finish in any order, each on the CPU it was pinned to.
+    done = sorted(re.findall(r"^loop (\d) done on cpu (\d+)\r?$", shell, re.M))
+    assert done == [(str(c), str(c)) for c in range(4)], shell[-2000:]
+    with capsys.disabled():
+        print(f"\n[linux-shell -smp 4] guest 'Boot took {banner.group(2)} seconds'")

@@ -3,6 +3,7 @@
 Usage (from the repo root)::
 
     python3 -m tests.bench.boot [--runs N] [--no-warm] [--json OUT] [--timeout S] [--no-qemu] [--policy NAME]
+                                [--smp N ...]
 
 Both emulators boot the same files, those `mirage images` names (built first with
 `mirage images build` if missing, unless --no-build): OpenSBI fw_jump, Linux 6.1 and the busybox
@@ -27,6 +28,8 @@ Rows:
 * with ``--policy NAME`` (e.g. protect-payload, vfm/policy/): each Mirage row again with
   ``--policy NAME`` right after it (the warm one from the same cache), and a line with the
   policy's overhead on the total wall time.
+* with ``--smp N`` (repeatable, e.g. ``--smp 1 --smp 4``): every row for each number of harts
+  (QEMU's and Mirage's ``-smp N``), named with `` -smp N`` when it is not the default 1 alone.
 
 After the boots, a start-up table: the wall time of importing Mirage's command line, of Mirage
 running a program that exits at once (tests/bench/empty.c) and the `demo` image, and of QEMU
@@ -261,18 +264,21 @@ def boot_once(cmd: list[str], timeout: float, env: dict[str, str] | None = None,
 # ---- The engines ----
 
 
-def qemu_command(img: Images) -> list[str]:
-    """QEMU booting the images as `mirage jit-run linux-shell` does."""
-    return [QEMU, *QEMU_BOOT_ARGS, "-m", img.memory, "-bios", str(img.firmware), "-kernel", str(img.kernel),
-            "-initrd", str(img.initrd), "-append", img.append]
+def qemu_command(img: Images, harts: int = 1) -> list[str]:
+    """QEMU booting the images as `mirage jit-run linux-shell -smp harts` does."""
+    smp = ["-smp", str(harts)] if harts != 1 else []
+    return [QEMU, *QEMU_BOOT_ARGS, *smp, "-m", img.memory, "-bios", str(img.firmware), "-kernel",
+            str(img.kernel), "-initrd", str(img.initrd), "-append", img.append]
 
 
 def mirage_command(img: Images, stats: Path, cold: bool, mirage_cmd: str = DEFAULT_MIRAGE_CMD,
-                   policy: str | None = None) -> list[str]:
+                   policy: str | None = None, harts: int = 1) -> list[str]:
     """Mirage booting the images (the paths linux-shell resolves to, so nothing is looked up or
     built during the run) and writing its statistics to `stats`, under `policy` if given."""
     cmd = [*shlex.split(mirage_cmd), str(img.firmware), "--kernel", str(img.kernel), "--initrd",
            str(img.initrd), "--append", img.append, "-m", img.memory, "--stats", str(stats)]
+    if harts != 1:
+        cmd += ["-smp", str(harts)]
     if policy is not None:
         cmd += ["--policy", policy]
     return [*cmd, "--no-pcache"] if cold else cmd
@@ -318,10 +324,13 @@ def best_of(name: str, attempts: list[Attempt]) -> BootResult:
 
 
 def add_ratios(results: list[BootResult], reference: str = "qemu") -> None:
-    """Sets each successful row's ratio: its total wall time over the reference row's."""
-    ref = next((r for r in results if r.name == reference and r.status == "ok"), None)
+    """Sets each successful row's ratio: its total wall time over the reference row's (the one
+    with the same number of harts, " -smp N" in the names)."""
+    refs = {r.name: r for r in results if r.status == "ok"}
     for r in results:
         r.ratio = None
+        smp = re.search(r" -smp \d+", r.name)
+        ref = refs.get(reference + (smp.group(0) if smp else ""))
         if ref is not None and ref.total_seconds and r.status == "ok" and r.total_seconds is not None:
             r.ratio = r.total_seconds / ref.total_seconds
 
@@ -342,10 +351,10 @@ def run_row(name: str, runs: int, boot: Callable[[int], Attempt]) -> BootResult:
 
 
 def mirage_boot(img: Images, tmp: Path, tag: str, timeout: float, mirage_cmd: str, tcache: Path | None,
-                echo: IO[bytes] | None, policy: str | None = None) -> Attempt:
+                echo: IO[bytes] | None, policy: str | None = None, harts: int = 1) -> Attempt:
     """One Mirage boot, its statistics summarized into the Attempt."""
     stats_path = tmp / f"{tag}.json"
-    cmd = mirage_command(img, stats_path, cold=tcache is None, mirage_cmd=mirage_cmd, policy=policy)
+    cmd = mirage_command(img, stats_path, cold=tcache is None, mirage_cmd=mirage_cmd, policy=policy, harts=harts)
     a = boot_once(cmd, timeout, mirage_env(tcache), echo)
     try:
         a.stats = stats_summary(json.loads(stats_path.read_text()))
@@ -509,10 +518,15 @@ def main(argv: list[str] | None = None) -> int:
                              "(default: '%(default)s', env MIRAGE_BENCH_CMD)")
     parser.add_argument("--policy", metavar="NAME",
                         help="also boot each Mirage row under this monitor policy (e.g. protect-payload)")
+    parser.add_argument("--smp", type=int, action="append", metavar="N",
+                        help="boot with N harts (QEMU's and Mirage's -smp), repeatable: the rows for each (default 1)")
     parser.add_argument("-v", "--verbose", action="store_true", help="copy the guest consoles to stderr")
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be >= 1")
+    smps = args.smp or [1]
+    if any(not 1 <= n <= 8 for n in smps):
+        parser.error("--smp must be 1 to 8")
     if not args.no_qemu and shutil.which(QEMU) is None:
         _log(f"error: {QEMU} not found: `apt-get install qemu-system-misc` (or `just setup`), or use --no-qemu")
         return 2
@@ -524,29 +538,40 @@ def main(argv: list[str] | None = None) -> int:
     echo = sys.stderr.buffer if args.verbose else None
 
     results: list[BootResult] = []
-    fill: BootResult | None = None
-    if not args.no_qemu:
-        results.append(run_row("qemu", args.runs, lambda i: boot_once(qemu_command(img), args.timeout, None, echo)))
-    with tempfile.TemporaryDirectory(prefix="mirage-bench-boot-") as tmp_name:
-        tmp = Path(tmp_name)
-        pol = args.policy
-        results.append(run_row("mirage cold", args.runs, lambda i: mirage_boot(
-            img, tmp, f"cold-{i}", args.timeout, args.mirage_cmd, None, echo)))
-        if pol:
-            results.append(run_row(f"mirage cold +{pol}", args.runs, lambda i: mirage_boot(
-                img, tmp, f"cold-policy-{i}", args.timeout, args.mirage_cmd, None, echo, pol)))
-        if not args.no_warm:
-            tcache = tmp / "tcache"
-            fill = run_row("mirage fill", 1, lambda i: mirage_boot(
-                img, tmp, "fill", args.timeout, args.mirage_cmd, tcache, echo))
-            if fill.status == "ok":
-                results.append(run_row("mirage warm", args.runs, lambda i: mirage_boot(
-                    img, tmp, f"warm-{i}", args.timeout, args.mirage_cmd, tcache, echo)))
-                if pol:
-                    results.append(run_row(f"mirage warm +{pol}", args.runs, lambda i: mirage_boot(
-                        img, tmp, f"warm-policy-{i}", args.timeout, args.mirage_cmd, tcache, echo, pol)))
-            else:
-                results.append(BootResult("mirage warm", "error", f"the boot filling the cache failed: {fill.reason}"))
+    fills: list[BootResult] = []
+
+    def rows(n: int) -> None:
+        """The rows at -smp n, named with " -smp n" unless -smp 1 is the only one."""
+        sfx = "" if smps == [1] else f" -smp {n}"
+        if not args.no_qemu:
+            results.append(run_row(f"qemu{sfx}", args.runs, lambda i: boot_once(
+                qemu_command(img, n), args.timeout, None, echo)))
+        with tempfile.TemporaryDirectory(prefix="mirage-bench-boot-") as tmp_name:
+            tmp = Path(tmp_name)
+            pol = args.policy
+            results.append(run_row(f"mirage cold{sfx}", args.runs, lambda i: mirage_boot(
+                img, tmp, f"cold-{i}", args.timeout, args.mirage_cmd, None, echo, harts=n)))
+            if pol:
+                results.append(run_row(f"mirage cold{sfx} +{pol}", args.runs, lambda i: mirage_boot(
+                    img, tmp, f"cold-policy-{i}", args.timeout, args.mirage_cmd, None, echo, pol, harts=n)))
+            if not args.no_warm:
+                tcache = tmp / "tcache"
+                fill = run_row(f"mirage fill{sfx}", 1, lambda i: mirage_boot(
+                    img, tmp, "fill", args.timeout, args.mirage_cmd, tcache, echo, harts=n))
+                fills.append(fill)
+                if fill.status == "ok":
+                    results.append(run_row(f"mirage warm{sfx}", args.runs, lambda i: mirage_boot(
+                        img, tmp, f"warm-{i}", args.timeout, args.mirage_cmd, tcache, echo, harts=n)))
+                    if pol:
+                        results.append(run_row(f"mirage warm{sfx} +{pol}", args.runs, lambda i: mirage_boot(
+                            img, tmp, f"warm-policy-{i}", args.timeout, args.mirage_cmd, tcache, echo, pol,
+                            harts=n)))
+                else:
+                    results.append(BootResult(f"mirage warm{sfx}", "error",
+                                              f"the boot filling the cache failed: {fill.reason}"))
+
+    for n in smps:
+        rows(n)
     add_ratios(results)
     try:
         starts = startup(max(args.runs, 3), args.mirage_cmd, not args.no_qemu, args.timeout)
@@ -573,10 +598,11 @@ def main(argv: list[str] | None = None) -> int:
             "append": img.append,
             "memory": img.memory,
             "runs": args.runs,
+            "smp": smps,
             "qemu_cmd": shlex.join(qemu_command(img)),
             "mirage_cmd": args.mirage_cmd,
             "results": [asdict(r) for r in results],
-            "fill": asdict(fill) if fill is not None else None,
+            "fill": asdict(fills[0]) if len(fills) == 1 else [asdict(f) for f in fills] or None,
             "startup_seconds": dict(starts),
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
