@@ -308,6 +308,71 @@ park:
   j park
 """ + TRAP_FAIL
 
+# mcounteren is each hart's own (privileged spec 3.1.11): even harts let S-mode read time, odd
+# harts do not. Every hart writes its own before any reads (a barrier), then reads time in S-mode:
+# only odd harts must trap (illegal instruction).
+COUNTEREN_PER_HART = r"""
+  csrr s0, mhartid
+  la t0, m_trap
+  csrw mtvec, t0
+  li t0, -1
+  csrw pmpaddr0, t0
+  li t0, 0x1f
+  csrw pmpcfg0, t0
+  andi s2, s0, 1            # 1: this hart must trap
+  li t0, 2                  # mcounteren.TM for even harts, 0 for odd ones
+  beqz s2, 1f
+  li t0, 0
+1: csrw mcounteren, t0
+  la t0, ready
+  li t1, 1
+  amoadd.w zero, t1, (t0)
+  li t2, NHARTS
+2: lw t1, 0(t0)
+  bne t1, t2, 2b
+  li s1, 0
+  li t0, 3 << 11
+  csrc mstatus, t0
+  li t0, 1 << 11
+  csrs mstatus, t0          # MPP = S
+  la t0, s_code
+  csrw mepc, t0
+  mret
+s_code:
+  rdtime t0
+  ecall
+  .align 2
+m_trap:
+  csrr t0, mcause
+  li t1, 2
+  bne t0, t1, 3f
+  li s1, 1                  # Illegal instruction: the rdtime trapped
+  csrr t0, mepc
+  addi t0, t0, 4
+  csrw mepc, t0
+  mret
+3: li t1, 9
+  bne t0, t1, trap_fail
+  beq s1, s2, 4f
+  FAIL 2                    # rdtime trapped on an even hart, or not on an odd one
+4: la t0, done
+  li t1, 1
+  amoadd.w zero, t1, (t0)
+  bnez s0, park
+  li t2, NHARTS
+5: lw t1, 0(t0)
+  bne t1, t2, 5b
+  PASS
+park:
+  wfi
+  j park
+""" + TRAP_FAIL + r"""
+  .data
+  .align 3
+ready: .word 0
+done: .word 0
+"""
+
 
 def program(body: str, **symbols: int) -> Path:
     """The program with `.equ` lines for its symbols."""
@@ -385,6 +450,12 @@ def _signature_bytes(path: Path) -> bytes:
 def _runs(order: bytes) -> int:
     """Maximal runs of the same hart in the acquisition order."""
     return 1 + sum(1 for a, b in zip(order, order[1:], strict=False) if a != b)
+
+
+@pytest.mark.parametrize("harts", [2, 4])
+def test_mcounteren_is_per_hart(toolchain, harts):
+    run_checked(program(COUNTEREN_PER_HART, NHARTS=harts), "-smp", str(harts),
+                where={2: "rdtime from S follows this hart's mcounteren.TM"})
 
 
 @pytest.mark.parametrize("harts", [1, 2])
