@@ -14,8 +14,9 @@ so start-up, translation and the loop itself are subtracted. The best of R repea
 are the process's CPU time (`time.process_time`): the host's cost of the operation, unaffected by
 other load on the machine (wall time is the same on an idle host).
 
-- `firmware trap`: the firmware's `csrw mscratch` traps and the monitor emulates it (native code,
-  system callout, trap entry into the monitor, CSR rule, back). Target <= 2 us.
+- `firmware trap`: the firmware's `csrw mtvec` traps and the monitor emulates it (native code,
+  system callout, trap entry into the monitor, CSR rule, back). Target <= 2 us. (mscratch, mepc,
+  mcause and mtval no longer trap: the firmware's code performs them in place, Machine.map_csr.)
 - `world switch`: the OS (S-mode) makes an SBI call (BASE get_spec_version) that the firmware
   handles and returns from, with the fast path off: the ecall, the switch into the firmware, its
   handler (csrr mepc, csrw mepc and mret, each emulated) and the switch back. Target <= 5 us.
@@ -50,7 +51,7 @@ _start:
   mv s1, a2
   bnez a1, os_case
   bnez s1, 2f
-1: csrw mscratch, t0
+1: csrw mtvec, t0
   addi s0, s0, -1
   bnez s0, 1b
   j done
