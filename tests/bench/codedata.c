@@ -20,8 +20,8 @@
 #define ON_CODE_PAGE_FN __attribute__((noinline))
 #define ON_CODE_PAGE_DATA
 #else
-#define ON_CODE_PAGE_FN __attribute__((section(".text.codedata.fn"), noinline))
-#define ON_CODE_PAGE_DATA __attribute__((section(".text.codedata.data"), aligned(64)))
+#define ON_CODE_PAGE_FN __attribute__((section(".codedata.fn"), noinline))
+#define ON_CODE_PAGE_DATA __attribute__((section(".codedata.data"), aligned(64)))
 #endif
 
 ON_CODE_PAGE_DATA static volatile uint64_t slots[8];
