@@ -45,6 +45,31 @@ def _gep(name: str, off: int | str, base: str = "%h") -> str:
     return f"  {name} = getelementptr inbounds i8, ptr {base}, i64 {off}\n"
 
 
+def _entry(name: str, mmu: str, index: str, code: bool) -> str:
+    """IR: `name` = the address of entry `index` (below the TLB size) of MMU index `mmu`'s data
+    TLB, or its code TLB (abi: hart_t.tlb, hart_t.ctlb)."""
+    size, entry, base = ((abi.CTLB_SIZE, abi.CTLB_ENTRY, abi.OFF_CTLB) if code
+                         else (abi.TLB_SIZE, abi.TLB_ENTRY, abi.OFF_TLB))
+    p = name.lstrip("%")
+    return (f"  %{p}_j0 = mul i64 {mmu}, {size}\n  %{p}_j = add i64 %{p}_j0, {index}\n"
+            f"  %{p}_o0 = shl i64 %{p}_j, {_shift(entry)}\n  %{p}_o = add i64 %{p}_o0, {base}\n"
+            + _gep(name, f"%{p}_o"))
+
+
+def _maps(name: str, tag: str, leaf: str) -> str:
+    """IR: `name` (i1) = the entry with `tag`, cut from a leaf of `leaf` bytes (%anysup false: a
+    page, whatever it says), maps %va (translator/softmmu.py mirage_tlb_flush_page)."""
+    p = name.lstrip("%")
+    return f"""  %{p}_sz = select i1 %anysup, i64 {leaf}, i64 {abi.PAGE_SIZE}
+  %{p}_big = icmp ugt i64 %{p}_sz, {abi.PAGE_SIZE}
+  %{p}_m0 = sub i64 0, %{p}_sz
+  %{p}_m = select i1 %{p}_big, i64 %{p}_m0, i64 {-abi.PAGE_SIZE}
+  %{p}_x = xor i64 {tag}, %va
+  %{p}_xm = and i64 %{p}_x, %{p}_m
+  {name} = icmp eq i64 %{p}_xm, 0
+"""
+
+
 _GPERM = f"""
 ; Does the gperm cache say the page of %pa allows every access in %need (bits, abi.GPERM_*)?
 define internal i1 @mirage_gperm(ptr %h, i64 %pa, i64 %need) #0 {{
@@ -227,21 +252,13 @@ fill:
   br i1 %isx, label %code, label %data
 code:
   %ci = and i64 %vpn0, {abi.CTLB_SIZE - 1}
-  %cm = mul i64 %mmu, {abi.CTLB_SIZE}
-  %cj = add i64 %cm, %ci
-  %co0 = shl i64 %cj, {_shift(abi.CTLB_ENTRY)}
-  %co = add i64 %co0, {abi.OFF_CTLB}
-{_gep("%ce", "%co")}  store i64 %vpage, ptr %ce
+{_entry("%ce", "%mmu", "%ci", True)}  store i64 %vpage, ptr %ce
 {_gep("%cap", abi.CTLB_ADDEND, "%ce")}  store i64 %addend, ptr %cap
 {_gep("%clp", abi.CTLB_LEAF, "%ce")}  store i64 %leafsz, ptr %clp
   ret i1 true
 data:
   %di = and i64 %vpn0, {abi.TLB_SIZE - 1}
-  %dm = mul i64 %mmu, {abi.TLB_SIZE}
-  %dj = add i64 %dm, %di
-  %do0 = shl i64 %dj, {_shift(abi.TLB_ENTRY)}
-  %do = add i64 %do0, {abi.OFF_TLB}
-{_gep("%de", "%do")}{_gep("%drp", abi.TLB_READ, "%de")}  %oread = load i64, ptr %drp
+{_entry("%de", "%mmu", "%di", False)}{_gep("%drp", abi.TLB_READ, "%de")}  %oread = load i64, ptr %drp
 {_gep("%dwp", abi.TLB_WRITE, "%de")}  %owrite = load i64, ptr %dwp
 {_gep("%dap", abi.TLB_ADDEND, "%de")}  %oadd = load i64, ptr %dap
 {_gep("%dlp", abi.TLB_LEAF, "%de")}  %s1 = icmp eq i64 %oread, %vpage
@@ -305,11 +322,7 @@ entry2:
   %mmu = and i64 %m0, 15
   %di = lshr i64 %a, {abi.PAGE_BITS}
   %di1 = and i64 %di, {abi.TLB_SIZE - 1}
-  %dm = mul i64 %mmu, {abi.TLB_SIZE}
-  %dj = add i64 %dm, %di1
-  %do0 = shl i64 %dj, {_shift(abi.TLB_ENTRY)}
-  %do = add i64 %do0, {abi.OFF_TLB}
-{_gep("%de", "%do")}{_gep("%dwp", abi.TLB_WRITE, "%de")}{_gep("%dap", abi.TLB_ADDEND, "%de")}  %isst0 = and i64 %desc, {abi.DESC_STORE}
+{_entry("%de", "%mmu", "%di1", False)}{_gep("%dwp", abi.TLB_WRITE, "%de")}{_gep("%dap", abi.TLB_ADDEND, "%de")}  %isst0 = and i64 %desc, {abi.DESC_STORE}
   %isst = icmp ne i64 %isst0, 0
   %vpage = and i64 %a, {-abi.PAGE_SIZE}
   %vnd = or i64 %vpage, {abi.TLB_NOTDIRTY}
@@ -374,11 +387,7 @@ define internal i1 @mirage_code_half(ptr %h, i64 %va, i64 %fm, ptr %out) #0 {{
 entry:
   %ci0 = lshr i64 %va, {abi.PAGE_BITS}
   %ci = and i64 %ci0, {abi.CTLB_SIZE - 1}
-  %cm = mul i64 %fm, {abi.CTLB_SIZE}
-  %cj = add i64 %cm, %ci
-  %co0 = shl i64 %cj, {_shift(abi.CTLB_ENTRY)}
-  %co = add i64 %co0, {abi.OFF_CTLB}
-{_gep("%ce", "%co")}  %tag = load i64, ptr %ce
+{_entry("%ce", "%fm", "%ci", True)}  %tag = load i64, ptr %ce
   %vpage = and i64 %va, {-abi.PAGE_SIZE}
   %hit = icmp eq i64 %tag, %vpage
   br i1 %hit, label %read, label %refill
@@ -489,21 +498,10 @@ scan:
   br label %ent
 ent:
   %i = phi i64 [ %lo, %scan ], [ %i1, %econt ]
-  %dj0 = mul i64 %m, {abi.TLB_SIZE}
-  %dj = add i64 %dj0, %i
-  %do0 = shl i64 %dj, {_shift(abi.TLB_ENTRY)}
-  %do = add i64 %do0, {abi.OFF_TLB}
-{_gep("%de", "%do")}{_gep("%drp", abi.TLB_READ, "%de")}  %rd = load i64, ptr %drp
+{_entry("%de", "%m", "%i", False)}{_gep("%drp", abi.TLB_READ, "%de")}  %rd = load i64, ptr %drp
 {_gep("%dwp", abi.TLB_WRITE, "%de")}  %wr = load i64, ptr %dwp
 {_gep("%dlp", abi.TLB_LEAF, "%de")}  %dl = load i64, ptr %dlp
-  %dsz = select i1 %anysup, i64 %dl, i64 {abi.PAGE_SIZE}
-  %dbig = icmp ugt i64 %dsz, {abi.PAGE_SIZE}
-  %dmask0 = sub i64 0, %dsz
-  %dmask = select i1 %dbig, i64 %dmask0, i64 {-abi.PAGE_SIZE}
-  %dx = xor i64 %rd, %va
-  %dxm = and i64 %dx, %dmask
-  %dhit0 = icmp eq i64 %dxm, 0
-  %wx = icmp eq i64 %wr, %vpage
+{_maps("%dhit0", "%rd", "%dl")}  %wx = icmp eq i64 %wr, %vpage
   %dhit = or i1 %dhit0, %wx
   br i1 %dhit, label %ddrop, label %code
 ddrop:
@@ -511,20 +509,9 @@ ddrop:
   store i64 {INVALID}, ptr %dwp
   br label %code
 code:
-  %cj0 = mul i64 %m, {abi.CTLB_SIZE}
-  %cj = add i64 %cj0, %i
-  %co0 = shl i64 %cj, {_shift(abi.CTLB_ENTRY)}
-  %co = add i64 %co0, {abi.OFF_CTLB}
-{_gep("%ce", "%co")}  %ct = load i64, ptr %ce
+{_entry("%ce", "%m", "%i", True)}  %ct = load i64, ptr %ce
 {_gep("%clp", abi.CTLB_LEAF, "%ce")}  %cl = load i64, ptr %clp
-  %csz = select i1 %anysup, i64 %cl, i64 {abi.PAGE_SIZE}
-  %cbig = icmp ugt i64 %csz, {abi.PAGE_SIZE}
-  %cmask0 = sub i64 0, %csz
-  %cmask = select i1 %cbig, i64 %cmask0, i64 {-abi.PAGE_SIZE}
-  %cx = xor i64 %ct, %va
-  %cxm = and i64 %cx, %cmask
-  %chit = icmp eq i64 %cxm, 0
-  br i1 %chit, label %cdrop, label %econt
+{_maps("%chit", "%ct", "%cl")}  br i1 %chit, label %cdrop, label %econt
 cdrop:
   store i64 {INVALID}, ptr %ce
   br label %econt
