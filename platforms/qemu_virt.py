@@ -41,7 +41,7 @@ def _reg(base: int, size: int) -> list[int]:
 def device_tree(ram_size: int = DEFAULT_RAM, harts: int = 1, bootargs: str | None = None,
                 initrd_start: int | None = None, initrd_end: int | None = None,
                 stdout_path: str = STDOUT_PATH) -> dict:
-    """The board's device tree as plain data for runtime.fdt.encode: QEMU 7.2's virt tree (its
+    """The board's device tree as plain data for runtime.boot.fdt.encode: QEMU 7.2's virt tree (its
     hw/riscv/virt.c create_fdt) reduced to the devices Mirage has. Ints and lists of ints are u32
     cells; 64-bit values (reg, the initrd bounds) are written as (high, low) cell pairs."""
     # Phandles: cpu@N = 2N + 1, its interrupt controller 2N + 2, then the PLIC and the test device

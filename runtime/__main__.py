@@ -1,3 +1,3 @@
-from runtime.cli import main
+from runtime.frontends.cli import main
 
 main()

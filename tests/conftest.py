@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.images import build as images_build
+from runtime.boot.images import build as images_build
 from tests.guest import build as guest_build
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime import pcache
+from runtime.core import pcache
 from tests.bench import boot
 from tests.conftest import mirage
 

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 from elftools.elf.elffile import ELFFile
 
-from runtime.cli import main
+from runtime.frontends.cli import main
 from tests.conftest import ROOT
 from tests.guest import build as guest_build
 
@@ -257,7 +257,7 @@ def test_persistent_cache_hits_rejects_and_clears(loop_run, tmp_path):
 def test_persistent_cache_rejects_unusable_entries(toolchain, tmp_path):
     """Entries that are whole and checksummed but cannot be used are rejected and compiled anew: one
     whose object LLVM cannot link, one with another magic, one that holds another module's key."""
-    from runtime import pcache
+    from runtime.core import pcache
     from tests.guest import build
 
     elf = build.build(SATP)
@@ -296,7 +296,7 @@ def test_persistent_cache_rejects_unusable_entries(toolchain, tmp_path):
 @pytest.fixture
 def fresh_environment():
     """pcache's environment is computed once per process: recomputed around a test that changes it."""
-    from runtime import pcache
+    from runtime.core import pcache
 
     pcache.environment.cache_clear()
     pcache.translator_version.cache_clear()
@@ -368,7 +368,7 @@ def test_default_cache_is_under_home(loop_run, tmp_path):
 
 
 def test_pcache_eviction_keeps_the_bound(tmp_path):
-    from runtime.pcache import PersistentCache
+    from runtime.core.pcache import PersistentCache
     from translator.jit import Engine
 
     # A real object (entries are checked as such when read), padded to 2000 bytes.

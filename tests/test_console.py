@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from collections import deque
 
-from runtime.console import StdinFeed
 from runtime.devices.uart import Uart16550
+from runtime.frontends.console import StdinFeed
 
 
 def test_input_waits_for_the_guest_and_arrives_in_fifo_chunks():

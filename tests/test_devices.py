@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from platforms import qemu_virt
-from runtime import board
+from runtime.boot import board
 from tests.conftest import mirage
 from translator import csrs as C
 
@@ -424,8 +424,8 @@ def test_opensbi_boots_and_delivers_timer(toolchain):
         pytest.fail(f"{OPENSBI} is missing (Debian package qemu-system-data): run `just setup`")
     from elftools.elf.elffile import ELFFile
 
-    from runtime import fdt
-    from runtime.loader import load
+    from runtime.boot import fdt
+    from runtime.boot.loader import load
     from tests.guest import build as guest_build
     from vfm.monitor import Monitor
 

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from platforms import qemu_virt
-from runtime import fdt
-from runtime.cli_dtb import dtb
+from runtime.boot import fdt
+from runtime.frontends.cli_dtb import dtb
 
 QEMU = shutil.which("qemu-system-riscv64")
 DTC = shutil.which("dtc")

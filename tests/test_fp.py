@@ -28,7 +28,7 @@ from unicorn.riscv_const import (
     UC_RISCV_REG_X0,
 )
 
-from runtime.snippet import run_code
+from runtime.frontends.snippet import run_code
 from translator import softfloat
 from translator.isa import BY_NAME
 

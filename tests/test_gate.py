@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from runtime.gate import gate, read_base_file
+from runtime.tools.gate import gate, read_base_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PY = shlex.quote(sys.executable)
@@ -395,7 +395,7 @@ def test_timeout_kills_process_group(repo: Repo, env: Path) -> None:
 def test_interrupt_removes_worktrees_and_remembers_nothing(repo: Repo, env: Path) -> None:
     sha = repo.commit("slow")
     environ = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    cmd = [sys.executable, "-c", "from runtime.gate import gate; gate()", "--recipe", "slow", "HEAD"]
+    cmd = [sys.executable, "-c", "from runtime.tools.gate import gate; gate()", "--recipe", "slow", "HEAD"]
     proc = subprocess.Popen(cmd, cwd=repo.path, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     started = env / "started"
     deadline = time.monotonic() + 10

@@ -39,7 +39,7 @@ def assert_bad_input(r: subprocess.CompletedProcess, *words: str) -> None:
 # 1. Data loss
 
 def test_cache_clear_removes_only_entries(tmp_path):
-    from runtime.pcache import PersistentCache
+    from runtime.core.pcache import PersistentCache
 
     d = tmp_path / "mine"
     d.mkdir()
@@ -197,7 +197,7 @@ def _leaves(v, path=()):
 def test_cache_stats_with_wrong_field_types(asm, tmp_path):
     from click.testing import CliRunner
 
-    from runtime.cli import main
+    from runtime.frontends.cli import main
 
     good = tmp_path / "good.json"
     r = mirage("jit-run", "--stats", str(good), str(asm(UART_LOOP.replace("t2, 100000", "t2, 3"))))
@@ -308,7 +308,7 @@ def _rewrite(entry, fn) -> None:
     import hashlib
     import struct
 
-    from runtime.pcache import HEADER
+    from runtime.core.pcache import HEADER
 
     data = entry.read_bytes()
     magic, key, _digest, code, secs = HEADER.unpack_from(data)
@@ -356,8 +356,8 @@ def test_pcache_object_corrupt_behind_a_valid_checksum(asm, tmp_path, how):
 
 
 def test_objcheck_accepts_what_llvm_makes(asm, tmp_path):
-    from runtime import objcheck
-    from runtime.pcache import HEADER
+    from runtime.core import objcheck
+    from runtime.core.pcache import HEADER
 
     assert run_env("jit-run", str(asm(UART_LOOP)), env={"MIRAGE_TCACHE_DIR": str(tmp_path)}).returncode == 0
     entries = list(tmp_path.glob("*/*.obj"))
@@ -518,8 +518,8 @@ def test_transmit_status_reads_do_not_take_input():
     # A driver that only writes (one LSR read before each THR write) is not listening: input
     # typed ahead waits for the OS, as it did.
     r, w = os.pipe()
-    from runtime.console import StdinFeed
     from runtime.devices.uart import LSR, Uart16550
+    from runtime.frontends.console import StdinFeed
 
     uart = Uart16550(out=open(os.devnull, "wb"))
     feed = StdinFeed(uart, r)
@@ -575,7 +575,7 @@ patch:
 
 
 def test_smc_frees_dropped_translations(asm):
-    from runtime import stats
+    from runtime.frontends import stats
     from tests.test_tcache import run_machine
 
     n = 300
@@ -599,7 +599,7 @@ def test_smc_is_kept_out_of_the_persistent_cache(asm, tmp_path):
                 env={"MIRAGE_TCACHE_DIR": str(tmp_path / "tc"), "MIRAGE_WARM_THRESHOLD": "0"})
     assert r.returncode == 0, r.stderr
     pc = json.loads((tmp_path / "s.json").read_text())["pcache"]
-    from runtime.tcache import VOLATILE_WRITES
+    from runtime.core.tcache import VOLATILE_WRITES
 
     assert pc["writes"] <= VOLATILE_WRITES + 4 and pc["skipped"] >= n - VOLATILE_WRITES
     assert len(list((tmp_path / "tc").glob("*/*.obj"))) == pc["writes"]

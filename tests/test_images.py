@@ -1,4 +1,4 @@
-"""The linux-shell image pipeline (runtime/images/linux.py) without building anything: the cpio
+"""The linux-shell image pipeline (runtime/boot/images/linux.py) without building anything: the cpio
 writer, config fragments, cache keys, initrd placement and `mirage images`."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from platforms import qemu_virt
-from runtime import fdt
-from runtime.cli import main
-from runtime.images import build, linux
+from runtime.boot import fdt
+from runtime.boot.images import build, linux
+from runtime.frontends.cli import main
 from tests.conftest import mirage
 
 INIT = b"#!/bin/sh\necho hello\n"
@@ -235,7 +235,7 @@ def test_images_dir_override(tmp_path, monkeypatch):
     monkeypatch.setenv("MIRAGE_IMAGES_DIR", str(tmp_path / "img"))
     assert linux.image_dir() == tmp_path / "img" / "linux-shell"
     assert tmp_path / "img" / "linux-shell" in linux.artifacts(fake_inputs()).kernel.parents
-    from runtime import pcache
+    from runtime.core import pcache
 
     assert pcache.tcache_dir() == tmp_path / "root" / "tcache"
     monkeypatch.delenv("MIRAGE_IMAGES_DIR")

@@ -8,7 +8,7 @@ import dataclasses
 import random
 import struct
 
-from runtime.snippet import run_code
+from runtime.frontends.snippet import run_code
 from translator import abi, isa
 from translator import csrs as C
 from translator.interp import heads_index
@@ -140,7 +140,7 @@ def test_code_rewritten_over_and_over_stays_interpreted() -> None:
     been written over translated code VOLATILE_WRITES times, its heads stay in the interpreter
     instead of being translated again after every rewrite; every iteration still runs the new
     instruction."""
-    from runtime.tcache import VOLATILE_WRITES
+    from runtime.core.tcache import VOLATILE_WRITES
 
     code = words(
         0x00000513,  # 0x00: li a0, 0
@@ -171,11 +171,11 @@ def test_rvc_table_is_kept_and_a_corrupt_copy_is_rebuilt(tmp_path) -> None:
     import subprocess
     import sys
 
-    from runtime.pcache import translator_version
+    from runtime.core.pcache import translator_version
     from tests.conftest import ROOT
 
     env = dict(os.environ, MIRAGE_CACHE_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
-    prog = ("from runtime.snippet import run_code; import struct; "
+    prog = ("from runtime.frontends.snippet import run_code; import struct; "
             "r = run_code(bytes.fromhex('0505') + struct.pack('<I', 0x00100073), warm_threshold=1 << 30); "
             "print(r.x[10])")  # c.addi a0, 1; ebreak
     path = tmp_path / "runtime" / f"rvc-{translator_version()}.bin"
@@ -192,7 +192,7 @@ def test_rvc_table_is_kept_and_a_corrupt_copy_is_rebuilt(tmp_path) -> None:
 def test_event_time_line_is_bounded_by_time_not_count() -> None:
     """A shell loop makes thousands of sfence.vma a second: the statistics' time line sums them
     per bucket instead of keeping one entry each, and loses no count."""
-    from runtime.tcache import EVENT_BUCKET
+    from runtime.core.tcache import EVENT_BUCKET
 
     m = run_code(words(EBREAK)).machine
     tc = m.tcache

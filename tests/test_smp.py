@@ -2,7 +2,7 @@
 stopping an S-mode payload's harts through SBI HSM.
 
 Every hart starts at the program's entry in (virtual) M-mode with a0 = its hart id, as on QEMU's
-virt board. The harts take turns in one host thread (runtime/machine.py, `SMP_SLICE`), so what
+virt board. The harts take turns in one host thread (runtime/core/machine.py, `SMP_SLICE`), so what
 these programs check is what real harts running at once must see: IPIs through the CLINT's msip,
 LR/SC and AMOs shared by all harts, and an SC that fails after another hart stored to the
 reserved word (unprivileged spec, "A" extension, LR/SC).

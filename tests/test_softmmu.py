@@ -1,4 +1,4 @@
-"""The native TLB refill (translator/softmmu.py) against the Python page walk (runtime/mmu.py).
+"""The native TLB refill (translator/softmmu.py) against the Python page walk (runtime/core/mmu.py).
 
 The refill is the fast path of the same Sv39 walk: on random page tables, for every access it
 either declines (Python then walks) or fills exactly what Python's walk computes, with the same
@@ -12,8 +12,8 @@ import random
 
 import pytest
 
-from runtime.hart import Trap
-from runtime.machine import Machine
+from runtime.core.hart import Trap
+from runtime.core.machine import Machine
 from translator import abi
 from translator import csrs as C
 from translator.abi import ffi
@@ -240,7 +240,7 @@ def test_stores_next_to_code_stay_native(warm):
     """A loop stores to data in its own code page, in a 64-byte chunk with no code: once the page
     holds translated code (warm 4) or not (interpreted), the stores stay in native code; the
     firmware world's TLB gets a TLB_NOTDIRTY entry from Python once (issue 14)."""
-    from runtime.snippet import run_code
+    from runtime.frontends.snippet import run_code
 
     code = _words(
         0x00000513,  # 0x00: li a0, 0

@@ -1,7 +1,15 @@
 """The code's structure: no import cycles, hidden ones (imports inside functions) included, and
-dependencies that point one way (docs/architecture.md): the translator knows nothing of the
-runtime or the monitor, platforms are data, the monitor acts through the runtime but not through
-its front ends, and only front ends wire the monitor in."""
+dependencies that point one way, stated by package (docs/architecture.md, docs/code-structure.md):
+
+- translator/ knows nothing of the runtime, the monitor or the platforms; platforms/ are data.
+- runtime/core/ (the machine) uses the translator and platforms only: never devices, boot, front
+  ends, tools or the monitor.
+- runtime/devices/ use the core (and the translator and platforms).
+- runtime/boot/ uses the core and devices, never the front ends, tools or the monitor.
+- runtime/tools/ use the core only.
+- vfm/ acts through the machine (core and devices), never through boot, front ends or tools.
+- runtime/frontends/ wire everything together, the monitor included; nothing but `runtime/__main__`
+  imports them."""
 
 from __future__ import annotations
 
@@ -10,8 +18,30 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("translator", "runtime", "vfm", "platforms")
-# Runtime modules that wire everything together (and so may import the monitor).
-FRONT_ENDS = {"runtime.cli", "runtime.gdbstub", "runtime.snippet"}
+# The packages runtime/ is made of; besides them it holds only __init__.py and __main__.py.
+RUNTIME_PARTS = ("core", "devices", "boot", "frontends", "tools")
+# Layer -> the layers its modules may import (their own layer always).
+ALLOWED: dict[str, set[str]] = {
+    "translator": set(),
+    "platforms": set(),
+    "runtime.core": {"translator", "platforms"},
+    "runtime.devices": {"runtime.core", "translator", "platforms"},
+    "runtime.boot": {"runtime.core", "runtime.devices", "translator", "platforms"},
+    "runtime.tools": {"runtime.core"},
+    "vfm": {"runtime.core", "runtime.devices", "translator", "platforms"},
+    "runtime.frontends": {"runtime.core", "runtime.devices", "runtime.boot", "runtime.tools", "vfm",
+                          "translator", "platforms"},
+    # The package itself (`python3 -m runtime` starts the command line).
+    "runtime": {"runtime.frontends"},
+}
+
+
+def _layer(mod: str) -> str:
+    """translator.x -> translator, runtime.core.x -> runtime.core, runtime.__main__ -> runtime."""
+    parts = mod.split(".")
+    if parts[0] == "runtime" and len(parts) > 1 and parts[1] in RUNTIME_PARTS:
+        return ".".join(parts[:2])
+    return parts[0]
 
 
 def _modules() -> dict[str, Path]:
@@ -93,19 +123,43 @@ def test_the_checker_sees_hidden_cycles():
     assert _cycles({"a": {"b"}, "b": set()}) == []
 
 
-def test_dependencies_point_one_way():
-    graph = _imports(_modules())
+def _violations(graph: dict[str, set[str]]) -> list[str]:
+    """Imports that go against ALLOWED, one line each."""
     wrong = []
-    for mod, deps in graph.items():
-        pkg = mod.split(".")[0]
-        for dep in deps:
-            dpkg = dep.split(".")[0]
-            if pkg == "translator" and dpkg != "translator":
-                wrong.append(f"{mod} -> {dep}: the translator knows no runtime, monitor or platform")
-            elif pkg == "platforms" and dpkg != "platforms":
-                wrong.append(f"{mod} -> {dep}: platforms are data")
-            elif pkg == "vfm" and dep in FRONT_ENDS:
-                wrong.append(f"{mod} -> {dep}: the monitor acts through the machine, not its front ends")
-            elif pkg == "runtime" and dpkg == "vfm" and mod not in FRONT_ENDS:
-                wrong.append(f"{mod} -> {dep}: only front ends wire the monitor in")
-    assert wrong == []
+    for mod, deps in sorted(graph.items()):
+        layer = _layer(mod)
+        for dep in sorted(deps):
+            dlayer = _layer(dep)
+            if dlayer != layer and dlayer not in ALLOWED[layer]:
+                wrong.append(f"{mod} -> {dep}: {layer} may import only {sorted(ALLOWED[layer])}")
+    return wrong
+
+
+def test_runtime_is_laid_out_by_role():
+    mods = _modules()
+    stray = sorted(m for m in mods if m.startswith("runtime.")
+                   and m not in ("runtime.__main__",) and m.split(".")[1] not in RUNTIME_PARTS)
+    assert stray == []
+    assert {_layer(m) for m in mods} <= set(ALLOWED)
+
+
+def test_dependencies_point_one_way():
+    assert _violations(_imports(_modules())) == []
+
+
+def test_the_checker_sees_wrong_directions():
+    graph = {
+        "runtime.core.machine": {"runtime.frontends.trace", "translator.isa", "runtime.core.hart"},
+        "runtime.devices.uart": {"runtime.boot.fdt"},
+        "runtime.boot.board": {"vfm.monitor", "runtime.devices.uart"},
+        "vfm.monitor": {"runtime.frontends.cli", "runtime.core.hart"},
+        "translator.isa": {"runtime.core.hart"},
+        "runtime.frontends.cli": {"vfm.monitor", "runtime.boot.board", "runtime.tools.gate"},
+    }
+    assert [w.split(":")[0] for w in _violations(graph)] == [
+        "runtime.boot.board -> vfm.monitor",
+        "runtime.core.machine -> runtime.frontends.trace",
+        "runtime.devices.uart -> runtime.boot.fdt",
+        "translator.isa -> runtime.core.hart",
+        "vfm.monitor -> runtime.frontends.cli",
+    ]

@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from platforms import qemu_virt
-from runtime import board
+from runtime.boot import board
+from runtime.boot.loader import load
+from runtime.core.machine import Machine
 from runtime.devices.htif import Htif
-from runtime.loader import load
-from runtime.machine import Machine
 from tests.test_smode import program
 from vfm.monitor import Monitor
 

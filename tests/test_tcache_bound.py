@@ -1,4 +1,4 @@
-"""The translations' memory bound (`--tb-size`, runtime/tcache.py TB_SIZE): with a bound far
+"""The translations' memory bound (`--tb-size`, runtime/core/tcache.py TB_SIZE): with a bound far
 smaller than a program's code, the cache is flushed (every translation dropped, the JIT replaced)
 whenever the bound is reached; the program still computes the right result, the bound holds at
 every translation, and the statistics count the flushes and every execution of freed code."""
@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 
 from platforms import qemu_virt
-from runtime import board, stats
+from runtime.boot import board
+from runtime.boot.loader import load
+from runtime.core.tcache import MODULE_COST
 from runtime.devices.htif import Htif
-from runtime.loader import load
-from runtime.tcache import MODULE_COST
+from runtime.frontends import stats
 from tests.test_hardening import assert_bad_input, run_env, smc_rewrites
 from tests.test_tcache import _Sink
 from vfm.monitor import Monitor
@@ -151,7 +152,7 @@ def test_bad_tb_size(asm):
 def test_event_time_line_is_bounded_over_a_long_run():
     """The statistics' time line of a long run (here one event every 60 ms of a pretended 10
     minutes, two kinds) is kept in wider buckets once it reaches MAX_EVENTS; no count is lost."""
-    from runtime.tcache import MAX_EVENTS, TranslationCache
+    from runtime.core.tcache import MAX_EVENTS, TranslationCache
 
     tc = TranslationCache(None, 0)
     for _ in range(10_000):

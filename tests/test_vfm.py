@@ -1449,8 +1449,8 @@ def test_sandbox_memory_is_the_monitors(asm):
     """In-process: the reserved range is real RAM of the machine, it holds the monitor's marker,
     and a firmware that writes at it (every way it can) leaves it intact."""
     from platforms import qemu_virt
-    from runtime import board
-    from runtime.loader import load
+    from runtime.boot import board
+    from runtime.boot.loader import load
     from vfm.monitor import MONITOR_MAGIC, MONITOR_RAM, Monitor
 
     text, _ = _number(MACROS + "  INSTALL_HANDLER\n" + SANDBOX + HANDLER)

@@ -224,4 +224,4 @@ FLAG_STEP = 1 << 6
 SYS_INSN = 0  # A privileged/CSR/fence.i/ecall/ebreak instruction, given by its raw bits
 SYS_ILLEGAL = 1  # Undecodable or unavailable: raise illegal instruction with tval = raw bits
 SYS_FETCH_FAULT = 2  # Fetch of the next instruction faults: raise it at pc
-SYS_DEBUG = 3  # A debugger breakpoint at pc: stop before the instruction runs (runtime/gdbstub.py)
+SYS_DEBUG = 3  # A debugger breakpoint at pc: stop before the instruction runs (runtime/frontends/gdbstub.py)

@@ -66,7 +66,7 @@ MSTATUS_SD = 1 << 63
 PRV_U, PRV_S, PRV_M = 0, 1, 3
 
 # sstatus is a restricted view of mstatus (privileged spec 4.1.1); reads show UXL = 2 (64-bit)
-# and SD summarizing FS/XS (3.1.6.6). The runtime's CSR rule (runtime/system.py) and the
+# and SD summarizing FS/XS (3.1.6.6). The runtime's CSR rule (runtime/core/system.py) and the
 # translator's inline sstatus path (translator/emit/system.py) both use these.
 SSTATUS_READ = (MSTATUS_SIE | MSTATUS_SPIE | MSTATUS_UBE | MSTATUS_SPP | MSTATUS_FS | MSTATUS_XS
                 | MSTATUS_SUM | MSTATUS_MXR | MSTATUS_UXL | MSTATUS_SD)

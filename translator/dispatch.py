@@ -17,7 +17,7 @@ from translator.softmmu import softmmu_ir
 # Callouts: `<name>` is a trampoline with LLVM's preserve_most convention, so a block's slow path
 # costs the block no callee-saved register spills on its fast path (tier 1 calls it); `<name>_c`
 # the same entry with the C convention (tier 0 and the interpreter); `<name>_py` the Python
-# callback (runtime/machine.py). The memory callout's C entry first tries the native TLB refill
+# callback (runtime/core/machine.py). The memory callout's C entry first tries the native TLB refill
 # (translator/softmmu.py); the others go straight to Python.
 CALLOUTS = {
     "mirage_mem": "(ptr %h, i64 %a, i64 %b, i64 %c, i64 %d)",

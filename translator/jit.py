@@ -72,7 +72,7 @@ class Engine:
         self.ir_opt = ir_opt
         self.imports: dict[str, int] = {}
         self.stats = CompileStats()
-        # Object code cache across runs (runtime.pcache.PersistentCache or None): key(text, variant),
+        # Object code cache across runs (runtime.core.pcache.PersistentCache or None): key(text, variant),
         # get(key) -> (object, code bytes) | None, put(key, object, code bytes, seconds), reject(key).
         self.object_cache = None
         self._names = itertools.count()

@@ -5,9 +5,9 @@ A data-TLB miss in generated code calls the memory callout (`mirage_mem`), a cod
 interpreter calls `mirage_fetch`; both first try `mirage_refill`: the Sv39 walk of privileged spec
 4.3.2, which fills the TLB entry and performs the access when nothing needs Python: the OS world, an
 aligned access, page tables and target in RAM, and a target page the access guard is known to allow
-(the gperm cache that runtime/mmu.py fills when it fills an entry, abi.GPERM_*). Everything else
+(the gperm cache that runtime/core/mmu.py fills when it fills an entry, abi.GPERM_*). Everything else
 (faults, bare mode, MMIO, guarded or watched pages, the firmware's MPRV accesses, -d mmu) takes the
-callout into Python, whose walk (runtime/mmu.py `Mmu.walk`) is the complete one: the refill only
+callout into Python, whose walk (runtime/core/mmu.py `Mmu.walk`) is the complete one: the refill only
 ever agrees with it or declines, which tests/test_softmmu.py checks on random page tables.
 """
 
@@ -443,7 +443,7 @@ slow:
 }}
 """
 
-# Scans for the runtime (runtime/mmu.py): whole-TLB walks that would cost milliseconds in Python.
+# Scans for the runtime (runtime/core/mmu.py): whole-TLB walks that would cost milliseconds in Python.
 _SCANS = f"""
 ; A physical page now holds code or a watched word: drop every fast write entry of this hart that
 ; maps it (%pkey: its offset in RAM); the data TLB entries themselves stay for reads.

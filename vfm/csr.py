@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from runtime import system
-from runtime.hart import Hart, Trap
+from runtime.core import system
+from runtime.core.hart import Hart, Trap
 from translator import csrs as C
 
 MASK64 = (1 << 64) - 1

@@ -30,8 +30,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from runtime import system
-from runtime.hart import Hart, Trap
+from runtime.core import system
+from runtime.core.hart import Hart, Trap
 from translator import abi
 from translator import csrs as C
 from translator.abi import ffi

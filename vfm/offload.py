@@ -25,9 +25,9 @@ S/U natively once the firmware sets mcounteren.TM (OpenSBI does).
 
 from __future__ import annotations
 
+from runtime.core.hart import Hart, Trap
+from runtime.core.system import fix_sd
 from runtime.devices.clint import MTIMECMP_BASE, Clint
-from runtime.hart import Hart, Trap
-from runtime.system import fix_sd
 from translator import abi
 from translator import csrs as C
 from translator.isa import decode

@@ -1,7 +1,7 @@
 """PMP virtualization: the firmware's virtual pmpcfg/pmpaddr registers, decoded into address ranges
 and enforced on every translated access, plus the memory the monitor keeps for itself.
 
-The softmmu calls `check` (an access guard, runtime/mmu.py, installed by the monitor) for each access
+The softmmu calls `check` (an access guard, runtime/core/mmu.py, installed by the monitor) for each access
 that leaves the inline TLB fast path: loads, stores, instruction fetches and page-table walks.
 Pages go into the fast-path
 TLB only when `page_uniform` says one PMP decision covers the whole page, so an entry that covers
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from runtime.hart import Hart
+from runtime.core.hart import Hart
 from translator import abi
 from translator import csrs as C
 

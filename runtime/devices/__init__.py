@@ -6,7 +6,7 @@ from __future__ import annotations
 def write_out(out, data: bytes) -> None:
     """Writes a device's output to the host (stdout, normally). A host that cannot take it (stdout
     closed, full, a broken pipe) stops the machine with one line, instead of a traceback."""
-    from runtime.hart import GuestExit
+    from runtime.core.hart import GuestExit
 
     try:
         out.write(data)

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 from translator import csrs as C
 
 if TYPE_CHECKING:
-    from runtime.hart import Hart
-    from runtime.machine import Machine
+    from runtime.core.hart import Hart
+    from runtime.core.machine import Machine
 
 MASK64 = (1 << 64) - 1
 MASK32 = (1 << 32) - 1

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from runtime.core.hart import GuestExit
 from runtime.devices import write_out
-from runtime.hart import GuestExit
 
 EFAULT = 14
 

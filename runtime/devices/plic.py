@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from translator import csrs as C
 
 if TYPE_CHECKING:
-    from runtime.machine import Machine
+    from runtime.core.machine import Machine
 
 PRIORITY_BASE = 0x0
 PENDING_BASE = 0x1000

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runtime.hart import GuestExit
+from runtime.core.hart import GuestExit
 
 
 class SifiveTest:

@@ -26,7 +26,7 @@ class Uart16550:
         self.thr_empty_pending = False
         self.irq_line = None  # fn(level: bool), set by the platform (PLIC source)
         # fn(), called when the guest reads the line status: it is waiting on the UART, so the
-        # console checks its input then (runtime/console.py); may raise to stop the machine.
+        # console checks its input then (runtime/frontends/console.py); may raise to stop the machine.
         self.on_status_read = None
         # Line status reads in a row with no other register accessed between them: a driver
         # polling for received data (a transmitter waits for THRE, which is always set here, so

@@ -23,7 +23,7 @@ Rows:
 * mirage cold: ``python3 -m runtime jit-run FW --kernel ... --no-pcache``: everything translated
   and compiled during the boot;
 * mirage warm: the persistent translation cache in a scratch directory ($MIRAGE_TCACHE_DIR, see
-  runtime/pcache.py), filled by one unmeasured boot first, so compiled modules are linked from it.
+  runtime/core/pcache.py), filled by one unmeasured boot first, so compiled modules are linked from it.
   The user's ~/.cache/mirage/tcache is not touched.
 * with ``--policy NAME`` (e.g. protect-payload, vfm/policy/): each Mirage row again with
   ``--policy NAME`` right after it (the warm one from the same cache), and a line with the
@@ -36,7 +36,7 @@ running a program that exits at once (tests/bench/empty.c) and the `demo` image,
 running the same program, best of max(N, 3) after one unmeasured run.
 
 With ``--runs N`` every row is the best (lowest total wall time) of N boots. Mirage's runs also
-write ``--stats`` files (runtime/stats.py): a second table shows the guest instructions, the time
+write ``--stats`` files (runtime/frontends/stats.py): a second table shows the guest instructions, the time
 spent translating and compiling, and the blocks and modules made. The exit status is 1 if a boot
 failed (timed out, exited before the prompt or with a nonzero status), 2 if the images or QEMU
 are missing.
@@ -369,8 +369,8 @@ def mirage_boot(img: Images, tmp: Path, tag: str, timeout: float, mirage_cmd: st
 def find_images(build: bool) -> Images:
     """The linux-shell images, built first (`mirage images build`) if missing and `build`.
     Raises BootError if they are missing and cannot be built."""
-    from runtime.images import linux
-    from runtime.images.build import ImageError
+    from runtime.boot.images import linux
+    from runtime.boot.images.build import ImageError
 
     def locate() -> tuple[linux.Artifacts, linux.Inputs]:
         try:
@@ -486,7 +486,7 @@ def startup(runs: int, mirage_cmd: str, qemu: bool, timeout: float) -> list[tupl
 
     empty = bench_build.build_empty()
     mirage = shlex.split(mirage_cmd)
-    rows = [("import the command line", [sys.executable, "-c", "import runtime.cli"]),
+    rows = [("import the command line", [sys.executable, "-c", "import runtime.frontends.cli"]),
             ("mirage: empty program", [*mirage, str(empty)]),
             ("mirage: jit-run demo", [*mirage, "demo"])]
     if qemu:

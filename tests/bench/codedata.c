@@ -4,7 +4,7 @@
  * Firmware and small programs often keep variables next to their code. An emulator that finds
  * self-modifying code by page must not make every store to such a page slow: only a store over
  * the translated instructions themselves is a code write (Mirage: the TLB_NOTDIRTY entries of
- * translator/abi.py and the code map of runtime/mmu.py; QEMU: its per-page code bitmap).
+ * translator/abi.py and the code map of runtime/core/mmu.py; QEMU: its per-page code bitmap).
  *
  * The loop function starts a 4 KiB page and its data follows it on that page (link.ld), in
  * 64-byte chunks of its own (the host build, which derives the checksums, places them as usual).

@@ -33,8 +33,8 @@ import time
 from pathlib import Path
 
 from platforms import qemu_virt
-from runtime import board
-from runtime.loader import load
+from runtime.boot import board
+from runtime.boot.loader import load
 from tests.guest import build as guest_build
 from vfm.monitor import MONITOR_RAM, Monitor
 

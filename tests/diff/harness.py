@@ -1,4 +1,4 @@
-"""Runs a generated program on Mirage (runtime.snippet.run_code) and on unicorn's RISC-V 64 from the
+"""Runs a generated program on Mirage (runtime.frontends.snippet.run_code) and on unicorn's RISC-V 64 from the
 same initial state, compares the final states and, on a divergence, finds the first diverging
 instruction by bisecting over prefix lengths.
 
@@ -57,7 +57,7 @@ def _crashed(stop: str) -> State:
 
 
 def run_mirage(prog: Program, prefix: int | None = None, opt: int = 2) -> State:
-    from runtime.snippet import run_code
+    from runtime.frontends.snippet import run_code
 
     # Every tier, by seed: the interpreter alone, the cold compiled tier, optimized code at once.
     warm, hot = ((1 << 30, 1 << 30), (0, 1 << 30), (0, 0))[prog.seed % 3]
@@ -407,7 +407,7 @@ def parallel_sweep(category: str, first_seed: int, programs: int, length: int, o
         results = map(_sweep_task, tasks)
         return _merge(total, results)
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["tests.diff.harness", "runtime.snippet", "unicorn"])
+    ctx.set_forkserver_preload(["tests.diff.harness", "runtime.frontends.snippet", "unicorn"])
     with ctx.Pool(workers) as pool:
         return _merge(total, pool.imap(_sweep_task, tasks))
 

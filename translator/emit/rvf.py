@@ -56,7 +56,7 @@ declare float @llvm.fabs.f32(float)
 """
 # The slow-path functions are called by name and linked to the process-wide library when a module
 # uses them (`import_slow_functions`): compiled blocks embed no address of this process, so their
-# object code can be cached across runs (runtime/pcache.py).
+# object code can be cached across runs (runtime/core/pcache.py).
 SLOW_FUNCTIONS = [f"fps_{op}_{s}" for s in ("s", "d") for op in softfloat.OPS]
 DECLS += "".join(f"declare i64 @{n}(ptr, i64, i64, i64, i64)\n" for n in SLOW_FUNCTIONS)
 SLOW_CALL = "call i64 @fps_"  # How a module's text calls one (see import_slow_functions)

@@ -112,10 +112,10 @@ def sstatus_inline(b: BlockBuilder, i: Insn) -> None:
     """S-mode sstatus accesses that change nothing but SIE, SUM, FS, SPIE and SPP (Linux masks and
     restores interrupts this way, opens user memory around each copy to or from it, and turns the
     FP unit off and back on around each trap, hundreds of thousands of times a boot) complete
-    here, with the rule of runtime/system.py (csrs.SSTATUS_READ/WRITE, fix_sd). The others (MXR
+    here, with the rule of runtime/core/system.py (csrs.SSTATUS_READ/WRITE, fix_sd). The others (MXR
     changes the TLBs' permissions), and any that sets SIE while a delegated interrupt is pending
     and enabled (it must be taken, privileged spec 3.1.9), take the system callout that follows.
-    SUM picks the data MMU index of S-mode code and FS the FP-enabled flag (runtime/hart.py
+    SUM picks the data MMU index of S-mode code and FS the FP-enabled flag (runtime/core/hart.py
     Hart.compute_flags), so the flags follow them."""
     b.flush()
     b.sync_budget()

@@ -16,7 +16,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from runtime.hart import Hart
+from runtime.core.hart import Hart
 from translator import abi
 from translator import csrs as C
 from vfm.policy.base import Policy, PolicyError, Switch

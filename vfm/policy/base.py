@@ -7,7 +7,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 
-from runtime.hart import Hart
+from runtime.core.hart import Hart
 from translator import abi
 from translator.csrs import INTERRUPT_BIT, PRV_M
 from vfm import sbi
@@ -121,7 +121,7 @@ class Policy:
 
 
 class PolicyGuard:
-    """The access guard (runtime/mmu.py `AccessGuard`) of a monitor with policies: the virtual
+    """The access guard (runtime/core/mmu.py `AccessGuard`) of a monitor with policies: the virtual
     PMP first, then each policy whose ranges the access touches, for the world it comes from
     (the firmware: `hart.priv` is M, MPRV accesses included). Pages in a guarded range get no
     fast-path TLB entry in that world, so each access to them comes here."""

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from runtime.hart import Hart
-from runtime.system import fix_sd
+from runtime.core.hart import Hart
+from runtime.core.system import fix_sd
 from translator import abi
 from translator import csrs as C
 from vfm import sbi

@@ -2,8 +2,8 @@
 
   mirage cache stats [FILE] [--json] [--plot OUT.png] [--top N] [--disasm K]
       FILE is a `jit-run --stats` file; without it, the last run's (every jit-run saves its
-      statistics to <cache dir>/last-stats.json). Schema in runtime/stats.py.
-  mirage cache info      entries, size and age of the persistent cache (runtime/pcache.py)
+      statistics to <cache dir>/last-stats.json). Schema in runtime/frontends/stats.py.
+  mirage cache info      entries, size and age of the persistent cache (runtime/core/pcache.py)
   mirage cache clear     deletes its entries
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from runtime.cli_args import fail
+from runtime.frontends.cli_args import fail
 
 BRANCHES = {"beq", "bne", "blt", "bge", "bltu", "bgeu", "beqz", "bnez", "blez", "bgez", "bltz", "bgtz", "bgt",
             "ble", "bgtu", "bleu", "j", "jal", "c.j", "c.jal", "c.beqz", "c.bnez"}
@@ -36,7 +36,7 @@ def cache() -> None:
               help="Hot blocks shown with their guest disassembly.")
 def stats_cmd(file: str | None, as_json: bool, plot: str | None, top: int, disasm: int) -> None:
     """Show the statistics of a run: FILE from `jit-run --stats FILE`, else the last run's."""
-    from runtime import stats
+    from runtime.frontends import stats
 
     path = Path(file) if file else stats.last_stats_path()
     if not file and not path.exists():
@@ -60,7 +60,7 @@ def stats_cmd(file: str | None, as_json: bool, plot: str | None, top: int, disas
 
 def _pcache():
     """The persistent translation cache, its directory checked (a one-line error if unusable)."""
-    from runtime.pcache import PersistentCache
+    from runtime.core.pcache import PersistentCache
 
     pc = PersistentCache()
     try:

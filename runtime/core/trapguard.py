@@ -11,7 +11,7 @@ alone never stops it. `TrapGuard` sees every synchronous trap the machine takes:
 
 from __future__ import annotations
 
-from runtime.hart import GuestExit
+from runtime.core.hart import GuestExit
 
 REPEATS = 1000
 EXIT_TRAP_LOOP = 5  # Exit status of a run stopped this way

@@ -17,7 +17,7 @@ so its warm runs leave the user's cache alone.
 An entry: MAGIC (8 bytes) | key (32) | SHA-256 of the object (32) | bytes of machine code (u64) |
 seconds its compilation took (f64) | the object file. One that is truncated, has another magic
 or key, whose object fails its checksum or is not a well-formed object for this host
-(runtime/objcheck.py: LLVM would abort on it) is rejected: counted, deleted and compiled anew (as
+(runtime/core/objcheck.py: LLVM would abort on it) is rejected: counted, deleted and compiled anew (as
 is one that the JIT fails to link). Entries are written to a temporary file and renamed into
 place, so concurrent runs never read a partial one. A hit refreshes the entry's mtime; after a
 run that wrote entries the cache is trimmed to 90% of its bound (1 GiB) from the least recently
@@ -35,7 +35,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from runtime import objcheck
+from runtime.core import objcheck
 
 MAGIC = b"MIRPC\x00\x01\n"
 HEADER = struct.Struct("<8s32s32sQd")

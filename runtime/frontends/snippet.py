@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from runtime.hart import GuestExit, Hart
-from runtime.machine import Machine
+from runtime.core.hart import GuestExit, Hart
+from runtime.core.machine import Machine
 from translator import csrs as C
 from vfm.monitor import Monitor
 

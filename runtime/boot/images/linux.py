@@ -31,8 +31,8 @@ from typing import TextIO
 
 import platforms
 from platforms import qemu_virt
-from runtime.images import Boot, ImageError, images_root
-from runtime.pcache import cache_root
+from runtime.boot.images import Boot, ImageError, images_root
+from runtime.core.pcache import cache_root
 
 # Bump when a build step changes in a way that changes its output (every key changes with it).
 RECIPE = "2"
@@ -280,7 +280,7 @@ class Inputs:
     @classmethod
     def current(cls) -> Inputs:
         """The inputs on this machine now (packages not installed count as "missing")."""
-        from runtime import fdt
+        from runtime.boot import fdt
 
         return cls(
             opensbi=package_version(OPENSBI_PKG) or "missing",
@@ -635,7 +635,7 @@ def build_initrd(art: Artifacts, inp: Inputs, rep: Reporter) -> None:
 
 def dtb_blob(ram_size: int, initrd_size: int, bootargs: str, harts: int = 1) -> bytes:
     """The qemu-virt DTB jit-run generates for a kernel with an initrd of `initrd_size` bytes."""
-    from runtime import fdt
+    from runtime.boot import fdt
 
     start, end = initrd_range(ram_size, initrd_size)
     return fdt.encode(qemu_virt.device_tree(ram_size=ram_size, harts=harts, bootargs=bootargs,
@@ -645,7 +645,7 @@ def dtb_blob(ram_size: int, initrd_size: int, bootargs: str, harts: int = 1) -> 
 def patch_chosen(blob: bytes, bootargs: str | None, initrd: tuple[int, int] | None) -> bytes:
     """A DTB given with --dtb, with /chosen's bootargs and initrd range replaced as QEMU does for
     -append and -initrd (the memory reservation block is not kept)."""
-    from runtime import fdt
+    from runtime.boot import fdt
 
     tree = fdt.decode(blob)
     chosen = tree.setdefault("chosen", {})

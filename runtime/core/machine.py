@@ -13,12 +13,12 @@ import time
 from time import perf_counter
 from typing import Protocol
 
-from runtime.hart import RUNTIME_SLOTS, GuestExit, Hart, Trap
-from runtime.memory import PhysicalMemory
-from runtime.mmu import AccessGuard, Mmu
-from runtime.system import PLAIN_S_CSRS
-from runtime.tcache import TranslationCache
-from runtime.trapguard import TrapGuard
+from runtime.core.hart import RUNTIME_SLOTS, GuestExit, Hart, Trap
+from runtime.core.memory import PhysicalMemory
+from runtime.core.mmu import AccessGuard, Mmu
+from runtime.core.system import PLAIN_S_CSRS
+from runtime.core.tcache import TranslationCache
+from runtime.core.trapguard import TrapGuard
 from translator import abi
 from translator import csrs as C
 from translator.abi import ffi
@@ -47,7 +47,7 @@ def _runtime_build(what: str, variant: str, make) -> bytes:
     """A build product kept in <cache root>/runtime/ (keyed by pcache.environment: translator
     sources, LLVM and host CPU, whatever --no-pcache says: it is part of the build, not a
     translation) and once per process."""
-    from runtime.pcache import PersistentCache, cache_root
+    from runtime.core.pcache import PersistentCache, cache_root
 
     data = _RUNTIME_OBJECTS.get(what + variant)
     if data is None:
@@ -72,7 +72,7 @@ def _rvc_table() -> bytes:
     import hashlib
     import os
 
-    from runtime.pcache import cache_root, translator_version
+    from runtime.core.pcache import cache_root, translator_version
 
     data = _RUNTIME_OBJECTS.get("rvc")
     if data is not None:
@@ -135,10 +135,10 @@ class Machine:
         self.callout_error: BaseException | None = None
         self.misaligned_trap = True
         self.pollers: list = []  # Devices polled between slices: fn(machine) -> None
-        self.trace = None  # runtime.trace.Tracer when -d is given
+        self.trace = None  # runtime.frontends.trace.Tracer when -d is given
         # The monitor's fast path for system instructions: fn(hart, raw, pc) -> bool (done)
         self.sys_hook = None
-        self.debug_stop: Hart | None = None  # A hart that reached a debugger breakpoint (runtime/gdbstub.py)
+        self.debug_stop: Hart | None = None  # A hart that reached a debugger breakpoint (runtime/frontends/gdbstub.py)
         self.stats_callouts = {"mem": 0, "sys": 0, "miss": 0, "poll": 0, "fetch": 0, "warm": 0}
         # Host seconds of those Python entries by cause ("hot": promotions), the part spent in
         # callouts the interpreter made, and the time in native code (callouts included).
@@ -518,7 +518,7 @@ class Machine:
         self.set_priv(hart, C.PRV_S)
 
     def set_access_guard(self, guard: AccessGuard | None) -> None:
-        """Installs the monitor's access guard (PMP and memory policies, runtime/mmu.py) and drops
+        """Installs the monitor's access guard (PMP and memory policies, runtime/core/mmu.py) and drops
         what was filled or looked up under the previous one: every hart's TLBs and, if there was
         a guard, jump cache (blocks are checked for fetch when looked up)."""
         had = self.mmu.pmp_check is not None
@@ -611,7 +611,7 @@ class Machine:
             if insn is None:
                 raise Trap(C.ILLEGAL_INSN, raw)
             hart.pc = pc + length
-            from runtime import system
+            from runtime.core import system
             system.execute(self, hart, insn, pc)
         except Trap as t:
             hart.uncount(remain + 1)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from runtime.cli_args import fail, parse_size, ram_size
-from runtime.loader import Layout, LoadError, read_capped
+from runtime.boot.loader import Layout, LoadError, read_capped
+from runtime.frontends.cli_args import fail, parse_size, ram_size
 
 MAX_HARTS = 8  # -smp
 
@@ -45,7 +45,7 @@ def main() -> None:
                    "in the run loop, so translations go in at reproducible points).")
 @click.option("--tb-size", metavar="SIZE", envvar="MIRAGE_TB_SIZE",
               help="Host memory for translations (e.g. 64M; a bare number is MiB, as QEMU's tb-size); "
-                   "reaching it flushes them all. 0: no bound. Default: runtime/tcache.py's TB_SIZE.")
+                   "reaching it flushes them all. 0: no bound. Default: runtime/core/tcache.py's TB_SIZE.")
 @click.option("--firmware", type=click.Path(dir_okay=False),
               help="With a named image: run this firmware instead of its own (as QEMU's -bios).")
 @click.option("--kernel", type=click.Path(dir_okay=False), help="Payload (ELF or raw) loaded at 0x80200000.")
@@ -76,9 +76,9 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
     """Run PROGRAM (an ELF, a raw binary at 0x80000000, or a named image: demo, linux-shell) as
     firmware under the monitor."""
     from platforms import qemu_virt
-    from runtime import board
+    from runtime.boot import board
+    from runtime.boot.loader import load
     from runtime.devices.htif import Htif
-    from runtime.loader import load
     from vfm import policy
     from vfm.monitor import MONITOR_RAM, Monitor
 
@@ -125,7 +125,7 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
         m.tcache.tb_size = tb_bytes
     pcache = None
     if not no_pcache:
-        from runtime.pcache import PersistentCache
+        from runtime.core.pcache import PersistentCache
 
         pcache = PersistentCache()
         try:
@@ -133,7 +133,7 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
         except ValueError as e:
             fail(str(e))
         m.engine.object_cache = pcache
-    from runtime.images import build as images
+    from runtime.boot.images import build as images
 
     named_image = program in images.NAMED and not Path(program).exists()
     if named_image:
@@ -166,7 +166,7 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
             fail(str(e))
     initrd_range = None
     if initrd:
-        from runtime.images import linux
+        from runtime.boot.images import linux
 
         try:
             data = read_capped(Path(initrd), ram)
@@ -177,7 +177,7 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
         except images.ImageError as e:
             fail(str(e))
         m.mem.load_bytes(initrd_range[0], data)
-    from runtime import fdt
+    from runtime.boot import fdt
 
     if dtb:
         try:
@@ -187,7 +187,7 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
         try:
             fdt.decode(blob)  # As QEMU, which refuses a -dtb that libfdt cannot open
             if initrd_range or append is not None:
-                from runtime.images import linux
+                from runtime.boot.images import linux
 
                 blob = linux.patch_chosen(blob, append, initrd_range)
         except Exception as e:  # noqa: BLE001 (any decoding failure of a user's file)
@@ -212,7 +212,7 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
         fail(f"{e} (with {ram >> 20} MiB of RAM; -m gives more)")
     m.mem.load_bytes(dtb_addr, blob)
     if debug:
-        from runtime import trace
+        from runtime.frontends import trace
 
         try:
             cats = trace.parse_categories(debug)
@@ -241,7 +241,7 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
     m.max_insns = max_insns
     stub = None
     if gdb_default or gdb_stop or gdb_port is not None:
-        from runtime.gdbstub import GdbStub
+        from runtime.frontends.gdbstub import GdbStub
 
         try:
             stub = GdbStub(m, 1234 if gdb_port is None else gdb_port)
@@ -250,7 +250,7 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
     uart = getattr(m, "devices", {}).get("uart0")
     console = None
     if uart is not None:
-        from runtime.console import StdinFeed, TtyConsole
+        from runtime.frontends.console import StdinFeed, TtyConsole
 
         if sys.stdin.isatty():
             # Interactive, as QEMU's -nographic: raw terminal for the run, Ctrl-A escapes.
@@ -285,7 +285,7 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
             write_signature(m, img, Path(signature), int(signature_granularity))
         except OSError as e:
             errors.append(f"--signature {signature}: {e.strerror}")
-    from runtime import stats
+    from runtime.frontends import stats
 
     doc = stats.collect(m, t_start, t_run, t_end, pcache, program, kernel)
     if stats_file:
@@ -378,23 +378,23 @@ def write_signature(m, img, path: Path, granularity: int) -> None:
 
 
 def collect_stats(m, t_start: float, t_run: float, t_end: float) -> dict:
-    """The run's statistics (schema in runtime/stats.py)."""
-    from runtime import stats
+    """The run's statistics (schema in runtime/frontends/stats.py)."""
+    from runtime.frontends import stats
 
     return stats.collect(m, t_start, t_run, t_end, m.engine.object_cache)
 
 
 def write_stats(m, path: Path, t_start: float, t_run: float, t_end: float) -> None:
-    from runtime import stats
+    from runtime.frontends import stats
 
     stats.write(collect_stats(m, t_start, t_run, t_end), path)
 
 
 def _register_subcommands() -> None:
-    from runtime import gate
-    from runtime.cli_cache import cache
-    from runtime.cli_dtb import dtb
-    from runtime.cli_images import images
+    from runtime.frontends.cli_cache import cache
+    from runtime.frontends.cli_dtb import dtb
+    from runtime.frontends.cli_images import images
+    from runtime.tools import gate
 
     main.add_command(gate.gate)
     main.add_command(cache)

@@ -8,7 +8,7 @@ from pathlib import Path
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
-from runtime.memory import PhysicalMemory
+from runtime.core.memory import PhysicalMemory
 
 
 class LoadError(Exception):

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from runtime.images import Boot, ImageError, images_root
+from runtime.boot.images import Boot, ImageError, images_root
 
 HERE = Path(__file__).parent
 CC = "riscv64-linux-gnu-gcc"
@@ -37,7 +37,7 @@ def demo() -> Path:
 
 def linux_shell() -> Boot:
     """OpenSBI fw_jump, Linux 6.1 and a busybox initramfs, built from Debian's packages."""
-    from runtime.images import linux
+    from runtime.boot.images import linux
 
     return linux.linux_shell()
 

@@ -17,7 +17,7 @@ import sys
 import termios
 import time
 
-from runtime.hart import GuestExit
+from runtime.core.hart import GuestExit
 
 ESCAPE = 0x01  # Ctrl-A, QEMU's default escape character
 HELP = """\

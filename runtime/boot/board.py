@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from runtime.core.machine import Machine
 from runtime.devices.clint import Clint
 from runtime.devices.plic import Plic
 from runtime.devices.sifive_test import SifiveTest
 from runtime.devices.uart import Uart16550
-from runtime.machine import Machine
 
 
 def build(platform, ram_size: int | None = None, opt: int = 2, icount: bool = False, harts: int = 1,

@@ -11,8 +11,8 @@ from __future__ import annotations
 import ctypes
 from typing import Protocol
 
-from runtime.hart import Hart, Trap
-from runtime.memory import PhysicalMemory
+from runtime.core.hart import Hart, Trap
+from runtime.core.memory import PhysicalMemory
 from translator import abi
 from translator import csrs as C
 from translator.abi import ffi
@@ -67,7 +67,7 @@ class Mmu:
         # fn(hart, mmu, paddr) -> bool; None: no guard.
         self.pmp_check = None
         self.pmp_page = None
-        self.trace = None  # runtime.trace.Tracer for -d mmu
+        self.trace = None  # runtime.frontends.trace.Tracer for -d mmu
 
     def set_guard(self, guard: AccessGuard | None) -> None:
         """Installs the access guard (the caller flushes the TLBs filled under the old one)."""

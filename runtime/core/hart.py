@@ -12,7 +12,7 @@ COUNTINHIBIT_MASK = 0x5
 
 
 # CSR slots (abi.CSR_SLOTS) the runtime owns: S-level CSRs that only hold bits (their rules are
-# in runtime/system.py); Machine.csr_slot hands out the others.
+# in runtime/core/system.py); Machine.csr_slot hands out the others.
 SLOT_SSCRATCH, SLOT_SEPC, SLOT_SCAUSE, SLOT_STVAL = range(4)
 RUNTIME_SLOTS = 4
 

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.pcache import cache_root
+from runtime.core.pcache import cache_root
 
 
 class ImageError(Exception):

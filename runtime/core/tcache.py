@@ -24,7 +24,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from runtime.hart import Hart
+from runtime.core.hart import Hart
 from translator import abi
 from translator.block import MAX_BLOCK_INSNS, BlockCode, FetchFault, build, module_text, scan
 from translator.interp import HEADS_SIZE, heads_index
@@ -168,9 +168,9 @@ class TranslationCache:
         # Self-loops iterate inside their function; off when every execution must be seen (-d exec).
         self.loops = True
         # Debugger breakpoints (virtual pcs): blocks end before them and a block starting at one
-        # is a debug stop (runtime/gdbstub.py).
+        # is a debug stop (runtime/frontends/gdbstub.py).
         self.breakpoints: set[int] = set()
-        # Statistics (runtime/stats.py): every translation, per-tier compile work, blocks and
+        # Statistics (runtime/frontends/stats.py): every translation, per-tier compile work, blocks and
         # instructions per privilege mode, block-table lookups (on jump-cache misses).
         self.history: list[BlockRecord] = []
         self.tier_stats: dict[int, TierStats] = {0: TierStats(), 1: TierStats()}

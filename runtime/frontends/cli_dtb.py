@@ -1,4 +1,4 @@
-"""`mirage dtb`: writes a board's flattened device tree (registered in runtime/cli.py)."""
+"""`mirage dtb`: writes a board's flattened device tree (registered in runtime/frontends/cli.py)."""
 
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ def dtb(platform: str, output: Path, memory: str, harts: int, bootargs: str | No
         initrd_start: int | None, initrd_end: int | None) -> None:
     """Write the device tree blob of a board (what firmware receives in a1)."""
     from platforms import qemu_virt
-    from runtime import fdt
-    from runtime.cli_args import fail, ram_size
+    from runtime.boot import fdt
+    from runtime.frontends.cli_args import fail, ram_size
 
     try:
         ram = ram_size(memory)

@@ -1,4 +1,4 @@
-"""`mirage images`: builds and locates the linux-shell images (registered in runtime/cli.py)."""
+"""`mirage images`: builds and locates the linux-shell images (registered in runtime/frontends/cli.py)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import click
 
 
 def _print_paths() -> None:
-    from runtime.images import linux
-    from runtime.images.build import ImageError
+    from runtime.boot.images import linux
+    from runtime.boot.images.build import ImageError
 
     try:
         art = linux.artifacts(linux.Inputs.current())
     except ImageError as e:
-        from runtime.cli_args import fail
+        from runtime.frontends.cli_args import fail
 
         fail(str(e))
     missing = []
@@ -45,9 +45,9 @@ def paths() -> None:
 def build(jobs: int | None) -> None:
     """Build whatever is not cached yet (installing Debian packages on first use), then print the
     paths. A failure names the failing command with the last lines of its output (exit status 2)."""
-    from runtime.cli_args import fail
-    from runtime.images import linux
-    from runtime.images.build import ImageError
+    from runtime.boot.images import linux
+    from runtime.boot.images.build import ImageError
+    from runtime.frontends.cli_args import fail
 
     try:
         art = linux.build_all(linux.Reporter(show_cached=True), jobs=jobs)

@@ -6,7 +6,7 @@ then accepts a connection, notices Ctrl-C, or takes over at a breakpoint. While 
 stopped the stub serves packets synchronously until gdb resumes it.
 
 Breakpoints work with the translator as in QEMU: inserting or removing one drops the translations
-that cover its address (runtime/tcache.py `set_breakpoint`), block formation ends before it
+that cover its address (runtime/core/tcache.py `set_breakpoint`), block formation ends before it
 (translator/block.py `scan`), and a block starting at it is a debug-stop callout
 (`abi.SYS_DEBUG`, handled by Machine._sys) that stops before the instruction runs. Chaining and
 the jump cache stay on everywhere else. Single-step and resuming from a breakpoint execute one
@@ -22,8 +22,8 @@ import sys
 import time
 from typing import TextIO
 
-from runtime.hart import GuestExit, Hart, Trap
-from runtime.machine import Machine
+from runtime.core.hart import GuestExit, Hart, Trap
+from runtime.core.machine import Machine
 from translator import csrs as C
 
 MASK64 = (1 << 64) - 1
@@ -492,7 +492,7 @@ class GdbStub:
     def _csr(self, num: int, write: int | None) -> int:
         """Reads (or writes) a CSR as the firmware sees it: M-level CSRs through the monitor's rules,
         S-level ones through the machine's."""
-        from runtime import system
+        from runtime.core import system
 
         mon = self.m.monitor
         h = self.hart

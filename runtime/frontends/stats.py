@@ -29,7 +29,7 @@ The JSON document (schema "mirage-stats", version 2; version 1 had the keys mark
     modes                {"M"|"S"|"U": {blocks, insns}} by the privilege the code ran at
                          (M = the firmware in virtual M-mode)
     memory               the translations' host memory at the end of the run and its bound
-                         (runtime/tcache.py): {limit (bytes, --tb-size; 0: none), estimated
+                         (runtime/core/tcache.py): {limit (bytes, --tb-size; 0: none), estimated
                          (bytes the JIT holds: a module's object plus tcache.MODULE_COST,
                          RELEASED_COST once unloaded), peak (highest estimate), flushes (times the
                          bound was reached: every translation dropped and the JIT replaced),
@@ -71,7 +71,7 @@ The JSON document (schema "mirage-stats", version 2; version 1 had the keys mark
   mmu*                   {walks, fills} (in Python), native_walks (TLB refills in native
                          code, translator/softmmu.py), notdirty_stores (stores to pages with
                          code or watched words done in native code)
-  pcache                 persistent translation cache (runtime/pcache.py): {enabled, dir,
+  pcache                 persistent translation cache (runtime/core/pcache.py): {enabled, dir,
                          lookups, hits, misses, rejected, writes, write_errors, bytes_written,
                          evicted, skipped, seconds_saved}; {"enabled": false} without it
                          (skipped: modules of self-modifying code kept out of it)
@@ -106,7 +106,7 @@ CAUSES = ("code-write", "fence.i", "satp", "sfence.vma", "pmp", "breakpoint", "e
 
 
 def last_stats_path() -> Path:
-    from runtime.pcache import cache_root
+    from runtime.core.pcache import cache_root
 
     return cache_root() / "last-stats.json"
 

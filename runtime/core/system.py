@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from runtime.hart import SLOT_SCAUSE, SLOT_SEPC, SLOT_SSCRATCH, SLOT_STVAL, Hart, Trap
+from runtime.core.hart import SLOT_SCAUSE, SLOT_SEPC, SLOT_SSCRATCH, SLOT_STVAL, Hart, Trap
 from translator import csrs as C
 from translator.isa import Insn
 

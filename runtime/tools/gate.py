@@ -50,7 +50,7 @@ from typing import Any
 
 import click
 
-from runtime.pcache import cache_root
+from runtime.core.pcache import cache_root
 
 TAIL_LINES = 30
 KILL_GRACE = 3.0

@@ -1,0 +1,1 @@
+"""Front ends: the command line, the console, the gdb stub, tracing and statistics."""
