@@ -33,9 +33,10 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     shutil.rmtree(SESSION_CACHE, ignore_errors=True)
 
 
-def mirage(*args: str, input: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Runs the mirage CLI of this checkout as a user would."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+def mirage(*args: str, input: bytes | None = None, timeout: float = 120,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Runs the mirage CLI of this checkout as a user would (`env`: variables to add)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
     return subprocess.run([sys.executable, "-m", "runtime", *args], capture_output=True, input=input,
                           timeout=timeout, env=env, cwd=ROOT)
 

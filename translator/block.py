@@ -192,10 +192,15 @@ attributes #0 = { nounwind "frame-pointer"="none" }
 """
 
 
-def module_text(blocks: list[BlockCode], extra_decls: str = "") -> str:
+def module_text(blocks: list[BlockCode], extra_decls: str = "", table: tuple[str, list[str]] | None = None) -> str:
+    """The module of `blocks`; with `table` (name, symbols), also a constant array of those
+    symbols' addresses, so that linking looks up one symbol, not each (Engine.link)."""
     parts = [MODULE_HEADER, extra_decls]
     for blk in blocks:
         parts.extend(blk.globals)
+    if table is not None:
+        name, symbols = table
+        parts.append(f"@{name} = constant [{len(symbols)} x ptr] [{', '.join(f'ptr @{s}' for s in symbols)}]")
     for blk in blocks:
         parts.append(blk.text)
     parts.append(MODULE_FOOTER)

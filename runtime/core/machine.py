@@ -457,6 +457,8 @@ class Machine:
             self.take_trap(hart, C.INSN_ACCESS, pc, pc)
             return
         blk = self.tcache.lookup(pc, ppc, flags)
+        if blk is None and self.tcache.prepared and not step and self.tcache.restore(pc, ppc, flags):
+            blk = self.tcache.lookup(pc, ppc, flags)
         if blk is not None and len(blk.pages) > 1:
             # Cross-page block: valid only if the second page still maps to the same frame.
             try:
@@ -545,6 +547,13 @@ class Machine:
         for h in self.harts:
             h.s.csr_fast[priv][num] = entry
             h.s.csr_wmask[slot] = 0 if write_mask is None else write_mask
+
+    def translation_options(self) -> str:
+        """What decides the translations this machine makes besides the guest code: codegen levels,
+        tier thresholds, the interpreter's warm threshold, loops and chaining."""
+        e, tc = self.engine, self.tcache
+        return (f"opt={e.opt} ir_opt={e.ir_opt} tier0_opt={tc.tier0_opt} tier={tc.tier} hot={tc.hot_threshold} "
+                f"warm={self.warm_threshold} loops={tc.loops} chaining={tc.chaining}")
 
     def set_counteren(self, hart: Hart, v: int) -> None:
         """Sets `hart`'s physical mcounteren (the monitor does): which counters S-mode may read."""
@@ -785,6 +794,11 @@ class Machine:
             self.stats_callouts["warm"] += 1
             return  # The interpreter takes the fault when it runs the instruction
         if self.tcache.keep_interpreted(hart.pc, ppc, hart.s.flags):
+            self.stats_callouts["warm"] += 1
+        elif (self.tcache.prepared and self.mem.is_ram(ppc, 2)
+              and self.tcache.restore(hart.pc, ppc, hart.s.flags)):
+            self._translate_at(hart, warm=True)  # Found in the cache, put in the jump cache
+        elif self.tcache.primed and self.tcache.unprime(hart.pc, ppc, hart.s.flags):
             self.stats_callouts["warm"] += 1
         elif (not self.tcache.background or (hart.pc, ppc, hart.s.flags) in self.tcache.blocks
               or ppc & (abi.PAGE_SIZE - 1) > abi.PAGE_SIZE - 4):

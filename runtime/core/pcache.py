@@ -22,6 +22,16 @@ is one that the JIT fails to link). Entries are written to a temporary file and 
 place, so concurrent runs never read a partial one. A hit refreshes the entry's mtime; after a
 run that wrote entries the cache is trimmed to 90% of its bound (1 GiB) from the least recently
 used end.
+
+A run's warm set: `<root>/tcache/runs/<k>.ws`, k the hex SHA-256 of the environment and of what
+identifies the run (the program's files, the machine, the translation options: `run_key`). It
+lists every block the run translated, by guest address, physical address, flags and guest bytes,
+with the cache entry and symbols of its code, so that the next run with the same key installs
+those translations without building IR (runtime/tcache.py `load_warm_set`); each is checked
+against the guest bytes in memory before it is installed. A file: RUN_MAGIC (8 bytes) | SHA-256
+of the rest (32) | zlib-compressed JSON {version, key, modules, blocks}. One that is truncated,
+has another magic or key, fails its checksum or does not parse is rejected (counted, deleted)
+and the run starts cold. At most MAX_RUNS files are kept, the least recently used go first.
 """
 
 from __future__ import annotations
@@ -29,9 +39,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+import json
 import os
 import struct
 import time
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -41,6 +53,11 @@ MAGIC = b"MIRPC\x00\x01\n"
 HEADER = struct.Struct("<8s32s32sQd")
 DEFAULT_MAX_BYTES = 1 << 30
 SUFFIX = ".obj"
+RUN_MAGIC = b"MIRWS\x00\x01\n"
+RUN_VERSION = 1
+RUNS = "runs"
+RUN_SUFFIX = ".ws"
+MAX_RUNS = 64
 
 
 def cache_root() -> Path:
@@ -94,6 +111,9 @@ class PcacheStats:
     evicted: int = 0
     skipped: int = 0  # Modules of code that keeps changing, neither looked up nor written
     seconds_saved: float = 0.0  # Compile seconds the hits' entries took when they were made
+    run_loaded: bool = False  # A warm set for this run was found and read
+    runs_rejected: int = 0  # Warm sets found unreadable, corrupt or mismatching
+    run_saved: bool = False
 
 
 @dataclass
@@ -117,6 +137,7 @@ class PersistentCache:
         # module is neither looked up nor written (each version would be a new entry).
         self.volatile = False
         self._skipped: set[str] = set()
+        self.runs_cleared = 0
 
     def key(self, text: str, variant: str) -> str:
         if self._env is None:
@@ -182,27 +203,108 @@ class PersistentCache:
         self.stats.rejected += 1
         self.path(key).unlink(missing_ok=True)
 
-    def put(self, key: str, obj: bytes, code_bytes: int, seconds: float) -> None:
-        """Stores an entry atomically; a cache that cannot be written only counts the failure."""
+    def put(self, key: str, obj: bytes, code_bytes: int, seconds: float) -> bool:
+        """Stores an entry atomically; a cache that cannot be written only counts the failure.
+        Whether the entry is in the cache now."""
         if key in self._skipped:
             self._skipped.discard(key)
-            return
-        path = self.path(key)
+            return False
         data = HEADER.pack(MAGIC, bytes.fromhex(key), hashlib.sha256(obj).digest(), code_bytes, seconds) + obj
+        if not self._write(self.path(key), data):
+            self.stats.write_errors += 1
+            return False
+        self.stats.writes += 1
+        self.stats.bytes_written += len(data)
+        return True
+
+    def _write(self, path: Path, data: bytes) -> bool:
+        """Writes a file atomically (a temporary file renamed into place)."""
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(self._tmp)}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_bytes(data)
             os.replace(tmp, path)
         except OSError:
-            self.stats.write_errors += 1
             try:
                 tmp.unlink(missing_ok=True)
             except OSError:
                 pass
-            return
-        self.stats.writes += 1
-        self.stats.bytes_written += len(data)
+            return False
+        return True
+
+    # Warm sets (a run's translations, for the next run with the same key)
+    def run_key(self, *parts: str) -> str:
+        """The key of a run's warm set: the environment and what identifies the run."""
+        h = hashlib.sha256(environment().encode())
+        for p in parts:
+            b = p.encode()
+            h.update(len(b).to_bytes(8, "little") + b)
+        return h.hexdigest()
+
+    def run_path(self, key: str) -> Path:
+        return self.dir / RUNS / (key + RUN_SUFFIX)
+
+    def load_run(self, key: str) -> dict | None:
+        """The warm set saved under `key`, or None (none, or rejected: counted and deleted)."""
+        path = self.run_path(key)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError:
+            self.stats.runs_rejected += 1
+            return None
+        doc = _parse_run(key, data)
+        if doc is None:
+            self.stats.runs_rejected += 1
+            path.unlink(missing_ok=True)
+            return None
+        self.stats.run_loaded = True
+        try:
+            os.utime(path)
+        except OSError:
+            pass
+        return doc
+
+    def reject_run(self, key: str) -> None:
+        """The warm set `load_run` returned did not describe translations (its content is wrong)."""
+        self.stats.run_loaded = False
+        self.stats.runs_rejected += 1
+        self.run_path(key).unlink(missing_ok=True)
+
+    def save_run(self, key: str, modules: list, blocks: list) -> bool:
+        """Saves a run's warm set (see the module's docstring) and keeps at most MAX_RUNS."""
+        doc = {"version": RUN_VERSION, "key": key, "modules": modules, "blocks": blocks}
+        payload = zlib.compress(json.dumps(doc, separators=(",", ":")).encode(), 1)
+        ok = self._write(self.run_path(key), RUN_MAGIC + hashlib.sha256(payload).digest() + payload)
+        if not ok:
+            self.stats.write_errors += 1
+            return False
+        self.stats.run_saved = True
+        runs = self.runs()
+        for e in sorted(runs, key=lambda e: e.mtime)[:max(0, len(runs) - MAX_RUNS)]:
+            try:
+                e.path.unlink()
+            except OSError:
+                pass
+        return True
+
+    def runs(self) -> list[Entry]:
+        """The warm sets: `runs/<k>.ws` files, k a SHA-256 in hex."""
+        out = []
+        d = self.dir / RUNS
+        if not d.is_dir():
+            return out
+        for e in os.scandir(d):
+            name = e.name[:-len(RUN_SUFFIX)]
+            if (e.name.endswith(RUN_SUFFIX) and len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+                    and e.is_file(follow_symlinks=False)):
+                try:
+                    st = e.stat()
+                except OSError:
+                    continue
+                out.append(Entry(Path(e.path), st.st_size, st.st_mtime))
+        return out
 
     def close(self) -> None:
         """At the end of a run: keeps the cache within its bound."""
@@ -261,15 +363,16 @@ class PersistentCache:
             "entries": len(entries),
             "bytes": sum(e.size for e in entries),
             "max_bytes": self.max_bytes,
+            "warm_sets": len(self.runs()),
             "oldest": min((e.mtime for e in entries), default=None),
             "newest": max((e.mtime for e in entries), default=None),
             "environment": environment(),
         }
 
     def clear(self) -> int:
-        """Deletes every entry (and temporary files of entries being written), nothing else: the
-        directory may be one the user named ($MIRAGE_TCACHE_DIR) and hold other files. Returns
-        how many entries went."""
+        """Deletes every entry and warm set (and temporary files of those being written), nothing
+        else: the directory may be one the user named ($MIRAGE_TCACHE_DIR) and hold other files.
+        Returns how many entries went (`runs_cleared`: how many warm sets)."""
         gone = 0
         for e in self.entries():
             try:
@@ -277,11 +380,17 @@ class PersistentCache:
             except OSError:
                 continue
             gone += 1
+        for e in self.runs():
+            try:
+                e.path.unlink()
+            except OSError:
+                continue
+            self.runs_cleared += 1
         for tmp in self.dir.glob("*/.*.tmp"):
             tmp.unlink(missing_ok=True)
         if self.dir.is_dir():
             for sub in os.scandir(self.dir):
-                if _is_bucket(sub.name) and sub.is_dir(follow_symlinks=False):
+                if (_is_bucket(sub.name) or sub.name == RUNS) and sub.is_dir(follow_symlinks=False):
                     try:
                         os.rmdir(sub.path)  # Only if empty
                     except OSError:
@@ -312,3 +421,20 @@ def _parse(key: str, data: bytes) -> tuple[bytes, int, float] | None:
     if objcheck.problem(obj) is not None:
         return None  # Intact but not an object LLVM can link safely: it would abort the process
     return obj, code, seconds
+
+
+def _parse_run(key: str, data: bytes) -> dict | None:
+    head = len(RUN_MAGIC) + 32
+    if len(data) < head or data[:len(RUN_MAGIC)] != RUN_MAGIC:
+        return None
+    payload = data[head:]
+    if hashlib.sha256(payload).digest() != data[len(RUN_MAGIC):head]:
+        return None
+    try:
+        doc = json.loads(zlib.decompress(payload))
+    except (zlib.error, ValueError, RecursionError):
+        return None
+    if (not isinstance(doc, dict) or doc.get("version") != RUN_VERSION or doc.get("key") != key
+            or not isinstance(doc.get("modules"), list) or not isinstance(doc.get("blocks"), list)):
+        return None
+    return doc

@@ -53,6 +53,10 @@ VOLATILE_WRITES = 8
 # (RSS against modules linked) with linux-shell's modules, most of them of one to a few blocks.
 MODULE_COST = 48 << 10
 RELEASED_COST = 10 << 10
+# A head of a block in the warm set: its first execution reaches the warm threshold.
+HEAD_PRIMED = (1 << 31) - (1 << 16)
+# Blocks a warm set holds at most (a linux-shell boot translates about 2,000).
+MAX_WARM_SET = 50_000
 # Default bound of the translations' host memory (estimated as above): reaching it flushes the
 # cache. A linux-shell boot needs about 20 MiB of it, a shell loop's first minutes 170 MiB.
 TB_SIZE = 192 << 20
@@ -86,6 +90,36 @@ class _Module:
     live: int = 0  # Its blocks still in the cache
     cost: int = 0  # Estimated host memory (MODULE_COST plus its object's size)
     code_bytes: int = 0  # Host machine code in it
+    # Its object's persistent-cache key and exported symbols, if it is in that cache (a warm set
+    # can name it then).
+    key: str | None = None
+    exports: tuple[str, ...] = ()
+
+
+class _Saved(NamedTuple):
+    """A translation as a warm set keeps it: tier, guest bytes, symbol, chain slots (symbol,
+    target pc), whether it has counters (@<name>_n, @<name>_l) and its module (cache key, exports)."""
+
+    tier: int
+    raw: bytes
+    name: str
+    slots: tuple[tuple[str, int], ...]
+    counter: bool
+    loop_counter: bool
+    module: tuple[str, tuple[str, ...]]
+
+
+@dataclass(eq=False)
+class _WarmModule:
+    """A module of the warm set loaded at start: its cache key, exports and the keys of its
+    blocks not yet installed; `mod`/`addrs` once linked."""
+
+    key: str
+    exports: tuple[str, ...]
+    members: list[tuple[int, int, int]] = field(default_factory=list)
+    mod: _Module | None = None
+    addrs: dict[str, int] | None = None
+    failed: bool = False
 
 
 class BlockRecord(NamedTuple):
@@ -212,6 +246,20 @@ class TranslationCache:
         self.live_code_bytes = 0
         self.flushes = 0  # Whole-cache flushes (tb_size reached)
         self.peak_jit_bytes = 0
+        # Warm start: every translation of this run that the persistent cache holds, by key (the
+        # last one made wins: a promotion replaces its tier-0 block), saved for the next run; and
+        # those loaded from the last run's warm set, installed when their guest bytes are in memory.
+        # Off for runs whose translations are special (debugger breakpoints, -d exec, stepping).
+        self.warm_start = True
+        self.saved: dict[tuple[int, int, int], _Saved] = {}
+        self.prepared: dict[tuple[int, int, int], tuple[_Saved, _WarmModule]] = {}
+        self.primed: set[int] = set()  # Head counters primed for them (interp.heads_index)
+        self.unprimed = 0  # Heads found warm only for sharing such a counter
+        self.warm_loaded = 0  # Blocks in the warm set loaded
+        self.restored = 0  # Blocks installed from it
+        self.restore_changed = 0  # Not installed: their guest bytes had changed
+        self.restore_failed = 0  # Not installed: their module was not in the cache or did not link
+        self.restore_seconds = 0.0
 
     def _event(self, kind: str, count: int) -> None:
         """Records `count` events of `kind` for the statistics' time line, in buckets of
@@ -310,11 +358,12 @@ class TranslationCache:
         from translator.emit import rvf
 
         codes_only = [c for c, _ in codes]
-        text = module_text(codes_only, self._extra_decls())
         exports = [c.name for c in codes_only] + [s for c in codes_only for s, _ in c.chain_slots]
-        rvf.import_slow_functions(self.engine, text)
         exports += [f"{c.name}_n" for c in codes_only]
         exports += [f"{c.name}_l" for c in codes_only if any(g.startswith(f"@{c.name}_l ") for g in c.globals)]
+        table = f"{codes_only[0].name}_x"
+        text = module_text(codes_only, self._extra_decls(), (table, exports))
+        rvf.import_slow_functions(self.engine, text)
         # Code that keeps being rewritten is compiled without the persistent cache: a new entry
         # per version would only fill it (PersistentCache.volatile).
         cache = self.engine.object_cache
@@ -324,8 +373,8 @@ class TranslationCache:
         if volatile:
             cache.volatile = True
         try:
-            compilation = self.engine.start(text, exports, len(codes_only),
-                                            opt=self.tier0_opt if block_tier == 0 else None, background=background)
+            compilation = self.engine.start(text, exports, len(codes_only), opt=self.tier0_opt if block_tier == 0 else None,
+                                            background=background, table=table)
         finally:
             if volatile:
                 cache.volatile = False
@@ -334,11 +383,8 @@ class TranslationCache:
     def _install(self, job: _Job, keep=None) -> Block | None:
         """Links a prepared module and enters its blocks (those `keep(key)` accepts); the first."""
         addrs, obj, code_bytes = self._finish(job)
-        mod = _Module(self.engine.last_library, cost=len(obj) + MODULE_COST, code_bytes=code_bytes)
-        self.modules.add(mod)
-        self.jit_bytes += mod.cost
-        self.peak_jit_bytes = max(self.peak_jit_bytes, self.jit_bytes)
-        self.live_code_bytes += code_bytes
+        comp = job.compilation
+        mod = self._new_module(len(obj), code_bytes, comp.key if comp.stored else None, comp.exports)
         first = None
         for code, phys in job.codes:
             flags = job.flags
@@ -359,8 +405,13 @@ class TranslationCache:
             self.translated_blocks += 1
             self.by_tier[job.tier] += 1
             self.translated_insns += code.n_insns
-            self._record(code, phys, flags, job.tier, addrs)
+            raw = b"".join(r.to_bytes(4 if r & 3 == 3 else 2, "little") for _, _, r in code.insns)
+            self._record(code.pc, phys, flags, job.tier, code.n_insns, raw, code.name, addrs)
             mod.records.append(len(self.history) - 1)
+            if mod.key is not None and self.warm_start and not flags & abi.FLAG_STEP:
+                self.saved[(code.pc, phys, flags)] = _Saved(
+                    job.tier, raw, code.name, tuple(code.chain_slots), f"{code.name}_n" in addrs,
+                    f"{code.name}_l" in addrs, (mod.key, mod.exports))
             if first is None:
                 first = blk
             if self.on_translate is not None:
@@ -369,6 +420,16 @@ class TranslationCache:
         if mod.live == 0:
             self.dead.append(mod)  # Nothing of it was kept (a promotion overtaken by events)
         return first
+
+    def _new_module(self, obj_bytes: int, code_bytes: int, key: str | None, exports) -> _Module:
+        """Accounts for the module the engine just linked."""
+        mod = _Module(self.engine.last_library, cost=obj_bytes + MODULE_COST, code_bytes=code_bytes,
+                      key=key, exports=tuple(exports))
+        self.modules.add(mod)
+        self.jit_bytes += mod.cost
+        self.peak_jit_bytes = max(self.peak_jit_bytes, self.jit_bytes)
+        self.live_code_bytes += code_bytes
+        return mod
 
     def _extra_decls(self) -> str:
         from translator.emit import rvf
@@ -397,16 +458,16 @@ class TranslationCache:
         ts.cached += st.cached - before[4]
         return addrs, obj, st.code_bytes - before[2]
 
-    def _record(self, code: BlockCode, phys: int, flags: int, tier: int, addrs: dict[str, int]) -> None:
-        raw = b"".join(r.to_bytes(4 if r & 3 == 3 else 2, "little") for _, _, r in code.insns)
-        self.history.append(BlockRecord(code.pc, phys, flags, tier, code.n_insns, addrs.get(f"{code.name}_n", 0),
-                                        addrs.get(f"{code.name}_l", 0), raw, self.hot_threshold if tier == 0 else 0))
+    def _record(self, vpc: int, phys: int, flags: int, tier: int, n_insns: int, raw: bytes, name: str,
+                addrs: dict[str, int]) -> None:
+        self.history.append(BlockRecord(vpc, phys, flags, tier, n_insns, addrs.get(f"{name}_n", 0),
+                                        addrs.get(f"{name}_l", 0), raw, self.hot_threshold if tier == 0 else 0))
         ts = self.tier_stats.setdefault(tier, TierStats())
         ts.blocks += 1
-        ts.insns += code.n_insns
+        ts.insns += n_insns
         mode = flags & abi.FLAG_PRIV_MASK
         self.by_mode[mode] += 1
-        self.insns_by_mode[mode] += code.n_insns
+        self.insns_by_mode[mode] += n_insns
 
     def _insert(self, blk: Block, slots: list[tuple[int, tuple[int, int, int]]]) -> None:
         key = (blk.vpc, blk.ppc, blk.flags)
@@ -748,6 +809,7 @@ class TranslationCache:
 
     def unchain_all(self) -> None:
         """Points every patched slot back at the dispatcher (entering -d exec or stepping)."""
+        self.warm_start = False
         for blk, addrs in self.patched.items():
             key = (blk.vpc, blk.ppc, blk.flags)
             for addr in addrs:
@@ -773,6 +835,7 @@ class TranslationCache:
         """Adds or removes a debugger breakpoint at virtual pc `vpc` (physical `paddr` through the
         current translation, if it has one). Translations covering it are dropped, so the next ones
         end before it and the block starting at it is a debug stop. Returns how many were dropped."""
+        self.warm_start = False
         if present:
             self.breakpoints.add(vpc)
         else:
@@ -787,6 +850,163 @@ class TranslationCache:
         if hit:
             self.invalidations["breakpoint"] += len(hit)
         return n + len(hit)
+
+    # Warm start: the translations of an earlier run with the same key (runtime/pcache.py)
+    def warm_set(self) -> tuple[list, list]:
+        """This run's warm set for `PersistentCache.save_run`: modules [cache key, exports] and
+        blocks [vpc, ppc, flags, tier, guest bytes (hex), module index, symbol, slots, counter,
+        loop counter]. Blocks of the loaded set that were not reached stay in it; those whose
+        bytes had changed do not."""
+        modules: dict[tuple[str, tuple[str, ...]], int] = {}
+        blocks = []
+        entries = [*((k, sv) for k, (sv, _) in self.prepared.items() if k not in self.saved), *self.saved.items()]
+        for (vpc, ppc, flags), sv in entries[-MAX_WARM_SET:]:
+            if not sv.raw.strip(b"\0"):
+                continue  # Zeroed memory: nothing worth installing ahead
+            mi = modules.setdefault(sv.module, len(modules))
+            blocks.append([vpc, ppc, flags, sv.tier, sv.raw.hex(), mi, sv.name, [list(x) for x in sv.slots],
+                           sv.counter, sv.loop_counter])
+        return [[k, list(e)] for k, e in modules], blocks
+
+    def load_warm_set(self, doc: dict) -> bool:
+        """Takes in a warm set (`warm_set` of an earlier run): its blocks are installed when the
+        interpreter or the dispatcher first reaches them (their heads are primed) and their guest
+        bytes are still those they were translated from. False if it is malformed (nothing kept)."""
+        try:
+            mods = [_WarmModule(str(k), tuple(str(x) for x in ex)) for k, ex in doc["modules"]]
+            prepared = {}
+            for vpc, ppc, flags, tier, raw, mi, name, slots, counter, loop_counter in doc["blocks"]:
+                if not all(isinstance(v, int) and 0 <= v <= _MASK64 for v in (vpc, ppc, flags, tier)):
+                    raise ValueError("not a 64-bit key")
+                if flags & abi.FLAG_STEP or vpc & 1 or tier not in (0, 1) or not isinstance(mi, int) or mi < 0:
+                    raise ValueError("not a block")
+                wm = mods[mi]
+                sv = _Saved(tier, bytes.fromhex(raw), str(name), tuple((str(a), int(t)) for a, t in slots),
+                            bool(counter), bool(loop_counter), (wm.key, wm.exports))
+                if not sv.raw or sv.name not in wm.exports or any(a not in wm.exports for a, _ in sv.slots):
+                    raise ValueError("symbol not exported")
+                key = (vpc, ppc, flags)
+                if key not in prepared:
+                    wm.members.append(key)
+                prepared[key] = (sv, wm)
+        except (KeyError, IndexError, TypeError, ValueError):
+            return False
+        self.prepared = prepared
+        self.warm_loaded = len(prepared)
+        for vpc, _ppc, flags in prepared:
+            self._set_head(vpc, flags, HEAD_PRIMED)
+            self.primed.add(heads_index(vpc, flags))
+        return True
+
+    def unprime(self, vpc: int, ppc: int, flags: int) -> bool:
+        """A head found warm at once because it shares its counter with a warm-set block's (or
+        its block's bytes had changed): it counts afresh instead. Whether that was the case."""
+        idx = heads_index(vpc, flags)
+        if idx not in self.primed or (vpc, ppc, flags) in self.prepared:
+            return False
+        self.primed.discard(idx)
+        self._set_head(vpc, flags, 0)
+        self.unprimed += 1
+        return True
+
+    def restore(self, vpc: int, ppc: int, flags: int) -> bool:
+        """Installs the warm set's block at (vpc, ppc, flags), if it has one and its guest bytes are
+        those in memory, with every other block of its module whose bytes are in memory too (one
+        link for them all). Whether the block is in the cache now."""
+        entry = self.prepared.get((vpc, ppc, flags))
+        if entry is None:
+            return False
+        t0 = time.perf_counter()
+        wm = entry[1]
+        addrs = self._link_warm(wm, entry[0].tier)
+        for key in wm.members:
+            e = self.prepared.get(key)
+            if e is None or e[1] is not wm:
+                continue
+            sv = e[0]
+            if addrs is None:
+                del self.prepared[key]
+                self.restore_failed += 1
+                continue
+            if key in self.blocks:
+                del self.prepared[key]  # Translated meanwhile
+                continue
+            try:
+                current = self.read_phys(key[1], len(sv.raw))
+            except ValueError:
+                current = None  # Not RAM (this machine has less)
+            if current != sv.raw:
+                if key == (vpc, ppc, flags):
+                    del self.prepared[key]
+                    self.restore_changed += 1
+                continue  # Maybe later (code not loaded yet)
+            del self.prepared[key]
+            self._restore_block(key, sv, wm.mod, addrs)
+        wm.members = [k for k in wm.members if self.prepared.get(k, (None, None))[1] is wm]
+        mod = wm.mod
+        if mod is not None and mod.live == 0 and not wm.members and mod not in self.dead:
+            self.dead.append(mod)  # Linked for blocks whose bytes had all changed
+        self.restore_seconds += time.perf_counter() - t0
+        return (vpc, ppc, flags) in self.blocks
+
+    def _link_warm(self, wm: _WarmModule, tier: int) -> dict[str, int] | None:
+        """The module of a warm-set block, linked (again if it was unloaded); None if unusable."""
+        if wm.failed:
+            return None
+        if wm.mod is not None and wm.mod in self.modules and wm.mod not in self.dead:
+            return wm.addrs
+        cache = self.engine.object_cache
+        hit = cache.get(wm.key) if cache is not None else None
+        if hit is None:
+            wm.failed = True
+            return None
+        obj, code_bytes = hit
+        try:
+            addrs = self.engine.link(obj, list(wm.exports), table=f"{wm.exports[0]}_x")
+        except RuntimeError:
+            cache.reject(wm.key)
+            wm.failed = True
+            return None
+        self.engine.stats.cached += 1
+        ts = self.tier_stats.setdefault(tier, TierStats())
+        ts.modules += 1
+        ts.cached += 1
+        ts.object_bytes += len(obj)
+        ts.code_bytes += code_bytes
+        wm.mod = self._new_module(len(obj), code_bytes, wm.key, wm.exports)
+        wm.addrs = addrs
+        # Names stay unique in this cache: later translations of the same code get other names.
+        for name in wm.exports:
+            if name.startswith("b") and "_" in name and not name.endswith(("_n", "_l")) and "_s" not in name:
+                base, _, n = name.partition("v")
+                uses = int(n) + 1 if n.isdigit() else 1
+                self._name_uses[base] = max(self._name_uses[base], uses)
+        return addrs
+
+    def _restore_block(self, key: tuple[int, int, int], sv: _Saved, mod: _Module, addrs: dict[str, int]) -> None:
+        vpc, ppc, flags = key
+        pcs = []
+        at = 0
+        while at < len(sv.raw):
+            pcs.append(vpc + at)
+            at += 4 if sv.raw[at] & 3 == 3 else 2
+        end_ppc = ppc + len(sv.raw)
+        pages = tuple(sorted({ppc >> abi.PAGE_BITS, (ppc + pcs[-1] - vpc) >> abi.PAGE_BITS,
+                              (end_ppc - 1) >> abi.PAGE_BITS}))
+        blk = Block(vpc, ppc, flags, addrs[sv.name], len(pcs), end_ppc, pages, insn_pcs=pcs, tier=sv.tier,
+                    counter=addrs.get(f"{sv.name}_n", 0) if sv.counter else 0, module=mod)
+        mod.blocks.append(blk)
+        mod.live += 1
+        self._insert(blk, [(addrs[s], (t, ppc + (t - vpc), flags)) for s, t in sv.slots])
+        if self.on_pages is not None:
+            self.on_pages(pages, ppc, end_ppc)
+        self.restored += 1
+        self.by_tier[sv.tier] += 1
+        self._record(vpc, ppc, flags, sv.tier, len(pcs), sv.raw, sv.name,
+                     {k: addrs[k] for k in (f"{sv.name}_n", f"{sv.name}_l") if k in addrs})
+        mod.records.append(len(self.history) - 1)
+        if self.warm_start:
+            self.saved[key] = sv
 
     def page_has_code(self, ppn: int) -> bool:
         return ppn in self.by_page

@@ -258,6 +258,18 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
             console.attach(m)
         else:
             StdinFeed(uart, sys.stdin.fileno()).attach(m)
+    # Warm start: translations of the last run of the same program on the same machine with the
+    # same options go in without being translated again (not under --icount, whose runs must
+    # translate at the same points every time, nor with a debugger or a trace).
+    warm_key = None
+    if pcache is not None and not icount and not debug and stub is None:
+        warm_key = pcache.run_key(
+            *(_file_identity(f) for f in (program, kernel, initrd, dtb)),
+            f"ram={ram} smp={smp} append={append!r} offload={offload} policies={','.join(policies)}",
+            m.translation_options())
+        doc = pcache.load_run(warm_key)
+        if doc is not None and not m.tcache.load_warm_set(doc):
+            pcache.reject_run(warm_key)
     t_run = time.perf_counter()
     try:
         with console or contextlib.nullcontext():
@@ -285,6 +297,8 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
             write_signature(m, img, Path(signature), int(signature_granularity))
         except OSError as e:
             errors.append(f"--signature {signature}: {e.strerror}")
+    if warm_key is not None:
+        pcache.save_run(warm_key, *m.tcache.warm_set())
     from runtime.frontends import stats
 
     doc = stats.collect(m, t_start, t_run, t_end, pcache, program, kernel)
@@ -348,6 +362,17 @@ def _flush_stdout() -> None:
             os.close(fd)
         except OSError:
             pass
+
+
+def _file_identity(path: str | None) -> str:
+    """A file as a warm set's key sees it: where it is, its size and modification time."""
+    if path is None:
+        return "-"
+    try:
+        st = os.stat(path)
+    except OSError:
+        return f"{path} missing"
+    return f"{os.path.realpath(path)} {st.st_size} {st.st_mtime_ns}"
 
 
 def _check_signature(img, ram_base: int, ram_end: int) -> None:

@@ -86,6 +86,7 @@ def info_cmd(as_json: bool) -> None:
     t.add_column()
     t.add_row("directory", info["dir"])
     t.add_row("entries", f"{info['entries']:,}")
+    t.add_row("warm sets", f"{info['warm_sets']:,}")
     t.add_row("size", f"{_mib(info['bytes'])} of {_mib(info['max_bytes'])}")
     t.add_row("oldest", _age(now, info["oldest"]))
     t.add_row("newest", _age(now, info["newest"]))
@@ -95,10 +96,10 @@ def info_cmd(as_json: bool) -> None:
 
 @cache.command("clear")
 def clear_cmd() -> None:
-    """Delete every entry of the persistent translation cache."""
+    """Delete every entry (and warm set) of the persistent translation cache."""
     pc = _pcache()
     n = pc.clear()
-    click.echo(f"removed {n} entries from {pc.dir}")
+    click.echo(f"removed {n} entries and {pc.runs_cleared} warm sets from {pc.dir}")
 
 
 # Rendering
@@ -232,6 +233,13 @@ def render(doc: dict, top: int = 10, disasm: int = 5, source: str = "") -> None:
         t.add_row(f"{it['warm_threshold']:,}" if it["enabled"] else "off", f"{it['insns']:,}",
                   _pct(it["insns"], insns), f"{it['heads_warmed']:,}", f"{it['blocks_translated']:,}",
                   f"{it['stale_dropped']:,}")
+        con.print(t)
+    ws = doc.get("warm_start")
+    if ws and ws["loaded"]:
+        t = table("Warm start (translations of the last run, from the persistent cache)", "loaded", "installed",
+                  "bytes changed", "unusable", "not reached", "seconds")
+        t.add_row(f"{ws['loaded']:,}", f"{ws['restored']:,}", f"{ws['changed']:,}", f"{ws['failed']:,}",
+                  f"{ws['left']:,}", f"{ws['seconds']:.3f}")
         con.print(t)
     split = time_split(doc)
     if split:

@@ -57,6 +57,10 @@ The JSON document (schema "mirage-stats", version 2; version 1 had the keys mark
                          (instructions it ran), heads_warmed (heads queued for translation),
                          blocks_translated (installed from them), stale_dropped (their guest
                          bytes changed before install)}
+  warm_start             translations of the last run with the same key (runtime/pcache.py warm
+                         sets): {loaded (blocks in it), restored (installed), changed (their guest
+                         bytes were others), failed (module not in the cache or not linkable),
+                         left (never reached), seconds (installing them)}
   time                   host seconds of the run loop: {interpreter, compiled (native code but
                          the interpreter, callouts excluded), python: {cause: s} (mem, sys,
                          fetch: estimated from those made during one run-loop slice in
@@ -226,6 +230,9 @@ def collect(m, t_start: float, t_run: float, t_end: float, pcache=None, program:
         },
         "callouts": dict(m.stats_callouts),
         "interpreter": _interpreter(m),
+        "warm_start": {"loaded": tc.warm_loaded, "restored": tc.restored, "changed": tc.restore_changed,
+                       "failed": tc.restore_failed, "left": len(tc.prepared), "unprimed": tc.unprimed,
+                       "seconds": tc.restore_seconds},
         "time": _time_split(m),
         "invalidations": invalidations,
         "fence_i": tc.fence_i,
@@ -340,11 +347,14 @@ DOC = {
     "callouts": ("map", "int"), "invalidations": ("map", "int"), "fence_i": "int",
     "interpreter": {"!enabled": "bool", "!warm_threshold": "int", "!insns": "int", "!heads_warmed": "int",
                     "!blocks_translated": "int", "!stale_dropped": "int"},
+    "warm_start": {"!loaded": "int", "!restored": "int", "!changed": "int", "!failed": "int", "!left": "int",
+                   "unprimed": "int", "!seconds": "num"},
     "time": {"!interpreter": "num", "!compiled": "num", "!python": ("map", "num"), "!translate": "num"},
     "mmu": ("map", "int"),
     "pcache": {"!enabled": "bool", "dir": "str", "lookups": "int", "hits": "int", "misses": "int",
                "rejected": "int", "writes": "int", "write_errors": "int", "bytes_written": "int",
-               "evicted": "int", "skipped": "int", "seconds_saved": "num"},
+               "evicted": "int", "skipped": "int", "seconds_saved": "num", "run_loaded": "bool",
+               "runs_rejected": "int", "run_saved": "bool"},
     "vfm": "tree",
     "hot_blocks": ("list", {"!pc": "int", "ppc": "int", "!flags": "int", "!mode": "str", "!tier": "int",
                             "!insns": "int", "!executions": "int", "entries": "int", "!iterations": "int",

@@ -1,0 +1,214 @@
+"""Warm start: a run installs the translations of the last run of the same program from the
+persistent cache's warm set (runtime/pcache.py, runtime/tcache.py `load_warm_set`), checked against
+the guest bytes in memory first; a damaged warm set is rejected and the run starts cold."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from runtime.core import pcache
+from tests.conftest import ROOT
+
+# 2000 iterations of `addi a0, a0, 3`, checked against the word at `expected`; the loop's first
+# instruction is 4 bytes, so its immediate can be patched in the ELF.
+SUM = r"""
+  la t0, trap
+  csrw mtvec, t0
+  li a0, 0
+  li a1, 2000
+  j loop
+  .option push
+  .option norvc
+loop:
+patchme:
+  addi a0, a0, 3
+  addi a1, a1, -1
+  bnez a1, loop
+  .option pop
+  la t2, expected
+  ld t1, 0(t2)
+  bne a0, t1, bad
+  PASS
+bad: FAIL 2
+trap: FAIL 7
+  .data
+  .align 3
+expected: .dword 6000
+"""
+
+
+def run(elf: Path, tmp: Path, name: str, *opts: str, tcache: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    out = tmp / name
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MIRAGE_TCACHE_DIR=str(tcache))
+    # Translations in the run loop: a head found warm is translated before the program ends.
+    r = subprocess.run([sys.executable, "-m", "runtime", "jit-run", "--no-jit-thread", "--stats", str(out), *opts,
+                        str(elf)],
+                       capture_output=True, env=env, cwd=ROOT, timeout=120)
+    return r, (json.loads(out.read_text()) if out.exists() else {})
+
+
+def compiled(doc: dict) -> int:
+    return sum(t["compiled"] for t in doc["jit"]["tiers"].values())
+
+
+def offset(elf: Path, name: str) -> int:
+    """The file offset of a symbol's bytes."""
+    with open(elf, "rb") as f:
+        e = ELFFile(f)
+        addr = e.get_section_by_name(".symtab").get_symbol_by_name(name)[0]["st_value"]
+        for seg in e.iter_segments():
+            if seg["p_type"] == "PT_LOAD" and seg["p_vaddr"] <= addr < seg["p_vaddr"] + seg["p_filesz"]:
+                return seg["p_offset"] + addr - seg["p_vaddr"]
+    raise AssertionError(name)
+
+
+@pytest.fixture
+def program(asm, tmp_path) -> Path:
+    elf = tmp_path / "sum.elf"
+    shutil.copy(asm(SUM), elf)
+    return elf
+
+
+def warm_set(tcache: Path) -> Path:
+    runs = list((tcache / "runs").glob("*.ws"))
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+# Interpreter first (heads warm at 1024), and every block translated at its first execution.
+@pytest.mark.parametrize("warm", ["1024", "0"])
+def test_second_run_installs_the_first_runs_translations(program, tmp_path, warm):
+    tc = tmp_path / "tc"
+    r, cold = run(program, tmp_path, "cold.json", "--warm-threshold", warm, tcache=tc)
+    assert r.returncode == 0, r.stderr.decode()
+    assert cold["warm_start"]["loaded"] == 0 and cold["pcache"]["run_saved"]
+    assert compiled(cold) > 0
+    r, again = run(program, tmp_path, "warm.json", "--warm-threshold", warm, tcache=tc)
+    assert r.returncode == 0, r.stderr.decode()
+    ws = again["warm_start"]
+    blocks = sum(t["blocks"] for t in cold["jit"]["tiers"].values())
+    assert ws["loaded"] == ws["restored"] == blocks > 0 and ws["changed"] == ws["failed"] == 0
+    # Nothing compiled, nothing scanned: the same blocks ran, from their first execution on (the
+    # first run interpreted the loop until its head was warm).
+    assert compiled(again) == 0 and again["jit"]["blocks"] == 0
+    assert [(b["pc"], b["code"]) for b in again["hot_blocks"]] == [(b["pc"], b["code"]) for b in cold["hot_blocks"]]
+    loop = [b["executions"] for b in again["hot_blocks"] if b["insns"] == 3]
+    if warm == "0":
+        assert again["hot_blocks"] == cold["hot_blocks"]
+    else:
+        assert loop == [2000] and again["interpreter"]["insns"] < cold["interpreter"]["insns"] - 3 * 1000
+    # Other options make other translations: no warm set for them.
+    r, other = run(program, tmp_path, "other.json", "--warm-threshold", warm, "--hot-threshold", "0", tcache=tc)
+    assert r.returncode == 0 and other["warm_start"]["loaded"] == 0
+
+
+@pytest.mark.parametrize("warm", ["1024", "0"])
+def test_changed_guest_bytes_are_not_run_from_the_warm_set(program, tmp_path, warm):
+    """The program file changes but keeps its size and time (so the warm set's key): the loop's
+    translation no longer matches the bytes in memory and is made anew; a stale one would sum 3s."""
+    tc = tmp_path / "tc"
+    r, _ = run(program, tmp_path, "cold.json", "--warm-threshold", warm, tcache=tc)
+    assert r.returncode == 0, r.stderr.decode()
+    st = program.stat()
+    data = bytearray(program.read_bytes())
+    at = offset(program, "patchme")
+    insn = int.from_bytes(data[at:at + 4], "little")
+    assert insn == (3 << 20) | (10 << 15) | (10 << 7) | 0x13  # addi a0, a0, 3
+    data[at:at + 4] = ((5 << 20) | (insn & 0xFFFFF)).to_bytes(4, "little")
+    at = offset(program, "expected")
+    data[at:at + 8] = (10000).to_bytes(8, "little")
+    program.write_bytes(bytes(data))
+    os.utime(program, ns=(st.st_atime_ns, st.st_mtime_ns))
+    r, doc = run(program, tmp_path, "patched.json", "--warm-threshold", warm, tcache=tc)
+    assert r.returncode == 0, r.stderr.decode()
+    ws = doc["warm_start"]
+    assert ws["loaded"] > 0 and ws["changed"] >= 1 and compiled(doc) >= 1
+    # The blocks before the loop did not change: they are installed (all blocks are translated,
+    # not only warm ones, when every block is translated at its first execution).
+    assert ws["restored"] >= (1 if warm == "0" else 0)
+
+
+def _damage(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    head = len(pcache.RUN_MAGIC) + 32
+    if how == "truncated":
+        path.write_bytes(data[:len(data) // 2])
+    elif how == "magic":
+        path.write_bytes(b"MIRWS\x00\x00\n" + data[8:])
+    elif how == "checksum":
+        path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    else:
+        doc = json.loads(zlib.decompress(data[head:]))
+        if how == "foreign":
+            doc["key"] = "0" * 64  # Another run's warm set under this name
+        elif how == "symbol":
+            doc["blocks"][0][6] = "b0_nosuch_0"  # Not a symbol of its module
+        elif how == "types":
+            doc["blocks"][0][0] = "pc"
+        payload = zlib.compress(json.dumps(doc).encode())
+        path.write_bytes(pcache.RUN_MAGIC + hashlib.sha256(payload).digest() + payload)
+
+
+@pytest.mark.parametrize("how", ["truncated", "magic", "checksum", "foreign", "symbol", "types"])
+def test_a_damaged_warm_set_is_rejected_and_rebuilt(program, tmp_path, how):
+    tc = tmp_path / "tc"
+    r, _ = run(program, tmp_path, "cold.json", tcache=tc)
+    assert r.returncode == 0, r.stderr.decode()
+    _damage(warm_set(tc), how)
+    r, doc = run(program, tmp_path, "damaged.json", tcache=tc)
+    assert r.returncode == 0, r.stderr.decode()
+    assert doc["pcache"]["runs_rejected"] == 1 and not doc["pcache"]["run_loaded"]
+    assert doc["warm_start"]["loaded"] == 0 and doc["jit"]["blocks"] > 0
+    # Written anew at the end of that run: the next one starts warm.
+    r, doc = run(program, tmp_path, "rebuilt.json", tcache=tc)
+    assert r.returncode == 0 and doc["pcache"]["runs_rejected"] == 0 and doc["warm_start"]["restored"] > 0
+
+
+def test_two_runs_at_once_share_one_cache(program, tmp_path):
+    tc = tmp_path / "tc"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MIRAGE_TCACHE_DIR=str(tc))
+    procs = [subprocess.Popen([sys.executable, "-m", "runtime", "jit-run", "--warm-threshold", "0", str(program)],
+                              env=env, cwd=ROOT, stderr=subprocess.PIPE) for _ in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+    r, doc = run(program, tmp_path, "after.json", "--warm-threshold", "0", tcache=tc)
+    assert r.returncode == 0, r.stderr.decode()
+    assert doc["pcache"]["rejected"] == doc["pcache"]["runs_rejected"] == 0
+    assert doc["warm_start"]["restored"] > 0 and compiled(doc) == 0
+
+
+def test_icount_runs_do_not_warm_start(program, tmp_path):
+    """Under --icount translations go in at the same instruction in every run: none is taken from
+    an earlier run, whose code would change where the interpreter gives way."""
+    tc = tmp_path / "tc"
+    docs = []
+    for name in ("a.json", "b.json"):
+        r, doc = run(program, tmp_path, name, "--icount", tcache=tc)
+        assert r.returncode == 0, r.stderr.decode()
+        docs.append(doc)
+    assert docs[1]["warm_start"]["loaded"] == 0 and not docs[1]["pcache"]["run_saved"]
+    assert docs[0]["interpreter"]["insns"] == docs[1]["interpreter"]["insns"]
+
+
+def test_warm_sets_are_bounded(tmp_path):
+    pc = pcache.PersistentCache(tmp_path)
+    keys = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(pcache.MAX_RUNS + 6)]
+    for i, key in enumerate(keys):
+        assert pc.save_run(key, [], [])
+        os.utime(pc.run_path(key), (1000 + i, 1000 + i))
+    pc.save_run(keys[-1], [], [])
+    left = {e.path.name[:-3] for e in pc.runs()}
+    assert len(left) == pcache.MAX_RUNS and keys[-1] in left and keys[0] not in left
+    assert pc.load_run(keys[-1]) == {"version": pcache.RUN_VERSION, "key": keys[-1], "modules": [], "blocks": []}
+    assert pc.clear() == 0 and pc.runs_cleared == pcache.MAX_RUNS and not pc.runs()
