@@ -28,7 +28,8 @@ setup:
         # Inside `mirage gate`'s temporary worktree: never install the project from here (the
         # worktree is deleted afterwards); PYTHONPATH points at it.
         deps_ok || python3 -m pip install -q $(python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print(' '.join(repr(d) for d in p['dependencies'] + p['optional-dependencies']['test']))" | tr -d "'")
-    elif ! deps_ok || ! command -v mirage >/dev/null; then
+    elif ! deps_ok || ! mirage --version >/dev/null 2>&1; then
+        # Also when an earlier install's `mirage` no longer starts (modules moved since).
         echo "setup: installing Python dependencies (pip)" >&2
         python3 -m pip install -q -e '.[test]'
     fi

@@ -103,3 +103,28 @@ def test_linux_shell_smp4_runs_work_on_every_cpu(images, capsys):
     assert done == [(str(c), str(c)) for c in range(4)], shell[-2000:]
     with capsys.disabled():
         print(f"\n[linux-shell -smp 4] guest 'Boot took {banner.group(2)} seconds'")
+
+
+def test_linux_shell_second_boot_starts_warm(images, tmp_path, capsys):
+    """A boot with the persistent cache, then another: the second installs the first one's
+    translations (checked against the guest bytes) and its shell works the same."""
+    env = {"MIRAGE_TCACHE_DIR": str(tmp_path / "tc")}
+    docs = []
+    for name in ("first", "second"):
+        stats = tmp_path / f"{name}.json"
+        r = mirage("jit-run", "linux-shell", "--stats", str(stats), input=b"echo warm=$((40 + 2))\npoweroff -f\n",
+                   timeout=600, env=env)
+        out = r.stdout.decode(errors="replace")
+        assert r.returncode == 0 and re.search(r"^warm=42\r?$", out, re.M), out[-3000:] + r.stderr.decode()[-2000:]
+        docs.append(json.loads(stats.read_text()))
+    first, second = docs
+    ws = second["warm_start"]
+    assert first["warm_start"]["loaded"] == 0 and ws["loaded"] > 1000
+    # Nearly all are installed; code whose bytes are others in this boot (user programs placed
+    # elsewhere in the page cache) is translated anew.
+    assert ws["restored"] > 0.9 * ws["loaded"] and ws["failed"] == 0
+    assert second["interpreter"]["insns"] < 0.7 * first["interpreter"]["insns"]
+    with capsys.disabled():
+        print(f"\n[linux-shell warm] {ws['restored']:,} of {ws['loaded']:,} translations installed, "
+              f"{ws['changed']} changed; interpreted {first['interpreter']['insns']:,} -> "
+              f"{second['interpreter']['insns']:,} instructions")
