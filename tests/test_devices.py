@@ -91,12 +91,12 @@ def test_clint_mtimecmp_past_and_future():
     # MTIP is cleared by writing mtimecmp above mtime, not by anything else.
     m.mem.write(MTIMECMP, 8, now + 100)
     assert not h0.mip & MTIP
-    assert m.devices["clint"].next_deadline(m) == now + 100
+    assert m.devices["clint"].deadline() == now + 100
     advance(m, 99)
     assert not h0.mip & MTIP
     advance(m, 1)
     assert h0.mip & MTIP
-    assert m.devices["clint"].next_deadline(m) is None  # Nothing left in the future
+    assert m.devices["clint"].deadline() is None  # Nothing left in the future
 
 
 def test_clint_mtime_advances_in_real_time():
@@ -120,7 +120,7 @@ def test_clint_mtime_write_moves_time():
     # Moving mtime back below mtimecmp drops MTIP again.
     m.mem.write(MTIME, 8, 0)
     assert not m.harts[0].mip & MTIP
-    assert m.devices["clint"].next_deadline(m) == m.time() + 0x1_0000_0010
+    assert m.devices["clint"].deadline() == m.time() + 0x1_0000_0010
 
 
 def test_clint_32bit_halves():
@@ -484,3 +484,29 @@ def test_mmio_load_that_changes_interrupts_keeps_its_value(asm, threshold):
     elf = asm(MMIO_LOAD_THAT_LOWERS_AN_IRQ)
     r = mirage("jit-run", str(elf), "--max-insns", "100000", "--hot-threshold", threshold)
     assert r.returncode == 0, r.stderr
+
+
+# The device interface (runtime/devices Device)
+
+def test_devices_are_wired_by_what_they_declare():
+    """The machine polls the devices that have a poller, asks those with a deadline, finds them
+    by role, and the board connects the UART's one interrupt line to its PLIC source (10)."""
+    m = build(harts=1)
+    clint, plic, uart = m.devices["clint"], m.devices["plic"], m.devices["uart0"]
+    assert m.device("timer") is clint and m.device("interrupt-controller") is plic
+    assert m.device("console") is uart and m.device("finisher") is m.devices["test"]
+    assert m.device("no such role") is None
+    assert m.pollers == [clint.poll, plic.poll]
+    assert m.timer_sources == [clint]
+    # The timer interface: mtimecmp by hart, mtime (privileged spec 3.2.1: MTIP while mtime >= it)
+    clint.set_timecmp(0, clint.mtime() + 5)
+    assert clint.timecmp(0) == m.mem.read(MTIMECMP, 8) and not m.harts[0].mip & MTIP
+    advance(m, 5)
+    assert m.harts[0].mip & MTIP
+    # The UART's line reaches PLIC source 10: enable it for hart 0's S context, raise it.
+    m.mem.write(PLIC + 4 * 10, 4, 1)
+    m.mem.write(PLIC + 0x2000 + 0x80 * 1, 4, 1 << 10)
+    m.mem.write(UART + 1, 1, 0x02)  # IER: transmitter empty interrupt, pending at once
+    assert m.harts[0].mip & SEIP
+    with pytest.raises(ValueError, match="drives no interrupt line"):
+        clint.connect_irq(lambda level: None)

@@ -299,3 +299,37 @@ def test_stores_beside_a_watched_word_stay_native(asm, tmp_path):
     assert r.returncode == 0, r.stderr
     doc = json.loads(stats.read_text())
     assert doc["callouts"]["mem"] <= 3, doc["callouts"]
+
+
+def test_a_probe_walk_has_no_side_effects():
+    """The debugger's walk (probe) translates what the hart's page tables map, whatever the
+    permissions and the guard, and changes nothing: no A/D update, no walk counted. The access
+    walk of the same address faults (a U page from S without SUM; privileged spec 4.3.1)."""
+    m = _machine()
+    h = m.harts[0]
+    root = RAM + (1 << 20)
+    pte_addr = root + 3 * 8  # VA 0xC000_0000: vpn[2] = 3, a 1 GiB leaf
+    m.mem.write(pte_addr, 8, ((RAM >> 12) << 10) | V | R | U)
+    h.satp = (8 << 60) | (root >> 12)
+    walks = m.mmu.stats_walks
+    assert m.mmu.walk(h, 0xC000_1234, "r", C.PRV_S, False, probe=True) == RAM + 0x1234
+    assert m.mem.read(pte_addr, 8) & (A | D) == 0
+    assert m.mmu.stats_walks == walks
+    with pytest.raises(Trap) as t:
+        m.mmu.walk(h, 0xC000_1234, "r", C.PRV_S, False)
+    assert t.value.cause == C.LOAD_PAGE_FAULT
+
+    class DenyAll:
+        def check(self, hart, paddr, size, access, priv):
+            return False
+
+        def page_uniform(self, hart, priv, paddr):
+            return False
+
+    m.set_access_guard(DenyAll())
+    assert m.mmu.walk(h, 0xC000_1234, "r", C.PRV_S, False, probe=True) == RAM + 0x1234
+    with pytest.raises(Trap) as t:
+        m.mmu.walk(h, 0xC000_1234, "r", C.PRV_S, True)
+    assert t.value.cause == C.LOAD_ACCESS  # The guard denies reading the page table
+    with pytest.raises(Trap):
+        m.mmu.walk(h, 0x1_0000_0000, "r", C.PRV_S, False, probe=True)  # vpn[2] = 4: not mapped

@@ -148,3 +148,40 @@ def test_satp_and_sfence_vma_and_code_writes_in_s_mode(asm):
     # VM_ON writes satp once and runs one sfence.vma; mapping the frames runs another.
     assert inv == {"code-write": N, "satp": 1 + 2 * M, "sfence.vma": 2 + K}, inv
     assert m.tcache.fence_i == N
+
+
+# S-mode rewrites the immediate of a translated instruction with a misaligned store, which the
+# monitor's offload path performs (medeleg[6] clear): the machine's store drops the block.
+MISALIGNED_CODE_WRITE = r"""
+  VM_ON
+  li a0, MEDELEG_DEFAULT & ~(1 << 6)
+  SBI SBI_MEDELEG
+  la t2, code_frame
+  PTE pt_l0, 32, t2, PTE_V | PTE_R | PTE_X | PTE_A
+  PTE pt_l0, 33, t2, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D
+  sfence.vma
+  li s1, TEST_VA + 0x20000
+  li s2, TEST_VA + 0x21000
+  jalr s1
+  CHECK a0, 0
+  li t0, 0x7005             # Bytes 1-2 of `addi a0, zero, 7` (0x00700513)
+  sh t0, 5(s2)              # Misaligned: bytes 5 and 6 of the frame
+  fence.i
+  jalr s1
+  CHECK a0, 7
+  j 90f
+  .align 12
+code_frame:
+  nop
+  addi a0, zero, 0
+  ret
+  .align 12
+90:
+"""
+
+
+def test_a_misaligned_store_the_monitor_performs_drops_the_code_it_overwrites(asm):
+    text, _ = program(MISALIGNED_CODE_WRITE)
+    m = run_machine(asm(text))
+    assert m.monitor.stats["offloaded"]["misaligned_store"] == 1
+    assert m.tcache.invalidations["code-write"] == 1

@@ -87,7 +87,7 @@ class Access:
 
     def __init__(self, monitor, hart: Hart, raw: int) -> None:
         self.mon = monitor
-        self.m = monitor.machine
+        self.machine = monitor.machine
         self.h = hart
         self.v: VirtualCsrs = monitor.ctx[hart.id].csr
         self.raw = raw
@@ -125,9 +125,9 @@ def _w_mstatus(a: Access, val: int) -> None:
     new = system.fix_sd((old & ~S_BITS) | (val & S_BITS))
     a.h.s.mstatus = new
     if (old ^ new) & C.MSTATUS_MXR:
-        a.m.mmu.flush(a.h)
+        a.machine.flush_tlb(a.h)
     a.mon.mprv_changed(a.h)
-    a.m.request_exit(a.h)
+    a.machine.request_exit(a.h)
 
 
 def _w_mtvec(a: Access, val: int) -> None:
@@ -143,12 +143,12 @@ def _w_medeleg(a: Access, val: int) -> None:
 
 def _w_mideleg(a: Access, val: int) -> None:
     a.h.mideleg = val & S_IRQS
-    a.m.request_exit(a.h)
+    a.machine.request_exit(a.h)
 
 
 def _w_mie(a: Access, val: int) -> None:
     a.h.mie = val & MIE_MASK
-    a.m.request_exit(a.h)
+    a.machine.request_exit(a.h)
 
 
 def _r_mip(a: Access) -> int:
@@ -158,7 +158,7 @@ def _r_mip(a: Access) -> int:
 def _w_mip(a: Access, val: int) -> None:
     # SSIP, STIP and SEIP are writable from M-mode; MSIP/MTIP/MEIP come from devices (spec 3.1.9).
     a.h.mip = (a.h.mip & ~S_IRQS) | (val & S_IRQS)
-    a.m.request_exit(a.h)
+    a.machine.request_exit(a.h)
 
 
 def _r_counter(num: int) -> Callable[[Access], int]:
@@ -232,7 +232,7 @@ M_CSRS: dict[int, Rule] = {
     0x303: (lambda a: a.h.mideleg, _w_mideleg),
     0x304: (lambda a: a.h.mie, _w_mie),
     0x305: (lambda a: a.v.mtvec, _w_mtvec),
-    0x306: _field("mcounteren", 0x7, after=lambda a: a.m.set_counteren(a.h, a.v.mcounteren)),
+    0x306: _field("mcounteren", 0x7, after=lambda a: a.machine.set_counteren(a.h, a.v.mcounteren)),
     0x30A: _field("menvcfg", 0x1),
     0x320: (lambda a: a.h.countinhibit, _w_countinhibit),
     0x340: _field("mscratch"),
@@ -243,7 +243,7 @@ M_CSRS: dict[int, Rule] = {
     0xB00: (_r_counter(0), _w_counter(0)),
     0xB02: (_r_counter(2), _w_counter(2)),
     0xC00: _ro(_r_counter(0)),
-    0xC01: _ro(lambda a: system.platform_mtime(a.m)),
+    0xC01: _ro(lambda a: system.platform_mtime(a.machine)),
     0xC02: _ro(_r_counter(2)),
     0x7A0: (_tselect_read, lambda a, v: setattr(a.v, "tselect", v)),
 }

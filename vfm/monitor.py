@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 
 from runtime.core import system
 from runtime.core.hart import Hart, Trap
-from translator import abi
+from runtime.core.machine_api import REG_PC as PC
+from runtime.core.machine_api import REG_RESV as RESV
+from runtime.core.machine_api import MachineInterface
 from translator import csrs as C
-from translator.abi import ffi
 from translator.csrs import (  # Module globals: cheaper than C.X on the hot paths
     ECALL_M,
     ECALL_S,
@@ -51,16 +52,11 @@ from translator.csrs import (  # Module globals: cheaper than C.X on the hot pat
     MSTATUS_MPIE,
     MSTATUS_MPP,
     MSTATUS_MPRV,
-    MSTATUS_SIE,
-    MSTATUS_SPIE,
-    MSTATUS_SPP,
-    MSTATUS_SUM,
     MSTATUS_TSR,
     MSTATUS_TVM,
     MSTATUS_TW,
     PRV_M,
     PRV_S,
-    PRV_U,
 )
 from translator.isa import decode
 from vfm import csr as vcsr
@@ -71,8 +67,6 @@ from vfm.policy.base import Policy, PolicyGuard, Switch
 
 MASK64 = (1 << 64) - 1
 MIP_MTIP = 1 << IRQ_MTI
-PC = abi.OFF_PC // 8  # Indices in HartContext.regs
-RESV = abi.OFF_RESV // 8
 ECALL = 0x00000073
 # Physical memory the monitor keeps for itself above the guest's RAM (`mirage jit-run` reserves it
 # and leaves it out of the device tree): no guest may read, write or execute it.
@@ -118,7 +112,7 @@ class HartContext:
     csr: vcsr.VirtualCsrs = field(default_factory=vcsr.VirtualCsrs)
     world_switches: int = 0
     acc: vcsr.Access | None = None  # What CSR rules act on, for this hart
-    regs: memoryview | None = None  # The hart's native state as 64-bit words (x at 0, pc at PC)
+    regs: memoryview | None = None  # The hart's registers (MachineInterface.reg_view: x, PC, RESV)
     mprv_used: bool = False  # The firmware made MPRV accesses while a policy guards memory
 
 
@@ -134,7 +128,7 @@ class Monitor:
 
     def __init__(self, offload: bool = True, reserved: list[tuple[int, int]] | None = None,
                  policies: list[Policy] | None = None, os_memory: tuple[int, int] | None = None) -> None:
-        self.machine = None
+        self.machine: MachineInterface | None = None
         self.ctx: dict[int, HartContext] = {}
         self.n = ExitCounters()
         self.reserved = list(reserved or [])
@@ -172,23 +166,21 @@ class Monitor:
         for p in self.policies:
             p.close()
 
-    def attach(self, machine) -> None:
+    def attach(self, machine: MachineInterface) -> None:
         self.machine = machine
-        machine.monitor = self
         slots = {name: machine.csr_slot() for name, _mask in vcsr.SLOT_CSRS.values()}
         for h in machine.harts:
             self.ctx[h.id] = HartContext()
             self.ctx[h.id].csr.bind(h, slots)
             self.ctx[h.id].acc = vcsr.Access(self, h, 0)
-            self.ctx[h.id].regs = memoryview(ffi.buffer(h.s)).cast("Q")
-        machine.sys_hook = self.fast_sys
+            self.ctx[h.id].regs = machine.reg_view(h)
+        machine.attach_monitor(self, self.fast_sys)
         logged = machine.trace is not None and machine.trace.vfm_on  # -d vfm logs each access
         for num, (name, mask) in vcsr.SLOT_CSRS.items():
             if num not in self.csr_watch and not logged:
                 machine.map_csr(PRV_M, num, slots[name], mask)
-        for base, size in self.reserved:
-            if machine.mem.is_ram(base, size):
-                machine.mem.load_bytes(base, MONITOR_MAGIC)
+        for base, _size in self.reserved:
+            machine.write_phys(base, MONITOR_MAGIC)
         for p in self.policies:
             p.attach(self)
         self.guard_changed()
@@ -402,8 +394,7 @@ class Monitor:
                 return True
             if name == "sfence.vma":
                 self.n.sfence_vma += 1
-                self.machine.mmu.flush(hart, (0, 1, 2))
-                self.machine.tcache.jc_flush(hart, "sfence.vma")
+                self.machine.sfence_vma(hart)
                 hart.pc = epc + length
                 return True
         except Trap as t:
@@ -436,14 +427,9 @@ class Monitor:
 
     def sret(self, hart: Hart) -> None:
         """sret from virtual M-mode: S-level return to sstatus.SPP (privileged spec 3.3.2)."""
-        s = hart.s
-        ms = s.mstatus
-        spp = PRV_S if ms & MSTATUS_SPP else PRV_U
-        ms = (ms & ~MSTATUS_SIE) | (MSTATUS_SIE if ms & MSTATUS_SPIE else 0)
-        s.mstatus = (ms | MSTATUS_SPIE) & ~MSTATUS_SPP
+        spp = system.sret(hart)
         ctx = self.ctx[hart.id]
         ctx.csr.mstatus_m &= ~MSTATUS_MPRV  # Leaving M for a lower privilege clears MPRV
-        hart.pc = hart.sepc
         if self.machine.trace is not None:
             self.machine.trace.vfm(hart, f"world switch firmware->OS (sret) priv={spp} pc={hart.sepc:#x}")
         self._enter_os(hart, ctx, spp)
@@ -463,7 +449,7 @@ class Monitor:
                 # The firmware's MPRV accesses filled OS-world TLBs under its own view (a policy
                 # may have hidden satp): the OS gets them back empty.
                 ctx.mprv_used = False
-                self.machine.mmu.flush(hart, (abi.MMU_U, abi.MMU_S, abi.MMU_S_SUM))
+                self.machine.flush_tlb(hart, "os")
         hart.tvm = bool(ms & MSTATUS_TVM)
         hart.tw = bool(ms & MSTATUS_TW)
         hart.tsr = bool(ms & MSTATUS_TSR)
@@ -474,21 +460,12 @@ class Monitor:
 
     # MPRV: firmware data accesses through the OS's translation (privileged spec 3.1.6.3)
     def mprv_changed(self, hart: Hart) -> None:
-        v = self.ctx[hart.id].csr
-        mmu = None
-        if v.mstatus_m & MSTATUS_MPRV:
-            mpp = (v.mstatus_m >> 11) & 3
-            if mpp == PRV_U:
-                mmu = abi.MMU_U
-            elif mpp == PRV_S:
-                mmu = abi.MMU_S_SUM if hart.s.mstatus & MSTATUS_SUM else abi.MMU_S
-        if mmu != hart.fw_data_mmu:
-            hart.fw_data_mmu = mmu
-            if mmu is not None and self.guard is not None:
-                # OS-world TLB entries would let MPRV accesses skip the guard: drop them.
-                self.ctx[hart.id].mprv_used = True
-                self.machine.mmu.flush(hart, (mmu,))
-        hart.update_flags()
+        ctx = self.ctx[hart.id]
+        ms = ctx.csr.mstatus_m
+        if self.machine.set_mprv(hart, (ms >> 11) & 3 if ms & MSTATUS_MPRV else None) and self.guard is not None:
+            # OS-world TLB entries would let MPRV accesses skip the guard: drop them.
+            ctx.mprv_used = True
+            self.machine.flush_tlb(hart, "mprv")
 
     def leave_firmware(self, hart: Hart) -> None:
         """Ends the firmware's turn at once (a policy's decision): back to the OS, where and as
@@ -500,8 +477,7 @@ class Monitor:
         filled under the old rules (fetches are checked when a block is looked up)."""
         v = self.ctx[hart.id].csr
         self.pmp.update(hart, v.pmpcfg, v.pmpaddr)
-        self.machine.mmu.guard_changed(hart)
-        self.machine.tcache.jc_flush(hart, "pmp")
+        self.machine.guard_changed(hart)
 
     # Interrupts at M-level
     def external_seip(self, hart: Hart) -> int:

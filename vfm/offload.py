@@ -3,19 +3,21 @@ world switch into the firmware (Miralis's `offload` policy). On by default; `mir
 --no-offload` sends everything to the firmware.
 
 What it handles, for S-mode ecalls (SBI v2.0) and OS-world traps that were not delegated:
-- set_timer (legacy EID 0x00 and TIME 0x54494D45 FID 0): programs this hart's CLINT mtimecmp and
-  clears mip.STIP (SBI 6.1: "clears the pending timer interrupt bit"). When that deadline passes,
-  the monitor takes the machine timer interrupt itself and does what OpenSBI's handler does: it
-  sets mip.STIP for the OS and disarms the timer (mtimecmp = all-ones clears MTIP; privileged spec
-  3.2.1). A deadline the firmware reprogrammed is the firmware's again.
+- set_timer (legacy EID 0x00 and TIME 0x54494D45 FID 0): programs this hart's mtimecmp in the
+  platform timer (the CLINT) and clears mip.STIP (SBI 6.1: "clears the pending timer interrupt
+  bit"). When that deadline passes, the monitor takes the machine timer interrupt itself and does
+  what OpenSBI's handler does: it sets mip.STIP for the OS and disarms the timer (mtimecmp =
+  all-ones clears MTIP; privileged spec 3.2.1). A deadline the firmware reprogrammed is the
+  firmware's again.
 - send_ipi (IPI 0x735049 FID 0): sets mip.SSIP of each target hart (what OpenSBI's IPI handler
   does on the receiver).
 - remote_fence_i, remote_sfence_vma, remote_sfence_vma_asid (RFNC 0x52464E43 FID 0-2): performed
   on each target hart: fence.i needs nothing (stores to translated code already invalidated it),
   sfence.vma flushes the hart's TLBs and jump cache (no ASIDs, so the ASID form flushes all).
 - misaligned loads and stores of the OS (mcause 4 / 6): emulated byte by byte through the OS's own
-  translation, as OpenSBI's misaligned handler would; a fault on the way is raised as that fault
-  at the instruction (to S if delegated, else to the firmware). AMOs and LR/SC are not emulated.
+  translation (the machine's `misaligned_load`/`misaligned_store`), as OpenSBI's misaligned
+  handler would; a fault on the way is raised as that fault at the instruction (to S if
+  delegated, else to the firmware). AMOs and LR/SC are not emulated.
 
 Targets are hart_mask/hart_mask_base as in SBI 3.1: base -1 means every hart; a bit naming a hart
 that does not exist fails the call with SBI_ERR_INVALID_PARAM. Results: a0 = error, a1 = value
@@ -25,10 +27,11 @@ S/U natively once the firmware sets mcounteren.TM (OpenSBI does).
 
 from __future__ import annotations
 
+from runtime.core.device import Timer
 from runtime.core.hart import Hart, Trap
+from runtime.core.machine_api import REG_PC as PC
+from runtime.core.machine_api import MachineInterface
 from runtime.core.system import fix_sd
-from runtime.devices.clint import MTIMECMP_BASE, Clint
-from translator import abi
 from translator import csrs as C
 from translator.isa import decode
 from vfm import sbi
@@ -37,7 +40,6 @@ MASK64 = (1 << 64) - 1
 MIP_SSIP = 1 << C.IRQ_SSI
 MIP_STIP = 1 << C.IRQ_STI
 MIP_MTIP = 1 << C.IRQ_MTI
-PC = abi.OFF_PC // 8  # Index of pc in the hart's register view (HartContext.regs)
 RFNC_KINDS = sbi.EXTENSIONS[sbi.EID_RFNC][1]
 
 # Loads and stores the misaligned emulation knows: name -> (size, signed, fp)
@@ -53,18 +55,16 @@ class Offload:
 
     def __init__(self, monitor) -> None:
         self.mon = monitor
-        self.machine = None
-        self.clint: Clint | None = None
+        self.machine: MachineInterface | None = None
+        self.timer: Timer | None = None  # The platform timer (the CLINT on qemu-virt)
         self.armed: dict[int, int] = {}  # Hart id -> mtimecmp an offloaded set_timer programmed
         self.counts = monitor.n.offloaded
         monitor.ecall_handlers.append(self.ecall)
         monitor.trap_handlers.append(self.misaligned)
 
-    def attach(self, machine) -> None:
+    def attach(self, machine: MachineInterface) -> None:
         self.machine = machine
-        for r in machine.mem.regions:
-            if isinstance(r.device, Clint):
-                self.clint = r.device
+        self.timer = machine.device("timer")
 
     # SBI calls
     def ecall(self, hart: Hart, epc: int) -> bool:
@@ -72,7 +72,7 @@ class Offload:
         eid = regs[17]
         fid = regs[16]
         if eid == sbi.EID_TIME and fid == 0 or eid == sbi.EID_LEGACY_SET_TIMER:
-            if self.clint is None:
+            if self.timer is None:
                 return False
             self._set_timer(hart, regs[10])
             kind = "set_timer"
@@ -89,8 +89,7 @@ class Offload:
             targets = self._targets(regs[10], regs[11])
             if targets is not None and fid:
                 for h in targets:
-                    self.machine.mmu.flush(h, (0, 1, 2))
-                    self.machine.tcache.jc_flush(h, "sfence.vma")
+                    self.machine.sfence_vma(h)
             kind = RFNC_KINDS[fid]
             err = sbi.SUCCESS if targets is not None else sbi.ERR_INVALID_PARAM
         else:
@@ -121,7 +120,7 @@ class Offload:
 
     # The OS's timer
     def _set_timer(self, hart: Hart, deadline: int) -> None:
-        self.clint.write(MTIMECMP_BASE + 8 * hart.id, 8, deadline)
+        self.timer.set_timecmp(hart.id, deadline)
         self.armed[hart.id] = deadline & MASK64
         if hart.mip & MIP_STIP:
             hart.mip &= ~MIP_STIP
@@ -129,14 +128,14 @@ class Offload:
     def timer_due(self, hart: Hart) -> bool:
         """Is the pending machine timer interrupt the one an offloaded set_timer armed?"""
         t = self.armed.get(hart.id)
-        return t is not None and bool(hart.mip & MIP_MTIP) and self.clint.mtimecmp[hart.id] == t
+        return t is not None and bool(hart.mip & MIP_MTIP) and self.timer.timecmp(hart.id) == t
 
     def timer_interrupt(self, hart: Hart) -> bool:
         """Takes the machine timer interrupt for the OS: STIP up, timer disarmed."""
         if not self.timer_due(hart):
             return False
         del self.armed[hart.id]
-        self.clint.write(MTIMECMP_BASE + 8 * hart.id, 8, MASK64)
+        self.timer.set_timecmp(hart.id, MASK64)
         hart.mip |= MIP_STIP
         self.machine.request_exit(hart)
         self.counts["timer_interrupt"] += 1
@@ -148,7 +147,7 @@ class Offload:
         """Has the deadline of the OS's last offloaded set_timer passed, whoever holds mtimecmp
         now (the firmware may have reprogrammed it)?"""
         t = self.armed.get(hart.id)
-        return t is not None and self.clint is not None and self.clint.mtime() >= t
+        return t is not None and self.timer is not None and self.timer.mtime() >= t
 
     def deliver_os_timer(self, hart: Hart) -> None:
         """STIP for the OS's passed deadline without the machine timer interrupt (mtimecmp is the
@@ -165,21 +164,14 @@ class Offload:
         insn = self._insn_at(hart, epc)
         if insn is None:
             return False
-        m = self.machine
-        mmu = hart.data_mmu()
+        machine = self.machine
         addr = (hart.get_x(insn.rs1) + insn.imm) & MASK64
         try:
             if cause == C.LOAD_MISALIGNED:
                 if insn.name not in LOADS:
                     return False
                 size, signed, fp = LOADS[insn.name]
-                value = 0
-                for i in range(size):
-                    a = (addr + i) & MASK64
-                    b = m.mem.read(m.mmu.translate(hart, a, "r", mmu), 1)
-                    if b is None:
-                        raise Trap(C.LOAD_ACCESS, a)
-                    value |= b << (8 * i)
+                value = machine.misaligned_load(hart, addr, size)
                 if fp:
                     if size == 4:
                         value |= 0xFFFFFFFF << 32  # NaN-boxed (unprivileged spec 12.2)
@@ -195,15 +187,10 @@ class Offload:
                     return False
                 size, fp = STORES[insn.name]
                 value = int(hart.s.f[insn.rs2]) if fp else hart.get_x(insn.rs2)
-                # Translate every byte first: a faulting store changes no memory.
-                paddrs = [m.mmu.translate(hart, (addr + i) & MASK64, "w", mmu) for i in range(size)]
-                for i, p in enumerate(paddrs):
-                    if not m.mem.write(p, 1, value >> (8 * i)):
-                        raise Trap(C.STORE_ACCESS, (addr + i) & MASK64)
-                    self._code_written(hart, p)
+                machine.misaligned_store(hart, addr, size, value)
                 kind = "misaligned_store"
         except Trap as t:
-            m.take_trap(hart, t.cause, t.tval, epc)
+            machine.take_trap(hart, t.cause, t.tval, epc)
             return True
         hart.pc = epc + insn.length
         hart.retired_base += 1
@@ -212,20 +199,7 @@ class Offload:
 
     def _insn_at(self, hart: Hart, pc: int):
         """The instruction at pc, fetched as the OS world would; None if that faults."""
-        m = self.machine
         try:
-            half = m.mem.read(m.mmu.fetch_translate(hart, pc), 2)
-            if half is not None and half & 3 == 3:
-                hi = m.mem.read(m.mmu.fetch_translate(hart, pc + 2), 2)
-                half = None if hi is None else half | hi << 16
+            return decode(self.machine.fetch_insn(hart, pc))
         except Trap:
             return None
-        return None if half is None else decode(half)
-
-    def _code_written(self, hart: Hart, paddr: int) -> None:
-        """A store the monitor made may overwrite translated code: drop it, as the slow path does."""
-        m = self.machine
-        ppn = paddr >> 12
-        if ppn in m.mmu.write_watch and m.tcache.page_has_code(ppn):
-            if m.tcache.invalidate_range(paddr, 1, "code-write", m.harts):
-                hart.want_exit = True

@@ -30,14 +30,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from runtime.core.hart import Hart
-from translator import abi
+from runtime.core.machine_api import PAGE_SIZE
 from translator import csrs as C
 
 PMP_R, PMP_W, PMP_X, PMP_L = 0x01, 0x02, 0x04, 0x80
 A_OFF, A_TOR, A_NA4, A_NAPOT = 0, 1, 2, 3
 ACCESS_BIT = {"r": PMP_R, "w": PMP_W, "x": PMP_X}
-PAGE_MASK = ~(abi.PAGE_SIZE - 1)
-MMU_PRIV = {abi.MMU_U: C.PRV_U, abi.MMU_S: C.PRV_S, abi.MMU_S_SUM: C.PRV_S, abi.MMU_M: C.PRV_M}
+PAGE_MASK = ~(PAGE_SIZE - 1)
 
 
 def napot_range(addr: int) -> tuple[int, int]:
@@ -109,15 +108,16 @@ class VirtualPmp:
                 return bool(cfg & ACCESS_BIT[access])
         return priv == C.PRV_M or not st.active
 
-    def page_uniform(self, hart: Hart, mmu: int, paddr: int) -> bool:
-        """Is the page of paddr decided alike for every byte (so a fast-path TLB entry is safe)?"""
+    def page_uniform(self, hart: Hart, priv: int, paddr: int) -> bool:
+        """Is the page of paddr decided alike for every byte at `priv` (so a fast-path TLB entry
+        is safe)?"""
         lo_p = paddr & PAGE_MASK
-        hi_p = lo_p + abi.PAGE_SIZE
+        hi_p = lo_p + PAGE_SIZE
         for lo, hi in self.reserved:
             if lo_p < hi and lo < hi_p:
                 return False
         st = self.harts.get(hart.id)
-        if st is None or (MMU_PRIV[mmu] == C.PRV_M and not st.locked):
+        if st is None or (priv == C.PRV_M and not st.locked):
             return True
         for lo, hi, _cfg in st.entries:
             if lo_p < hi and lo < hi_p:

@@ -13,7 +13,6 @@ def build(platform, ram_size: int | None = None, opt: int = 2, icount: bool = Fa
           out=None) -> Machine:
     m = Machine(ram_base=platform.RAM_BASE, ram_size=ram_size or platform.DEFAULT_RAM, harts=harts, opt=opt,
                 icount=icount, timebase_hz=platform.TIMEBASE_HZ)
-    m.devices = {}
     plic = None
     for name, (base, size, kind, _irq) in platform.DEVICES.items():
         dev = None
@@ -23,19 +22,15 @@ def build(platform, ram_size: int | None = None, opt: int = 2, icount: bool = Fa
             dev = Uart16550(out=out)
         elif kind == "clint":
             dev = Clint(m)
-            m.timer_sources.append(dev)
-            m.pollers.append(dev.poll)
         elif kind == "plic":
             dev = plic = Plic(m, num_sources=platform.PLIC_SOURCES)
-            m.pollers.append(dev.poll)
         if dev is not None:
-            m.mem.add_device(base, size, dev, name)
-            m.devices[name] = dev
+            m.add_device(name, base, size, dev)
     # Interrupt wiring: each device's line goes to its PLIC source.
     for name, (_base, _size, _kind, irq) in platform.DEVICES.items():
         dev = m.devices.get(name)
-        if irq is not None and plic is not None and hasattr(dev, "irq_line"):
-            dev.irq_line = _line(plic, irq)
+        if irq is not None and plic is not None and dev is not None:
+            dev.connect_irq(_line(plic, irq))
     return m
 
 

@@ -11,9 +11,10 @@ import contextlib
 import sys
 import time
 from time import perf_counter
-from typing import Protocol
 
+from runtime.core.device import Device
 from runtime.core.hart import RUNTIME_SLOTS, GuestExit, Hart, Trap
+from runtime.core.machine_api import Monitor, SysHook
 from runtime.core.memory import PhysicalMemory
 from runtime.core.mmu import AccessGuard, Mmu
 from runtime.core.system import PLAIN_S_CSRS
@@ -104,19 +105,9 @@ def _runtime_object(engine: Engine) -> bytes:
                           lambda: engine.emit_object(dispatcher_ir()))
 
 
-class Monitor(Protocol):
-    """What sits at M-level: the virtual firmware monitor (vfm/), or a test stand-in."""
-
-    def attach(self, machine: Machine) -> None: ...
-
-    def on_trap(self, hart: Hart, cause: int, tval: int, epc: int) -> None: ...
-
-    def on_interrupt(self, hart: Hart, irq: int) -> None: ...
-
-    def pending_m_interrupt(self, hart: Hart) -> int | None: ...
-
-
 class Machine:
+    """A machine; what the monitor may use of it is runtime/core/machine_api.py `MachineInterface`."""
+
     def __init__(self, ram_base: int = 0x8000_0000, ram_size: int = 256 << 20, harts: int = 1,
                  opt: int = 2, icount: bool = False, timebase_hz: int = 10_000_000) -> None:
         self.mem = PhysicalMemory(ram_base, ram_size)
@@ -134,10 +125,11 @@ class Machine:
         self.max_insns: int | None = None
         self.callout_error: BaseException | None = None
         self.misaligned_trap = True
-        self.pollers: list = []  # Devices polled between slices: fn(machine) -> None
+        self.pollers: list = []  # Polled between slices: fn(machine) -> None (devices, front ends)
+        self.devices: dict[str, Device] = {}  # By name (add_device)
+        self._roles: dict[str, Device] = {}  # The first device of each role
         self.trace = None  # runtime.frontends.trace.Tracer when -d is given
-        # The monitor's fast path for system instructions: fn(hart, raw, pc) -> bool (done)
-        self.sys_hook = None
+        self.sys_hook: SysHook | None = None  # The monitor's fast path for system instructions
         self.debug_stop: Hart | None = None  # A hart that reached a debugger breakpoint (runtime/frontends/gdbstub.py)
         self.stats_callouts = {"mem": 0, "sys": 0, "miss": 0, "poll": 0, "fetch": 0, "warm": 0}
         # Host seconds of those Python entries by cause ("hot": promotions), the part spent in
@@ -152,7 +144,7 @@ class Machine:
         self.warm_threshold = WARM_THRESHOLD
         self.store_watchers: list = []  # fn(hart, paddr, size) after slow-path stores to watched words
         self._watch_pages: set[int] = set()
-        self.timer_sources: list = []  # Devices with next_deadline(machine) -> mtime or None
+        self.timer_sources: list[Device] = []  # Devices with a deadline
         self.waiters: list = []  # fn(seconds): block until input may have arrived
         self.trap_guard = TrapGuard(self)  # Idle traps count as instructions; trap loops stop
         self._install_callouts()
@@ -201,6 +193,23 @@ class Machine:
         for num, (_attr, slot, mask) in PLAIN_S_CSRS.items():
             self.map_csr(C.PRV_S, num, slot, mask)
         self.update_time_csr()
+
+    # Devices
+    def add_device(self, name: str, base: int, size: int, dev: Device) -> None:
+        """Maps `dev` at [base, base + size) and wires what it declares (runtime/devices `Device`):
+        its poller, its deadline, its role."""
+        self.mem.add_device(base, size, dev, name)
+        self.devices[name] = dev
+        if dev.polled():
+            self.pollers.append(dev.poll)
+        if dev.timed():
+            self.timer_sources.append(dev)
+        if dev.role:
+            self._roles.setdefault(dev.role, dev)
+
+    def device(self, role: str) -> Device | None:
+        """The device that plays `role` ("timer", "interrupt-controller", ...), if there is one."""
+        return self._roles.get(role)
 
     # Callouts from generated code
     def _install_callouts(self) -> None:
@@ -296,12 +305,18 @@ class Machine:
             if vaddr & (size - 1):
                 if self.misaligned_trap or amo:
                     raise Trap(C.STORE_MISALIGNED if access == "w" else C.LOAD_MISALIGNED, vaddr)
-                return self._misaligned(hart, vaddr, value, size, store, mmu, desc)
+                if store:
+                    self.misaligned_store(hart, vaddr, size, value, mmu)
+                    return 0
+                v = self.misaligned_load(hart, vaddr, size, mmu)
+                if desc & abi.DESC_SIGNED and v >> (8 * size - 1):
+                    v -= 1 << (8 * size)
+                return v & MASK64
             paddr = self.mmu.translate(hart, vaddr, access, mmu, size)
             if store:
                 if not self.mem.write(paddr, size, value):
                     raise Trap(C.STORE_ACCESS, vaddr)
-                self._after_store(hart, paddr, size, pc, desc, remain)
+                self._after_store(hart, paddr, size)
                 if self.mem.is_ram(paddr, size):
                     self.mmu.fill(hart, mmu, vaddr, paddr, True)
                 self._stop_if_wanted(hart, pc, desc, remain)
@@ -332,23 +347,35 @@ class Machine:
             hart.uncount(remain)
             hart.s.exit_now = 1
 
-    def _misaligned(self, hart, vaddr, value, size, store, mmu, desc) -> int:
+    def misaligned_load(self, hart: Hart, vaddr: int, size: int, mmu: int | None = None) -> int:
+        """A load of `size` bytes at vaddr done a byte at a time through `hart`'s data view (or
+        TLB `mmu`), zero-extended; raises Trap on a fault. Privileged spec 3.1.16: for a fault of
+        a misaligned access, tval is "the virtual address of the portion of the access that
+        caused the fault"."""
+        if mmu is None:
+            mmu = hart.data_mmu()
         out = 0
         for i in range(size):
-            paddr = self.mmu.translate(hart, vaddr + i, "w" if store else "r", mmu)
-            if store:
-                if not self.mem.write(paddr, 1, value >> (8 * i)):
-                    raise Trap(C.STORE_ACCESS, vaddr)
-            else:
-                b = self.mem.read(paddr, 1)
-                if b is None:
-                    raise Trap(C.LOAD_ACCESS, vaddr)
-                out |= b << (8 * i)
-        if not store and desc & abi.DESC_SIGNED and out >> (8 * size - 1):
-            out -= 1 << (8 * size)
-        return out & MASK64
+            a = (vaddr + i) & MASK64
+            b = self.mem.read(self.mmu.translate(hart, a, "r", mmu), 1)
+            if b is None:
+                raise Trap(C.LOAD_ACCESS, a)
+            out |= b << (8 * i)
+        return out
 
-    def _after_store(self, hart: Hart, paddr: int, size: int, pc: int, desc: int, remain: int) -> None:
+    def misaligned_store(self, hart: Hart, vaddr: int, size: int, value: int, mmu: int | None = None) -> None:
+        """A store of `size` bytes at vaddr done a byte at a time, as `misaligned_load`. Every byte
+        is translated first: a store that faults changes no memory. Code it overwrites is dropped
+        and store watchers run, as for any slow-path store."""
+        if mmu is None:
+            mmu = hart.data_mmu()
+        paddrs = [self.mmu.translate(hart, (vaddr + i) & MASK64, "w", mmu) for i in range(size)]
+        for i, p in enumerate(paddrs):
+            if not self.mem.write(p, 1, value >> (8 * i)):
+                raise Trap(C.STORE_ACCESS, (vaddr + i) & MASK64)
+            self._after_store(hart, p, 1)
+
+    def _after_store(self, hart: Hart, paddr: int, size: int) -> None:
         """A store reached RAM through the slow path: invalidate code it overwrote, run watchers."""
         ppn = paddr >> abi.PAGE_BITS
         if ppn in self.mmu.write_watch:
@@ -388,26 +415,32 @@ class Machine:
         """The instruction at pc (16 or 32 bits), filling the code TLB for its page; or takes the
         fetch trap (privileged spec 3.1.15: tval is the faulting half's address) and stops."""
         self.stats_callouts["fetch"] += 1
-        fmmu = hart.s.flags & abi.FLAG_PRIV_MASK  # MMU_U, MMU_S or MMU_M: the fetch view
         try:
-            if pc & 1:
-                raise Trap(C.INSN_MISALIGNED, pc)
-            raw = 0
-            for half in (0, 2):
-                va = (pc + half) & MASK64
-                paddr = self.mmu.fetch_translate(hart, va)
-                if not self.mem.is_ram(paddr, 2):
-                    raise Trap(C.INSN_ACCESS, va)
-                self.mmu.fill_code(hart, fmmu, va, paddr)
-                raw |= self.mem.read(paddr, 2) << (8 * half)
-                if raw & 3 != 3:
-                    break
-            return raw
+            return self.fetch_insn(hart, pc, fill=True)
         except Trap as t:
             hart.uncount(1)
             self.take_trap(hart, t.cause, t.tval, pc)
             hart.s.exit_now = 1
             return 0
+
+    def fetch_insn(self, hart: Hart, pc: int, fill: bool = False) -> int:
+        """The instruction at pc (16 or 32 bits) as `hart` fetches it now; raises Trap on a fault
+        (privileged spec 3.1.15: tval is the faulting half's address). `fill`: its pages go in the
+        interpreter's code TLB."""
+        if pc & 1:
+            raise Trap(C.INSN_MISALIGNED, pc)
+        raw = 0
+        for half in (0, 2):
+            va = (pc + half) & MASK64
+            paddr = self.mmu.fetch_translate(hart, va)
+            if not self.mem.is_ram(paddr, 2):
+                raise Trap(C.INSN_ACCESS, va)
+            if fill:
+                self.mmu.fill_code(hart, hart.s.flags & abi.FLAG_PRIV_MASK, va, paddr)  # The fetch view
+            raw |= self.mem.read(paddr, 2) << (8 * half)
+            if raw & 3 != 3:
+                break
+        return raw
 
     # Instruction fetch for the translator
     def _fetcher(self, hart: Hart):
@@ -529,6 +562,71 @@ class Machine:
             self.mmu.guard_changed(h)
             if had:
                 self.tcache.jc_flush(h, "pmp")
+
+    # The monitor (runtime/core/machine_api.py MachineInterface)
+    def attach_monitor(self, monitor: Monitor, sys_hook: SysHook | None = None) -> None:
+        """Puts `monitor` at M-level: it takes every trap that is not delegated to S and every
+        M-level interrupt; `sys_hook(hart, raw, pc)` is offered every system instruction first
+        (True: done)."""
+        self.monitor = monitor
+        self.sys_hook = sys_hook
+
+    def reg_view(self, hart: Hart) -> memoryview:
+        """`hart`'s native state as 64-bit words: x1..x31 at 1..31, the pc at REG_PC, the LR
+        reservation at REG_RESV (runtime/core/machine_api.py)."""
+        return memoryview(ffi.buffer(hart.s)).cast("Q")
+
+    def set_mprv(self, hart: Hart, priv: int | None) -> bool:
+        """The firmware's loads and stores are translated and protected as at `priv` (mstatus.MPRV
+        with MPP = priv, privileged spec 3.1.6.3; S with sstatus.SUM), or as its own (None, or
+        M). Returns whether they now go through a view of the OS world they did not use before."""
+        mmu = None
+        if priv == C.PRV_U:
+            mmu = abi.MMU_U
+        elif priv == C.PRV_S:
+            mmu = abi.MMU_S_SUM if hart.s.mstatus & C.MSTATUS_SUM else abi.MMU_S
+        changed = mmu != hart.fw_data_mmu
+        hart.fw_data_mmu = mmu
+        hart.update_flags()
+        return changed and mmu is not None
+
+    def flush_tlb(self, hart: Hart, which: str = "all") -> None:
+        """Drops TLB entries of `hart`: "all"; "os", the OS world's (U, S and S with SUM); "mprv",
+        those of the view the firmware's MPRV accesses use (`set_mprv`), if any."""
+        if which == "all":
+            self.mmu.flush(hart)
+        elif which == "os":
+            self.mmu.flush(hart, (abi.MMU_U, abi.MMU_S, abi.MMU_S_SUM))
+        elif which == "mprv":
+            if hart.fw_data_mmu is not None:
+                self.mmu.flush(hart, (hart.fw_data_mmu,))
+        else:
+            raise ValueError(f"no TLB set {which!r}")
+
+    def sfence_vma(self, hart: Hart, vaddr: int | None = None) -> None:
+        """sfence.vma (privileged spec 4.2.1) on `hart`: the OS world's translations of the page of
+        vaddr (None: of every page) and the jump-cache entries looked up through them. No ASIDs:
+        every form flushes all address spaces."""
+        if vaddr is None:
+            self.mmu.flush(hart, (abi.MMU_U, abi.MMU_S, abi.MMU_S_SUM))
+            self.tcache.jc_flush(hart, "sfence.vma")
+        else:
+            self.mmu.flush_page(hart, vaddr, (abi.MMU_U, abi.MMU_S, abi.MMU_S_SUM))
+            self.tcache.jc_flush_page(hart, vaddr, "sfence.vma")
+
+    def guard_changed(self, hart: Hart) -> None:
+        """The access guard's decisions changed for `hart` (a PMP write): drop its TLB entries and
+        jump-cache entries filled under the old ones (fetches are checked when a block is looked up)."""
+        self.mmu.guard_changed(hart)
+        self.tcache.jc_flush(hart, "pmp")
+
+    def write_phys(self, paddr: int, data: bytes) -> bool:
+        """Writes `data` to RAM at paddr, untranslated and unguarded, before the guest runs from it
+        (no code-write check); False, and nothing written, if it is not all RAM."""
+        if not self.mem.is_ram(paddr, len(data)):
+            return False
+        self.mem.load_bytes(paddr, data)
+        return True
 
     # CSRs accessed in place by generated code (abi.CSR_SLOTS)
     def csr_slot(self) -> int:
@@ -824,7 +922,7 @@ class Machine:
         late: exactly under --icount (10 instructions a tick), else assuming at most 100."""
         deadline = None
         for d in self.timer_sources:
-            t = d.next_deadline(self)
+            t = d.deadline()
             if t is not None and (deadline is None or t < deadline):
                 deadline = t
         if deadline is None:
@@ -900,7 +998,7 @@ class Machine:
         """wfi: sleep the host until a device or timer may have raised an interrupt."""
         deadline = None
         for d in self.timer_sources:
-            t = d.next_deadline(self)
+            t = d.deadline()
             if t is not None and (deadline is None or t < deadline):
                 deadline = t
         if self.icount:

@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import mmap
 import struct
-from typing import Protocol
 
+from runtime.core.device import Device
 from translator.abi import ffi
-
-
-class Device(Protocol):
-    """A memory-mapped device. Offsets are relative to the region base."""
-
-    def read(self, offset: int, size: int) -> int: ...
-
-    def write(self, offset: int, size: int, value: int) -> None: ...
 
 
 class Region:

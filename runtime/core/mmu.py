@@ -24,6 +24,9 @@ INVALID = abi.TLB_INVALID
 ACCESS_FAULT = {"r": C.LOAD_ACCESS, "w": C.STORE_ACCESS, "x": C.INSN_ACCESS}
 PAGE_FAULT = {"r": C.LOAD_PAGE_FAULT, "w": C.STORE_PAGE_FAULT, "x": C.INSN_PAGE_FAULT}
 
+# The privilege each TLB (MMU index) serves
+MMU_PRIV = {abi.MMU_U: C.PRV_U, abi.MMU_S: C.PRV_S, abi.MMU_S_SUM: C.PRV_S, abi.MMU_M: C.PRV_M}
+
 # PTE bits (privileged spec 4.3.1)
 PTE_V, PTE_R, PTE_W, PTE_X, PTE_U, PTE_G, PTE_A, PTE_D = (1 << i for i in range(8))
 
@@ -39,8 +42,9 @@ class AccessGuard(Protocol):
         the world: PRV_M is the firmware (also for its MPRV accesses, where priv is MPP)."""
         ...
 
-    def page_uniform(self, hart: Hart, mmu: int, paddr: int) -> bool:
-        """May the page of paddr get a fast-path entry in TLB `mmu` of `hart`?"""
+    def page_uniform(self, hart: Hart, priv: int, paddr: int) -> bool:
+        """May the page of paddr get a fast-path entry in a TLB of `hart` that serves accesses at
+        privilege `priv` (PRV_M: the firmware's own)?"""
         ...
 
 
@@ -64,7 +68,7 @@ class Mmu:
         self.unwrite = None
         self.flush_page_native = None
         # The guard's bound methods (set_guard): fn(hart, paddr, size, access, priv) -> bool, and
-        # fn(hart, mmu, paddr) -> bool; None: no guard.
+        # fn(hart, priv, paddr) -> bool; None: no guard.
         self.pmp_check = None
         self.pmp_page = None
         self.trace = None  # runtime.frontends.trace.Tracer for -d mmu
@@ -100,13 +104,17 @@ class Mmu:
             return self.translate(hart, vaddr, "x", abi.MMU_M)
         return self.translate(hart, vaddr, "x", abi.MMU_U if hart.priv == C.PRV_U else abi.MMU_S)
 
-    def walk(self, hart: Hart, vaddr: int, access: str, priv: int, sum_: bool) -> int:
+    def walk(self, hart: Hart, vaddr: int, access: str, priv: int, sum_: bool, probe: bool = False) -> int:
+        """The Sv39 translation of vaddr by `hart`'s satp; raises Trap on a fault. `probe`: a
+        debugger's look, without side effects (no guard check, no permission check, no A/D
+        update, nothing recorded), as QEMU's debug accesses."""
         satp = hart.satp
         mode = satp >> 60
         if mode == 0:
             return vaddr & MASK64
         # Sv39 (privileged spec 4.4): bits 63:39 must equal bit 38.
-        self.stats_walks += 1
+        if not probe:
+            self.stats_walks += 1
         top = vaddr >> 38
         if top != 0 and top != (MASK64 >> 38):
             raise Trap(PAGE_FAULT[access], vaddr)
@@ -118,23 +126,26 @@ class Mmu:
             pte = self.mem.read(pte_addr, 8) if self.mem.is_ram(pte_addr, 8) else None
             # PMP checks the walk's implicit accesses as S-mode; a violation raises the access fault
             # of the original access (privileged spec 3.7.2 and 4.3.2 step 2).
-            if pte is None or (self.pmp_check is not None
+            if pte is None or (self.pmp_check is not None and not probe
                                and not self.pmp_check(hart, pte_addr, 8, "r", C.PRV_S)):
                 raise Trap(ACCESS_FAULT[access], vaddr)
-            if self.pmp_page is None or self.pmp_page(hart, abi.MMU_S, pte_addr):
+            if not probe and (self.pmp_page is None or self.pmp_page(hart, C.PRV_S, pte_addr)):
                 self._note_allowed(hart, abi.MMU_S, pte_addr >> abi.PAGE_BITS, "r")
             if not pte & PTE_V or (not pte & PTE_R and pte & PTE_W) or pte >> 54:
                 raise Trap(PAGE_FAULT[access], vaddr)
             if pte & (PTE_R | PTE_X):
-                self._check_leaf(pte, access, priv, sum_, mxr, vaddr)
+                if not probe:
+                    self._check_leaf(pte, access, priv, sum_, mxr, vaddr)
                 ppn = (pte >> 10) & ((1 << 44) - 1)
                 if level and ppn & ((1 << (9 * level)) - 1):
                     raise Trap(PAGE_FAULT[access], vaddr)  # Misaligned superpage
+                offset_mask = (1 << (12 + 9 * level)) - 1
+                if probe:
+                    return ((ppn << 12) & ~offset_mask) | (vaddr & offset_mask)
                 want = PTE_A | (PTE_D if access == "w" else 0)
                 if pte & want != want:
                     # Hardware A/D update, as QEMU does (privileged spec 4.3.1 permits either).
                     self.mem.write(pte_addr, 8, pte | want)
-                offset_mask = (1 << (12 + 9 * level)) - 1
                 self.leaf_size = offset_mask + 1
                 return ((ppn << 12) & ~offset_mask) | (vaddr & offset_mask)
             a = ((pte >> 10) & ((1 << 44) - 1)) << 12
@@ -157,7 +168,7 @@ class Mmu:
         all of it. Counts the fill."""
         if not self.mem.is_ram(paddr & PAGE_MASK, abi.PAGE_SIZE):
             return False
-        if self.pmp_page is not None and not self.pmp_page(hart, mmu, paddr):
+        if self.pmp_page is not None and not self.pmp_page(hart, MMU_PRIV[mmu], paddr):
             return False
         self.stats_fills += 1
         return True

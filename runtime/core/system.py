@@ -105,11 +105,8 @@ def platform_mtime(machine) -> int:
     """The time CSR's value: "The time CSR is a read-only shadow of the memory-mapped mtime
     register" (privileged spec 3.1.11), so it follows writes to mtime (the timer device keeps them
     as an offset against machine.time())."""
-    for source in machine.timer_sources:
-        mtime = getattr(source, "mtime", None)
-        if callable(mtime):
-            return mtime()
-    return machine.time()
+    timer = machine.device("timer")
+    return machine.time() if timer is None else timer.mtime()
 
 
 def _counter(which: str) -> Rule:
@@ -256,6 +253,19 @@ def csr_op(machine, hart: Hart, insn: Insn) -> None:
     hart.set_x(insn.rd, old)
 
 
+def sret(hart: Hart) -> int:
+    """The S-level return (privileged spec 3.3.2): SIE = SPIE, SPIE = 1, SPP = U, pc = sepc; returns
+    the privilege to return to (the old SPP). The caller switches to it (and, from virtual M-mode,
+    clears MPRV: the monitor)."""
+    s = hart.s
+    ms = s.mstatus
+    spp = C.PRV_S if ms & C.MSTATUS_SPP else C.PRV_U
+    ms = (ms & ~C.MSTATUS_SIE) | (C.MSTATUS_SIE if ms & C.MSTATUS_SPIE else 0)
+    s.mstatus = (ms | C.MSTATUS_SPIE) & ~C.MSTATUS_SPP
+    hart.pc = hart.sepc
+    return spp
+
+
 def execute(machine, hart: Hart, insn: Insn, pc: int) -> None:
     """Performs a system instruction; pc already points past it. Raises Trap on a fault."""
     name = insn.name
@@ -274,14 +284,7 @@ def execute(machine, hart: Hart, insn: Insn, pc: int) -> None:
     elif name == "sret":
         if priv == C.PRV_U or (priv == C.PRV_S and hart.tsr):
             raise _illegal(insn.raw)
-        s = hart.s
-        ms = s.mstatus
-        spp = C.PRV_S if ms & C.MSTATUS_SPP else C.PRV_U
-        ms = (ms & ~C.MSTATUS_SIE) | (C.MSTATUS_SIE if ms & C.MSTATUS_SPIE else 0)
-        ms = (ms | C.MSTATUS_SPIE) & ~C.MSTATUS_SPP
-        s.mstatus = ms
-        hart.pc = hart.sepc
-        machine.set_priv(hart, spp)
+        machine.set_priv(hart, sret(hart))
         machine.request_exit(hart)
     elif name == "wfi":
         if priv == C.PRV_U or hart.tw:
@@ -291,13 +294,7 @@ def execute(machine, hart: Hart, insn: Insn, pc: int) -> None:
     elif name == "sfence.vma":
         if priv == C.PRV_U or hart.tvm:
             raise _illegal(insn.raw)
-        if insn.rs1:
-            vaddr = hart.get_x(insn.rs1)
-            machine.mmu.flush_page(hart, vaddr, (0, 1, 2))
-            machine.tcache.jc_flush_page(hart, vaddr, "sfence.vma")
-        else:
-            machine.mmu.flush(hart, (0, 1, 2))
-            machine.tcache.jc_flush(hart, "sfence.vma")
+        machine.sfence_vma(hart, hart.get_x(insn.rs1) if insn.rs1 else None)
     elif name == "mret":
         raise _illegal(insn.raw)  # From S or U: mret is M-only
     else:

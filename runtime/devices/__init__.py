@@ -1,4 +1,5 @@
-"""Devices of the machine. Their output to the host goes through `write_out`."""
+"""Devices of the machine (each a `runtime.core.device.Device`), and `write_out` for their output to
+the host."""
 
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from runtime.core.device import Device
 from translator import csrs as C
 
 if TYPE_CHECKING:
@@ -32,8 +33,11 @@ MIP_MSIP = 1 << C.IRQ_MSI
 MIP_MTIP = 1 << C.IRQ_MTI
 
 
-class Clint:
-    """The CLINT of a machine: one msip/mtimecmp pair per hart and the shared mtime."""
+class Clint(Device):
+    """The CLINT of a machine: one msip/mtimecmp pair per hart and the shared mtime; the platform
+    timer (role "timer", runtime/devices `Timer`)."""
+
+    role = "timer"
 
     def __init__(self, machine: Machine) -> None:
         self.m = machine
@@ -48,6 +52,12 @@ class Clint:
     # Time
     def mtime(self) -> int:
         return (self.m.time() + self.offset) & MASK64
+
+    def timecmp(self, hart: int) -> int:
+        return self.mtimecmp[hart]
+
+    def set_timecmp(self, hart: int, value: int) -> None:
+        self.write(MTIMECMP_BASE + 8 * hart, 8, value & MASK64)
 
     def set_mtime(self, value: int) -> None:
         self.offset = (value & MASK64) - self.m.time()
@@ -84,7 +94,7 @@ class Clint:
         if nxt is not None and self.m.time() >= nxt:
             self.update()
 
-    def next_deadline(self, machine: Machine | None = None) -> int | None:
+    def deadline(self) -> int | None:
         """The nearest future mtimecmp on machine.time()'s scale (what wfi sleeps until), or None.
         mtimecmp = all-ones is "no timer" (how OpenSBI and Linux stop it)."""
         return self._next_change

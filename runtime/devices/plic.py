@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from runtime.core.device import Device
 from translator import csrs as C
 
 if TYPE_CHECKING:
@@ -31,8 +32,10 @@ MIP_MEIP = 1 << C.IRQ_MEI
 MIP_SEIP = 1 << C.IRQ_SEI
 
 
-class Plic:
+class Plic(Device):
     """Level-triggered gateways plus the PLIC core, for 2 contexts per hart."""
+
+    role = "interrupt-controller"
 
     def __init__(self, machine: Machine, num_sources: int = 96) -> None:
         self.m = machine

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from runtime.core.device import Device
 from runtime.core.hart import GuestExit
 
 
-class SifiveTest:
+class SifiveTest(Device):
+    role = "finisher"
+
     def read(self, offset: int, size: int) -> int:
         return 0
 

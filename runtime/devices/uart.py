@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections import deque
 
+from runtime.core.device import Device
 from runtime.devices import write_out
 
 # Register offsets (DLAB = 0)
@@ -13,7 +14,10 @@ LSR_DR, LSR_THRE, LSR_TEMT = 0x01, 0x20, 0x40
 IER_RDI, IER_THRI = 0x01, 0x02
 
 
-class Uart16550:
+class Uart16550(Device):
+    role = "console"
+    irq_outputs = 1  # Its interrupt line (a PLIC source on qemu-virt)
+
     def __init__(self, out=None) -> None:
         self.out = out or sys.stdout.buffer
         self.rx: deque[int] = deque()
@@ -24,7 +28,6 @@ class Uart16550:
         self.dll = 0
         self.dlm = 0
         self.thr_empty_pending = False
-        self.irq_line = None  # fn(level: bool), set by the platform (PLIC source)
         # fn(), called when the guest reads the line status: it is waiting on the UART, so the
         # console checks its input then (runtime/frontends/console.py); may raise to stop the machine.
         self.on_status_read = None

@@ -523,27 +523,12 @@ class GdbStub:
         """Physical address of vaddr for the hart's privilege, without side effects (no A/D
         updates, permissions ignored, as QEMU's debug accesses); None if unmapped."""
         vaddr &= MASK64
-        satp = hart.satp
-        if hart.priv == C.PRV_M or satp >> 60 == 0:
+        if hart.priv == C.PRV_M:
             return vaddr
-        top = vaddr >> 38
-        if top not in (0, MASK64 >> 38):
+        try:
+            return self.m.mmu.walk(hart, vaddr, "r", hart.priv, True, probe=True)
+        except Trap:
             return None
-        mem = self.m.mem
-        a = (satp & ((1 << 44) - 1)) << 12
-        for level in (2, 1, 0):
-            pte_addr = a + ((vaddr >> (12 + 9 * level)) & 0x1FF) * 8
-            if not mem.is_ram(pte_addr, 8):
-                return None
-            pte = mem.read(pte_addr, 8)
-            if not pte & 1:
-                return None
-            ppn = (pte >> 10) & ((1 << 44) - 1)
-            if pte & 0xA:  # R or X: a leaf
-                mask = (1 << (12 + 9 * level)) - 1
-                return ((ppn << 12) & ~mask) | (vaddr & mask)
-            a = ppn << 12
-        return None
 
     def _ram_span(self, vaddr: int, n: int) -> tuple[int, int] | None:
         """(paddr, length) of the first piece of [vaddr, vaddr+n) within one page, if it is RAM the

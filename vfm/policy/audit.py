@@ -17,7 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from runtime.core.hart import Hart
-from translator import abi
+from runtime.core.machine_api import PAGE_SIZE
 from translator import csrs as C
 from vfm.policy.base import Policy, PolicyError, Switch
 
@@ -118,7 +118,7 @@ def summarize(path: Path) -> str:
     total = 0
     for r in records:
         total += r["n"]
-        page = r["addr"] & ~(abi.PAGE_SIZE - 1)
+        page = r["addr"] & ~(PAGE_SIZE - 1)
         p = pages[r["call"] or "(no call)"].setdefault(page, {"access": set(), "n": 0, "pcs": set(), "mprv": False})
         p["access"].add(r["access"])
         p["n"] += r["n"]

@@ -8,12 +8,12 @@ from collections import Counter
 from dataclasses import dataclass
 
 from runtime.core.hart import Hart
-from translator import abi
+from runtime.core.machine_api import PAGE_SIZE
 from translator.csrs import INTERRUPT_BIT, PRV_M
 from vfm import sbi
 from vfm.causes import cause_name, irq_name
 
-PAGE_MASK = ~(abi.PAGE_SIZE - 1)
+PAGE_MASK = ~(PAGE_SIZE - 1)
 REPORT_LIMIT = 10  # Blocked attempts reported on stderr per kind; the rest are only counted
 
 
@@ -143,11 +143,11 @@ class PolicyGuard:
                 ok = False
         return ok
 
-    def page_uniform(self, hart: Hart, mmu: int, paddr: int) -> bool:
-        if not self.pmp.page_uniform(hart, mmu, paddr):
+    def page_uniform(self, hart: Hart, priv: int, paddr: int) -> bool:
+        if not self.pmp.page_uniform(hart, priv, paddr):
             return False
         lo_p = paddr & PAGE_MASK
-        hi_p = lo_p + abi.PAGE_SIZE
+        hi_p = lo_p + PAGE_SIZE
         for lo, hi, _ in (self.fw if hart.priv == PRV_M else self.os):
             if lo_p < hi and lo < hi_p:
                 return False

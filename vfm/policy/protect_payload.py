@@ -33,13 +33,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from runtime.core.hart import Hart
+from runtime.core.machine_api import REG_PC as PC
 from runtime.core.system import fix_sd
-from translator import abi
 from translator import csrs as C
 from vfm import sbi
 from vfm.policy.base import Policy, Switch
 
-PC = abi.OFF_PC // 8
 MASK64 = (1 << 64) - 1
 S_CSRS = ("stvec", "sscratch", "sepc", "scause", "stval", "satp", "scounteren", "senvcfg")
 HIDE_MSTATUS = (C.MSTATUS_SIE | C.MSTATUS_SPIE | C.MSTATUS_SPP | C.MSTATUS_SUM | C.MSTATUS_MXR
