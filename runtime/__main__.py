@@ -1,3 +1,3 @@
-from runtime.frontends.cli import main
+from runtime.frontends.cli import entry
 
-main()
+entry()

@@ -763,12 +763,13 @@ class TranslationCache:
         return done
 
     def abandon(self) -> None:
-        """Forgets promotions still compiling (the run is over) and stops the worker thread."""
+        """Forgets promotions still compiling (the run is over) and stops the worker thread, without
+        waiting for the compilation it is in (the front end need not wait for it either)."""
         self.pending.clear()
         self.warm_queue.clear()
         self.warming.clear()
         self.promoting.clear()
-        self.engine.shutdown()
+        self.engine.shutdown(wait=False)
 
     def _enter_warm(self, job: _Job, harts: list[Hart]) -> None:
         """Installs background translations of warm heads whose guest bytes did not change since

@@ -315,6 +315,8 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
     for err in errors:
         click.echo(f"mirage: error: {err}", err=True)
     _flush_stdout()
+    global _exit_without_waiting
+    _exit_without_waiting = m.engine.busy()
     sys.exit(result.code)
 
 
@@ -413,6 +415,28 @@ def write_stats(m, path: Path, t_start: float, t_run: float, t_end: float) -> No
     from runtime.frontends import stats
 
     stats.write(collect_stats(m, t_start, t_run, t_end), path)
+
+
+# Set by jit-run when the JIT's worker thread is still in a compilation nobody needs any more.
+_exit_without_waiting = False
+
+
+def entry() -> None:
+    """The `mirage` command (and `python3 -m runtime`): `main`, except that a jit-run whose worker
+    thread is still compiling exits at once instead of waiting for it (Python joins its threads
+    at exit; an LLVM compilation cannot be interrupted). Everything the run writes is written and
+    flushed by then."""
+    try:
+        main()
+    except SystemExit as e:
+        if not _exit_without_waiting or not isinstance(e.code, int | None):
+            raise
+        for f in (sys.stdout, sys.stderr):
+            try:
+                f.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(e.code or 0)
 
 
 def _register_subcommands() -> None:
