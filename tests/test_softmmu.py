@@ -333,3 +333,46 @@ def test_a_probe_walk_has_no_side_effects():
     assert t.value.cause == C.LOAD_ACCESS  # The guard denies reading the page table
     with pytest.raises(Trap):
         m.mmu.walk(h, 0x1_0000_0000, "r", C.PRV_S, False, probe=True)  # vpn[2] = 4: not mapped
+
+
+# S-mode stores to the UART through a gigapage (VA 0x50000000 -> PA 0x10000000), then the page is
+# mapped to RAM (PA 0x90000000) and the same address stored to again after `FENCE`: the second
+# store must reach RAM, not the device (a device page's translation is kept like a TLB entry, so
+# it must go with the same flushes).
+REMAP_DEVICE = """
+  li t0, 0x50000000
+  li t1, 'A'
+  sb t1, 0(t0)
+  la t2, pt
+  li t3, 0x200000CF
+  sd t3, 8(t2)
+  FENCE
+  li t1, 'B'
+  sb t1, 0(t0)
+  li t0, 0x90000000
+  lbu t4, 0(t0)
+  li t1, 'B'
+  bne t4, t1, 2f
+  PASS
+2: FAIL 2
+trap: FAIL 7
+  .data
+  .align 12
+pt:
+  .dword 0, 0xCF, 0x200000CF
+  .fill 509, 8, 0
+"""
+
+
+# sfence.vma of all, of the address, of another address of the same gigapage (privileged spec
+# 4.2.1: an address "orders only reads and writes to leaf page table entries for" it, and the leaf
+# here maps the whole gigapage).
+@pytest.mark.parametrize("fence", ["sfence.vma", "sfence.vma t0", "li t5, 0x5abc1000; sfence.vma t5"])
+def test_a_remapped_device_page_is_not_reached_after_sfence(asm, fence):
+    from tests.conftest import mirage
+    from tests.guest import build
+
+    src = build.to_s_mode() + build.SV39_ON + REMAP_DEVICE.replace("FENCE", fence)
+    r = mirage("jit-run", "-m", "512M", "--max-insns", "100000", str(asm(src)))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"A"

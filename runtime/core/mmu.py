@@ -20,6 +20,8 @@ from translator.abi import ffi
 MASK64 = (1 << 64) - 1
 PAGE_MASK = ~(abi.PAGE_SIZE - 1) & MASK64
 INVALID = abi.TLB_INVALID
+# Device-page translations kept per hart at most (Mmu.translate).
+IO_TLB_SIZE = 64
 
 ACCESS_FAULT = {"r": C.LOAD_ACCESS, "w": C.STORE_ACCESS, "x": C.INSN_ACCESS}
 PAGE_FAULT = {"r": C.LOAD_PAGE_FAULT, "w": C.STORE_PAGE_FAULT, "x": C.INSN_PAGE_FAULT}
@@ -72,6 +74,9 @@ class Mmu:
         self.pmp_check = None
         self.pmp_page = None
         self.trace = None  # runtime.frontends.trace.Tracer for -d mmu
+        # Translations of device pages by hart id: {(MMU index, virtual page, access): (physical
+        # page, pages in its leaf - 1)} (translate), dropped with the hart's TLBs.
+        self._io: dict[int, dict[tuple[int, int, str], tuple[int, int]]] = {}
 
     def set_guard(self, guard: AccessGuard | None) -> None:
         """Installs the access guard (the caller flushes the TLBs filled under the old one)."""
@@ -87,14 +92,27 @@ class Mmu:
             priv = C.PRV_M
         else:
             priv = C.PRV_U if mmu == abi.MMU_U else C.PRV_S
-            try:
-                paddr = self.walk(hart, vaddr, access, priv, mmu == abi.MMU_S_SUM)
-            except Trap as t:
+            io = self._io.get(hart.id)
+            key = (mmu, vaddr >> abi.PAGE_BITS, access)
+            ppage = io.get(key) if io is not None else None
+            if ppage is not None:
+                paddr = ppage[0] | (vaddr & (abi.PAGE_SIZE - 1))
+            else:
+                try:
+                    paddr = self.walk(hart, vaddr, access, priv, mmu == abi.MMU_S_SUM)
+                except Trap as t:
+                    if self.trace is not None:
+                        self.trace.mmu(f"fault {access} va={vaddr:#x} cause={t.cause} satp={hart.satp:#x}")
+                    raise
                 if self.trace is not None:
-                    self.trace.mmu(f"fault {access} va={vaddr:#x} cause={t.cause} satp={hart.satp:#x}")
-                raise
-            if self.trace is not None and hart.satp >> 60:
-                self.trace.mmu(f"walk {access} va={vaddr:#x} -> pa={paddr:#x}")
+                    if hart.satp >> 60:
+                        self.trace.mmu(f"walk {access} va={vaddr:#x} -> pa={paddr:#x}")
+                elif hart.satp >> 60 and not self.mem.is_ram(paddr, 1):
+                    # A device page: no native TLB entry holds it, so its translation is kept
+                    # here, as a TLB would keep it, until the same flushes.
+                    if io is None or len(io) >= IO_TLB_SIZE:
+                        io = self._io[hart.id] = {}
+                    io[key] = (paddr & PAGE_MASK, (self.leaf_size - 1) >> abi.PAGE_BITS)
         if self.pmp_check is not None and not self.pmp_check(hart, paddr, size, access, priv):
             raise Trap(ACCESS_FAULT[access], vaddr)
         return paddr
@@ -265,6 +283,7 @@ class Mmu:
 
     def flush(self, hart: Hart, mmus: tuple[int, ...] = (abi.MMU_U, abi.MMU_S, abi.MMU_S_SUM, abi.MMU_M)) -> None:
         """Invalidates whole TLBs (satp writes, sfence.vma, permission changes)."""
+        self._io.pop(hart.id, None)
         for mmu in mmus:
             base = hart.ptr + abi.OFF_TLB + mmu * abi.TLB_SIZE * abi.TLB_ENTRY
             ctypes.memset(base, 0xFF, abi.TLB_SIZE * abi.TLB_ENTRY)
@@ -283,6 +302,13 @@ class Mmu:
         """sfence.vma with an address (privileged spec 4.2.1: "orders only reads and writes to
         leaf page table entries for the virtual address in rs1"): the entry of that page, and
         every entry cut from a superpage that contains it (a native scan: translator/softmmu.py)."""
+        io = self._io.get(hart.id)
+        if io:
+            # Kept device pages by virtual page: (physical page, pages in its leaf - 1); those of
+            # the leaf that holds vaddr go.
+            vpn = (vaddr & MASK64) >> abi.PAGE_BITS
+            for key in [k for k, (_, span) in io.items() if (k[1] ^ vpn) & ~span == 0]:
+                del io[key]
         mask = sum(1 << m for m in mmus)
         self.flush_page_native(hart.s, vaddr & MASK64, mask)
 
