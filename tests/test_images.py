@@ -14,8 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from platforms import qemu_virt
-from runtime.boot import fdt
+from runtime.boot import fdt, protocol
 from runtime.boot.images import build, linux
+from runtime.boot.loader import LoadError
 from runtime.frontends.cli import main
 from tests.conftest import mirage
 
@@ -174,12 +175,14 @@ def test_current_inputs_read_platforms():
 # Initrd placement and the DTB
 
 def test_initrd_placement():
-    assert linux.initrd_range(256 << 20, 1000) == (0x8820_0000, 0x8820_0000 + 1000)
-    assert linux.initrd_range(1 << 30, 10)[0] == 0x8820_0000  # at most 128 MiB above the kernel
-    assert linux.initrd_range(128 << 20, 10)[0] == 0x8420_0000
-    assert linux.initrd_range(64 << 20, 10)[0] == 0x8240_0000  # above fw_jump's DTB copy
+    assert protocol.initrd_range(256 << 20, 1000) == (0x8820_0000, 0x8820_0000 + 1000)
+    assert protocol.initrd_range(1 << 30, 10)[0] == 0x8820_0000  # at most 128 MiB above the kernel
+    assert protocol.initrd_range(128 << 20, 10)[0] == 0x8420_0000
+    assert protocol.initrd_range(64 << 20, 10)[0] == 0x8240_0000  # above fw_jump's DTB copy
+    with pytest.raises(LoadError, match="does not fit"):
+        protocol.initrd_range(256 << 20, 125 << 20)
     with pytest.raises(build.ImageError, match="does not fit"):
-        linux.initrd_range(256 << 20, 125 << 20)
+        linux.dtb_blob(256 << 20, 125 << 20, "console=ttyS0")
 
 
 def test_dtb_carries_initrd_and_bootargs():
@@ -192,7 +195,7 @@ def test_dtb_carries_initrd_and_bootargs():
 
 def test_patch_chosen():
     blob = fdt.encode(qemu_virt.device_tree(bootargs="old"))
-    tree = fdt.decode(linux.patch_chosen(blob, "new args", (0x8820_0000, 0x8830_0000)))
+    tree = fdt.decode(protocol.patch_chosen(blob, "new args", (0x8820_0000, 0x8830_0000)))
     assert fdt.strings_of(tree["chosen"]["bootargs"]) == ["new args"]
     assert fdt.cells(tree["chosen"]["linux,initrd-end"]) == [0, 0x8830_0000]
     assert "serial@10000000" in tree["soc"]
@@ -299,7 +302,7 @@ def test_jit_run_initrd_and_append(asm, tmp_path, given_dtb):
     data = b"".join(int(w, 16).to_bytes(8, "little") for w in sig.read_text().split())
     chosen = fdt.decode(data[:4096])["chosen"]
     assert fdt.strings_of(chosen["bootargs"]) == ["console=ttyS0 x=1"]
-    start, end = linux.initrd_range(256 << 20, initrd.stat().st_size)
+    start, end = protocol.initrd_range(256 << 20, initrd.stat().st_size)
     assert fdt.cells(chosen["linux,initrd-start"]) == [0, start]
     assert fdt.cells(chosen["linux,initrd-end"]) == [0, end]
     assert data[4096:] == b"0123456789abcdef"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from runtime.boot.loader import Layout, LoadError, read_capped
+from runtime.boot.loader import LoadError, read_capped
 from runtime.frontends.cli_args import fail, parse_size, ram_size
 
 MAX_HARTS = 8  # -smp
@@ -76,9 +76,7 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
     """Run PROGRAM (an ELF, a raw binary at 0x80000000, or a named image: demo, linux-shell) as
     firmware under the monitor."""
     from platforms import qemu_virt
-    from runtime.boot import board
-    from runtime.boot.loader import load
-    from runtime.devices.htif import Htif
+    from runtime.boot import board, protocol
     from vfm import policy
     from vfm.monitor import MONITOR_RAM, Monitor
 
@@ -112,7 +110,6 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
         m = board.build(qemu_virt, ram_size=ram + MONITOR_RAM, opt=opt, icount=icount, harts=smp)
     except (OSError, MemoryError, OverflowError) as e:
         fail(f"cannot allocate {memory} of guest RAM: {getattr(e, 'strerror', None) or 'out of memory'}")
-    ram_end = qemu_virt.RAM_BASE + ram
     if hot_threshold is not None:
         m.tcache.set_hot_threshold(hot_threshold)
     if warm_threshold is not None:
@@ -148,69 +145,16 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
         append = named.append if append is None else append
     elif firmware is not None:
         fail("--firmware replaces a named image's firmware (linux-shell); PROGRAM is the firmware here")
-    # Every object placed in the guest's RAM is checked against it and against the others; the
-    # monitor's RAM above it is no place for any.
-    layout = Layout(qemu_virt.RAM_BASE, ram_end)
+    guest = protocol.Guest(program=Path(program), ram_size=ram, kernel=kernel and Path(kernel),
+                           initrd=initrd and Path(initrd), dtb=dtb and Path(dtb), bootargs=append,
+                           monitor_ram=MONITOR_RAM)
     try:
-        img = load(m.mem, Path(program), qemu_virt.RAM_BASE, layout)
+        booted = protocol.boot(m, guest)
     except LoadError as e:
         fail(str(e))
+    img = booted.image
     if signature:
-        _check_signature(img, qemu_virt.RAM_BASE, ram_end)
-    if "tohost" in img.symbols:
-        Htif(m, img.symbols["tohost"], img.symbols.get("fromhost"), ram=(qemu_virt.RAM_BASE, ram_end))
-    if kernel:
-        try:
-            load(m.mem, Path(kernel), qemu_virt.PAYLOAD_ADDR, layout)
-        except LoadError as e:
-            fail(str(e))
-    initrd_range = None
-    if initrd:
-        from runtime.boot.images import linux
-
-        try:
-            data = read_capped(Path(initrd), ram)
-            initrd_range = linux.initrd_range(ram, len(data))
-            layout.place(f"initrd {initrd}", initrd_range[0], len(data))
-        except LoadError as e:
-            fail(str(e))
-        except images.ImageError as e:
-            fail(str(e))
-        m.mem.load_bytes(initrd_range[0], data)
-    from runtime.boot import fdt
-
-    if dtb:
-        try:
-            blob = read_capped(Path(dtb), ram)
-        except LoadError as e:
-            fail(str(e))
-        try:
-            fdt.decode(blob)  # As QEMU, which refuses a -dtb that libfdt cannot open
-            if initrd_range or append is not None:
-                from runtime.boot.images import linux
-
-                blob = linux.patch_chosen(blob, append, initrd_range)
-        except Exception as e:  # noqa: BLE001 (any decoding failure of a user's file)
-            fail(f"{dtb}: not a valid device tree blob ({e})")
-    else:
-        start, end = initrd_range or (None, None)
-        try:
-            blob = fdt.encode(qemu_virt.device_tree(ram_size=ram, harts=len(m.harts), bootargs=append,
-                                                    initrd_start=start, initrd_end=end))
-        except fdt.FdtError as e:
-            fail(f"device tree: {e}")
-    # Near the top of RAM, 2 MiB aligned, as QEMU places it.
-    dtb_addr = (ram_end - len(blob) - (1 << 21)) & ~((1 << 21) - 1)
-    # fw_dynamic's info block (OpenSBI include/sbi/fw_dynamic.h, version 2): magic "OSBI",
-    # version, next address, next mode (1 = S), options, boot hart. fw_jump ignores a2.
-    info_addr = dtb_addr - 0x1000
-    info = (0x4942534F, 2, qemu_virt.PAYLOAD_ADDR, 1, 0, 0)
-    try:
-        layout.place("the device tree", dtb_addr, len(blob))
-        layout.place("the boot info block", info_addr, 8 * len(info))
-    except LoadError as e:
-        fail(f"{e} (with {ram >> 20} MiB of RAM; -m gives more)")
-    m.mem.load_bytes(dtb_addr, blob)
+        _check_signature(img, *booted.ram)
     if debug:
         from runtime.frontends import trace
 
@@ -223,7 +167,6 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
         except OSError as e:
             fail(f"{debug_file}: {e.strerror}")
         trace.Tracer(cats, out, name=debug_file or "stderr").attach(m)
-    m.mem.load_bytes(info_addr, b"".join(v.to_bytes(8, "little") for v in info))
     if offload is None:
         # The fast path answers SBI calls: only for a firmware that is an SBI implementation,
         # else its mtvec must see the OS's ecalls (mcause 9, privileged spec 3.1.15).
@@ -231,13 +174,11 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
 
         offload = (named_image and firmware is None) or sbi.implements_sbi(read_capped(Path(program), ram))
     # The OS owns the RAM from where the firmware hands over to it (the payload address) up.
-    mon = Monitor(offload=offload, reserved=[(ram_end, MONITOR_RAM)], policies=chosen,
-                  os_memory=(qemu_virt.PAYLOAD_ADDR, ram_end))
+    mon = Monitor(offload=offload, reserved=[booted.monitor_ram], policies=chosen, os_memory=booted.os_memory)
     mon.attach(m)
-    # Every hart starts at the firmware's entry, as QEMU's virt reset vector sends them: a0 = hart
-    # id, a1 = the device tree, a2 = the fw_dynamic info (whose boot hart is 0, as QEMU's).
+    # Every hart starts at the firmware's entry, as QEMU's virt reset vector sends them.
     for hart in m.harts:
-        mon.reset(hart, img.entry, hart.id, dtb_addr, info_addr)
+        mon.reset(hart, booted.entry, *booted.reset_args(hart.id))
     m.max_insns = max_insns
     stub = None
     if gdb_default or gdb_stop or gdb_port is not None:

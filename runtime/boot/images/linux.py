@@ -31,7 +31,9 @@ from typing import TextIO
 
 import platforms
 from platforms import qemu_virt
+from runtime.boot import protocol
 from runtime.boot.images import Boot, ImageError, images_root
+from runtime.boot.loader import LoadError
 from runtime.core.pcache import cache_root
 
 # Bump when a build step changes in a way that changes its output (every key changes with it).
@@ -71,23 +73,6 @@ TAIL_LINES = 25
 
 class BuildError(ImageError):
     """A build command failed: the message names it and ends with the last lines of its output."""
-
-
-# Where jit-run puts the initrd
-
-def initrd_range(ram_size: int, size: int) -> tuple[int, int]:
-    """(start, end) of an initrd of `size` bytes in a guest with `ram_size` bytes of RAM, as jit-run
-    loads it. QEMU's rule (hw/riscv/boot.c, riscv_load_initrd): half of RAM above the kernel, at
-    most 128 MiB up, so the kernel's own memory does not reach it; never below 0x82400000, where
-    fw_jump copies the DTB (FW_JUMP_FDT_ADDR 0x82200000). It has to end below the top 4 MiB + 4 KiB,
-    which hold the DTB and the boot info block."""
-    start = max(qemu_virt.PAYLOAD_ADDR + min(ram_size // 2, 128 << 20), 0x8240_0000)
-    end = start + size
-    limit = qemu_virt.RAM_BASE + ram_size - (4 << 20) - 0x1000
-    if end > limit:
-        raise ImageError(f"an initrd of {size} bytes does not fit at {start:#x} below {limit:#x} "
-                         f"with {ram_size >> 20} MiB of RAM: give the guest more memory (-m)")
-    return start, end
 
 
 # Kconfig fragments
@@ -290,7 +275,7 @@ class Inputs:
             kernel_config=_read(KERNEL_FRAGMENT),
             busybox_config=_read(BUSYBOX_FRAGMENT),
             init=_read(INIT_SCRIPT),
-            board=Path(qemu_virt.__file__).read_bytes() + Path(fdt.__file__).read_bytes(),
+            board=b"".join(Path(mod.__file__).read_bytes() for mod in (qemu_virt, fdt, protocol)),
         )
 
 
@@ -635,26 +620,10 @@ def build_initrd(art: Artifacts, inp: Inputs, rep: Reporter) -> None:
 
 def dtb_blob(ram_size: int, initrd_size: int, bootargs: str, harts: int = 1) -> bytes:
     """The qemu-virt DTB jit-run generates for a kernel with an initrd of `initrd_size` bytes."""
-    from runtime.boot import fdt
-
-    start, end = initrd_range(ram_size, initrd_size)
-    return fdt.encode(qemu_virt.device_tree(ram_size=ram_size, harts=harts, bootargs=bootargs,
-                                            initrd_start=start, initrd_end=end))
-
-
-def patch_chosen(blob: bytes, bootargs: str | None, initrd: tuple[int, int] | None) -> bytes:
-    """A DTB given with --dtb, with /chosen's bootargs and initrd range replaced as QEMU does for
-    -append and -initrd (the memory reservation block is not kept)."""
-    from runtime.boot import fdt
-
-    tree = fdt.decode(blob)
-    chosen = tree.setdefault("chosen", {})
-    if bootargs is not None:
-        chosen["bootargs"] = bootargs
-    if initrd is not None:
-        chosen["linux,initrd-start"] = fdt.U64(initrd[0])
-        chosen["linux,initrd-end"] = fdt.U64(initrd[1])
-    return fdt.encode(tree)
+    try:
+        return protocol.device_tree_blob(ram_size, harts, bootargs, protocol.initrd_range(ram_size, initrd_size))
+    except LoadError as e:
+        raise ImageError(str(e)) from None
 
 
 def build_dtb(art: Artifacts, inp: Inputs, rep: Reporter) -> None:
