@@ -7,11 +7,14 @@ RAM_BASE = 0x8000_0000
 DEFAULT_RAM = 256 << 20
 # Where fw_jump jumps and where the payload is loaded (OpenSBI FW_JUMP_ADDR for virt).
 PAYLOAD_ADDR = 0x8020_0000
-# Boot placement (QEMU hw/riscv/boot.c): the device tree near the top of RAM, aligned to
-# FDT_ALIGN; the initrd half of RAM above the payload, at most INITRD_MAX_OFFSET up, and never
+# Boot placement (QEMU 7.2 hw/riscv/boot.c): the device tree near the top of RAM but below
+# FDT_TOP, aligned to FDT_ALIGN, at least FDT_SIZE (QEMU's tree, create_device_tree's buffer)
+# below the top; the initrd half of RAM above the payload, at most INITRD_MAX_OFFSET up, and never
 # below INITRD_MIN: above the 2 MiB from where OpenSBI's fw_jump copies the DTB for virt
 # (FW_JUMP_FDT_ADDR 0x82200000).
 FDT_ALIGN = 2 << 20
+FDT_TOP = 3 << 30
+FDT_SIZE = 1 << 20
 INITRD_MAX_OFFSET = 128 << 20
 INITRD_MIN = 0x8240_0000
 TIMEBASE_HZ = 10_000_000

@@ -230,7 +230,7 @@ def _big_data(size: int) -> str:
 
 
 def test_dtb_over_elf_data_is_refused(asm):
-    # 6 MiB of data from about 0x80001000: the DTB of an 8 MiB guest goes at 0x80400000.
+    # 6 MiB of data from about 0x80001000: the DTB of an 8 MiB guest goes at 0x80600000.
     elf = asm(_big_data(6 << 20))
     assert mirage("jit-run", "-m", "16M", str(elf)).returncode == 0
     assert_bad_input(mirage("jit-run", "-m", "8M", str(elf)), "device tree", "overlaps")

@@ -68,8 +68,11 @@ class Booted:
 
 
 def dtb_address(ram_base: int, ram_end: int, size: int, platform: ModuleType = qemu_virt) -> int:
-    """Where the device tree goes: near the top of RAM, FDT_ALIGN aligned."""
-    return (ram_end - size - platform.FDT_ALIGN) & ~(platform.FDT_ALIGN - 1)
+    """Where the device tree goes, as QEMU 7.2 places it (hw/riscv/boot.c, riscv_load_fdt): as far
+    up as possible but below FDT_TOP (3 GiB), FDT_ALIGN aligned, at least FDT_SIZE (the size of
+    QEMU's own tree) below the top."""
+    top = min(ram_end, platform.FDT_TOP) if ram_base < platform.FDT_TOP else ram_end
+    return (top - max(size, platform.FDT_SIZE)) & ~(platform.FDT_ALIGN - 1)
 
 
 def info_address(dtb_addr: int) -> int:
@@ -91,8 +94,9 @@ def initrd_range(ram_size: int, size: int, platform: ModuleType = qemu_virt) -> 
     copies the DTB. It has to end below the device tree and the boot info block."""
     start = max(platform.PAYLOAD_ADDR + min(ram_size // 2, platform.INITRD_MAX_OFFSET), platform.INITRD_MIN)
     end = start + size
-    # The lowest the device tree goes (for up to FDT_ALIGN bytes), less the info block.
-    limit = platform.RAM_BASE + ram_size - 2 * platform.FDT_ALIGN - INFO_GAP
+    # Where the info block below a device tree of up to FDT_SIZE bytes begins.
+    ram_base = platform.RAM_BASE
+    limit = info_address(dtb_address(ram_base, ram_base + ram_size, 0, platform))
     if end > limit:
         raise LoadError(f"an initrd of {size} bytes does not fit at {start:#x} below {limit:#x} "
                         f"with {ram_size >> 20} MiB of RAM: give the guest more memory (-m)")
