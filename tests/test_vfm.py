@@ -2166,7 +2166,8 @@ def test_offload_under_opensbi(asm, offload, tmp_path):
     assert vfm["sbi"]["TIME"] == {"set_timer": 2}
     assert vfm["sbi"]["IPI"] == {"send_ipi": 1}
     if offload:
-        assert vfm["offloaded"] == {"set_timer": 2, "timer_interrupt": 1, "send_ipi": 1, "remote_sfence_vma": 1}
+        assert vfm["offloaded"] == {"set_timer": 2, "timer_interrupt": 1, "send_ipi": 1, "remote_sfence_vma": 1,
+                                    "console_putchar": len("payload: sbi ok\n")}
     else:
         assert vfm["offloaded"] == {}
         assert vfm["interrupts"]["MTI"] >= 1 and vfm["interrupts"]["MSI"] >= 1

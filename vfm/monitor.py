@@ -127,8 +127,10 @@ class Monitor:
     """
 
     def __init__(self, offload: bool = True, reserved: list[tuple[int, int]] | None = None,
-                 policies: list[Policy] | None = None, os_memory: tuple[int, int] | None = None) -> None:
+                 policies: list[Policy] | None = None, os_memory: tuple[int, int] | None = None,
+                 firmware: str | None = None) -> None:
         self.machine: MachineInterface | None = None
+        self.firmware = firmware  # Which SBI implementation the firmware is (vfm/sbi.py firmware_name)
         self.ctx: dict[int, HartContext] = {}
         self.n = ExitCounters()
         self.reserved = list(reserved or [])

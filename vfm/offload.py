@@ -9,6 +9,10 @@ What it handles, for S-mode ecalls (SBI v2.0) and OS-world traps that were not d
   what OpenSBI's handler does: it sets mip.STIP for the OS and disarms the timer (mtimecmp =
   all-ones clears MTIP; privileged spec 3.2.1). A deadline the firmware reprogrammed is the
   firmware's again.
+- console_putchar (legacy EID 0x01), for OpenSBI only: the byte goes to the console device (the
+  UART on qemu-virt) as OpenSBI's `sbi_putc` sends it there (lib/sbi/sbi_console.c: "\r" before
+  each "\n"); a0 = 0 and a1 kept, as for every SBI v0.1 call. A boot prints its early log this
+  way, a character per call: each one was a world switch into the firmware and its UART driver.
 - send_ipi (IPI 0x735049 FID 0): sets mip.SSIP of each target hart (what OpenSBI's IPI handler
   does on the receiver).
 - remote_fence_i, remote_sfence_vma, remote_sfence_vma_asid (RFNC 0x52464E43 FID 0-2): performed
@@ -21,13 +25,13 @@ What it handles, for S-mode ecalls (SBI v2.0) and OS-world traps that were not d
 
 Targets are hart_mask/hart_mask_base as in SBI 3.1: base -1 means every hart; a bit naming a hart
 that does not exist fails the call with SBI_ERR_INVALID_PARAM. Results: a0 = error, a1 = value
-(legacy calls set only a0), pc past the ecall. rdtime needs no help: the time CSR is readable from
+(legacy calls set only a0: SBI v0.1), pc past the ecall. rdtime needs no help: the time CSR is readable from
 S/U natively once the firmware sets mcounteren.TM (OpenSBI does).
 """
 
 from __future__ import annotations
 
-from runtime.core.device import Timer
+from runtime.core.device import Console, Timer
 from runtime.core.hart import Hart, Trap
 from runtime.core.machine_api import REG_PC as PC
 from runtime.core.machine_api import MachineInterface
@@ -57,6 +61,7 @@ class Offload:
         self.mon = monitor
         self.machine: MachineInterface | None = None
         self.timer: Timer | None = None  # The platform timer (the CLINT on qemu-virt)
+        self.console: Console | None = None  # The console device, for OpenSBI's console calls
         self.armed: dict[int, int] = {}  # Hart id -> mtimecmp an offloaded set_timer programmed
         self.counts = monitor.n.offloaded
         monitor.ecall_handlers.append(self.ecall)
@@ -65,6 +70,8 @@ class Offload:
     def attach(self, machine: MachineInterface) -> None:
         self.machine = machine
         self.timer = machine.device("timer")
+        if self.mon.firmware == "OpenSBI":
+            self.console = machine.device("console")
 
     # SBI calls
     def ecall(self, hart: Hart, epc: int) -> bool:
@@ -76,6 +83,11 @@ class Offload:
                 return False
             self._set_timer(hart, regs[10])
             kind = "set_timer"
+            err = sbi.SUCCESS
+        elif eid == sbi.EID_LEGACY_CONSOLE_PUTCHAR and self.console is not None:
+            ch = regs[10] & 0xFF
+            self.console.transmit(b"\r\n" if ch == 0x0A else bytes([ch]))
+            kind = "console_putchar"
             err = sbi.SUCCESS
         elif eid == sbi.EID_IPI and fid == 0:
             targets = self._targets(regs[10], regs[11])
@@ -95,7 +107,7 @@ class Offload:
         else:
             return False
         regs[10] = err & MASK64
-        if eid != sbi.EID_LEGACY_SET_TIMER:
+        if eid not in sbi.LEGACY:
             regs[11] = 0
         regs[PC] = epc + 4
         hart.retired_base += 1  # The ecall completed

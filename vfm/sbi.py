@@ -12,6 +12,7 @@ ERR_INVALID_PARAM = -3
 
 # Extension IDs
 EID_LEGACY_SET_TIMER = 0x00
+EID_LEGACY_CONSOLE_PUTCHAR = 0x01
 EID_BASE = 0x10
 EID_TIME = 0x54494D45
 EID_IPI = 0x735049
@@ -54,7 +55,12 @@ SBI_FIRMWARE_MARKS = (b"OpenSBI", b"RustSBI")
 def implements_sbi(image: bytes) -> bool:
     """Whether a firmware image is an SBI implementation (so the monitor may answer SBI calls for
     it): one of the known ones, recognized by its banner."""
-    return any(mark in image for mark in SBI_FIRMWARE_MARKS)
+    return firmware_name(image) is not None
+
+
+def firmware_name(image: bytes) -> str | None:
+    """Which known SBI implementation a firmware image is ("OpenSBI", "RustSBI"), by its banner."""
+    return next((mark.decode() for mark in SBI_FIRMWARE_MARKS if mark in image), None)
 
 
 def call_name(eid: int, fid: int) -> tuple[str, str]:

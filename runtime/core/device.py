@@ -1,5 +1,5 @@
 """The device interface of the machine: what a device declares (`Device`) for the machine to wire
-it by (`Machine.add_device`), and the platform timer's interface (`Timer`). Devices themselves are
+it by (`Machine.add_device`), and the platform timer's and the console's interfaces (`Timer`, `Console`). Devices themselves are
 in runtime/devices/."""
 
 from __future__ import annotations
@@ -64,4 +64,12 @@ class Timer(Protocol):
 
     def set_timecmp(self, hart: int, value: int) -> None:
         """Writes mtimecmp of hart `hart` (MTIP follows at once)."""
+        ...
+
+
+class Console(Protocol):
+    """The console (role "console"): what its transmitter sends to the host."""
+
+    def transmit(self, data: bytes) -> None:
+        """Sends `data` as the guest writing it to the transmitter would (output, interrupts)."""
         ...

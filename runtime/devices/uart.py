@@ -36,6 +36,13 @@ class Uart16550(Device):
         # its reads are one at a time, each followed by a THR write).
         self.lsr_streak = 0
 
+    def transmit(self, data: bytes) -> None:
+        """`data` written to THR byte by byte: out to the host, and the transmitter empty again
+        (its interrupt, if enabled) at once."""
+        write_out(self.out, data)
+        self.thr_empty_pending = True
+        self._update_irq()
+
     def push_input(self, data: bytes) -> None:
         self.rx.extend(data)
         self._update_irq()
@@ -93,9 +100,7 @@ class Uart16550(Device):
             if dlab:
                 self.dll = value
                 return
-            write_out(self.out, bytes([value]))
-            self.thr_empty_pending = True
-            self._update_irq()
+            self.transmit(bytes([value]))
         elif offset == IER:
             if dlab:
                 self.dlm = value

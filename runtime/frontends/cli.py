@@ -167,14 +167,16 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
         except OSError as e:
             fail(f"{debug_file}: {e.strerror}")
         trace.Tracer(cats, out, name=debug_file or "stderr").attach(m)
+    from vfm import sbi
+
+    sbi_firmware = sbi.firmware_name(read_capped(Path(program), ram))
     if offload is None:
         # The fast path answers SBI calls: only for a firmware that is an SBI implementation,
         # else its mtvec must see the OS's ecalls (mcause 9, privileged spec 3.1.15).
-        from vfm import sbi
-
-        offload = (named_image and firmware is None) or sbi.implements_sbi(read_capped(Path(program), ram))
+        offload = (named_image and firmware is None) or sbi_firmware is not None
     # The OS owns the RAM from where the firmware hands over to it (the payload address) up.
-    mon = Monitor(offload=offload, reserved=[booted.monitor_ram], policies=chosen, os_memory=booted.os_memory)
+    mon = Monitor(offload=offload, reserved=[booted.monitor_ram], policies=chosen, os_memory=booted.os_memory,
+                  firmware=sbi_firmware)
     mon.attach(m)
     # Every hart starts at the firmware's entry, as QEMU's virt reset vector sends them.
     for hart in m.harts:
