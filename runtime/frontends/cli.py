@@ -372,8 +372,9 @@ def entry() -> None:
     try:
         main()
     except SystemExit as e:
-        if not _exit_without_waiting or not isinstance(e.code, int | None):
-            raise
+        if (not _exit_without_waiting or not isinstance(e.code, int | None)
+                or sys.getprofile() is not None or sys.gettrace() is not None):
+            raise  # Also under a profiler or debugger, which write their results at exit
         for f in (sys.stdout, sys.stderr):
             try:
                 f.flush()
