@@ -1,6 +1,7 @@
 """Warm start: a run installs the translations of the last run of the same program from the
-persistent cache's warm set (runtime/pcache.py, runtime/tcache.py `load_warm_set`), checked against
-the guest bytes in memory first; a damaged warm set is rejected and the run starts cold."""
+persistent cache's warm set (runtime/core/pcache.py, runtime/core/tcache.py `load_warm_set`),
+checked against the guest bytes in memory first; a damaged warm set is rejected and the run starts
+cold."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ A run's warm set: `<root>/tcache/runs/<k>.ws`, k the hex SHA-256 of the environm
 identifies the run (the program's files, the machine, the translation options: `run_key`). It
 lists every block the run translated, by guest address, physical address, flags and guest bytes,
 with the cache entry and symbols of its code, so that the next run with the same key installs
-those translations without building IR (runtime/tcache.py `load_warm_set`); each is checked
+those translations without building IR (runtime/core/tcache.py `load_warm_set`); each is checked
 against the guest bytes in memory before it is installed. A file: RUN_MAGIC (8 bytes) | SHA-256
 of the rest (32) | zlib-compressed JSON {version, key, modules, blocks}. One that is truncated,
 has another magic or key, fails its checksum or does not parse is rejected (counted, deleted)
