@@ -6,7 +6,7 @@ from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 
 from translator import abi
-from translator.emit import EMITTERS, TERMINATORS
+from translator.emit import EMITTERS, TERMINATORS, rvf
 from translator.ir import HOT_THRESHOLD, BlockBuilder
 from translator.isa import Insn, decode
 
@@ -52,6 +52,10 @@ class BlockCode:
     chain_slots: list[tuple[str, int]] = field(default_factory=list)
     end_pc: int = 0
     targets: list[int] = field(default_factory=list)
+    direct: list[int] = field(default_factory=list)  # Direct exits' targets
+    # A region: its members' pcs and instructions, the first being this block's own
+    members: list[tuple[int, list[tuple[int, Insn | None, int]]]] = field(default_factory=list)
+    region: int = 0  # A region's number, set by whoever forms it (its statistics)
 
     @property
     def n_insns(self) -> int:
@@ -156,11 +160,50 @@ def build(pc: int, flags: int, insns: list[tuple[int, Insn | None, int]], name: 
         else:
             b.preload(probe.touched)
     _emit(b, insns, loop or internal)
-    last_pc, last, raw = insns[-1]
-    end = last_pc + (last.length if last is not None else (2 if raw & 3 != 3 else 4))
+    end = insns_end(insns)
     if not b.terminated:
         b.exit_direct(end)
-    return BlockCode(pc, flags, name, insns, b.function_text(), b.globals, b.chain_slots, end, b.targets)
+    if loop:
+        b.finish_loop()
+    return BlockCode(pc, flags, name, insns, b.function_text(), b.globals, b.chain_slots, end, b.targets,
+                     b.direct)
+
+
+def insns_end(insns: list[tuple[int, Insn | None, int]]) -> int:
+    """The pc after the last scanned instruction."""
+    last_pc, last, raw = insns[-1]
+    return last_pc + (last.length if last is not None else (2 if raw & 3 != 3 else 4))
+
+
+def build_region(members: list[tuple[int, list[tuple[int, Insn | None, int]]]], flags: int, name: str,
+                 hot: int = HOT_THRESHOLD) -> BlockCode | None:
+    """Emits one tier-1 function for several scanned blocks of a page (a region), entered at the
+    first: each block is a member with its own header (translator/ir/loops.py), so a direct exit
+    to a member is a branch inside the function, and a loop over them iterates without leaving
+    it. Exits to other code are the members' exits as in their own blocks. None if some member is
+    never branched to from another (it would be unreachable)."""
+    pc, insns = members[0]
+    mmu = (flags >> abi.FLAG_MMU_SHIFT) & 7
+    touched: set[tuple[str, int]] = set()
+    for mpc, minsns in members:
+        probe = BlockBuilder(name, mpc, mmu, flags, len(minsns))
+        _emit(probe, minsns, JOINS and _has_internal_branch(minsns))
+        touched |= probe.touched
+    b = BlockBuilder(name, pc, mmu, flags, len(insns), 1, hot)
+    b.begin_loop(touched, [(mpc, len(minsns)) for mpc, minsns in members])
+    for k, (_, minsns) in enumerate(members):
+        if k:
+            b.enter_member(k)
+        # Values the FP emitters keep for a block do not reach the other members.
+        rvf.forget_state(b)
+        _emit(b, minsns, True)
+        if not b.terminated:
+            b.exit_direct(insns_end(minsns))
+    if not b.finish_loop():
+        return None
+    all_insns = [i for _, minsns in members for i in minsns]
+    return BlockCode(pc, flags, name, all_insns, b.function_text(), b.globals, b.chain_slots,
+                     insns_end(insns), b.targets, b.direct, members)
 
 
 MODULE_HEADER = """

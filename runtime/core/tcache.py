@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,7 +27,16 @@ from typing import NamedTuple
 
 from runtime.core.hart import Hart
 from translator import abi
-from translator.block import MAX_BLOCK_INSNS, BlockCode, FetchFault, build, module_text, scan
+from translator.block import (
+    MAX_BLOCK_INSNS,
+    BlockCode,
+    FetchFault,
+    build,
+    build_region,
+    insns_end,
+    module_text,
+    scan,
+)
 from translator.interp import HEADS_SIZE, heads_index
 from translator.ir import HOT_THRESHOLD
 from translator.jit import Compilation, Engine
@@ -45,6 +55,11 @@ MAX_EVENTS = 4096
 HEAD_QUEUED = -(1 << 30)
 # Blocks recompiled together when one becomes hot (the hot one plus warm ones).
 PROMOTE_BATCH = 32
+# Regions (several blocks of a page in one function, see `_form_regions`): at most this many
+# members, so a region's header phis (registers and counters, per member) stay few.
+REGION_BLOCKS = 8
+# Regions are formed at all (off: every block keeps its own function, as before regions).
+REGIONS = True
 # Code-write invalidations of a physical page after which code translated from it is not kept
 # in the persistent cache (self-modifying code: each version would be a new entry).
 VOLATILE_WRITES = 8
@@ -53,6 +68,8 @@ VOLATILE_WRITES = 8
 # (RSS against modules linked) with linux-shell's modules, most of them of one to a few blocks.
 MODULE_COST = 48 << 10
 RELEASED_COST = 10 << 10
+# A block's or region's function name (`_block_name`): its base, and its number if not the first
+_FUNCTION_NAME = re.compile(r"([br][0-9a-f]+_[0-9a-f]+_[0-9a-f]+_[0-9]+)(?:v([0-9]+))?")
 # A head of a block in the warm set: its first execution reaches the warm threshold.
 HEAD_PRIMED = (1 << 31) - (1 << 16)
 # Blocks a warm set holds at most (a linux-shell boot translates about 2,000).
@@ -78,6 +95,17 @@ class Block:
     insn_pcs: list[int] = field(default_factory=list)
     counter: int = 0  # Address of its execution counter (@<name>_n)
     module: _Module | None = None  # The linked module its code is in
+    # A region's physical byte ranges [lo, hi), one per member (a block's own is [ppc, end_ppc))
+    ranges: tuple[tuple[int, int], ...] = ()
+
+    def covers(self, lo: int, hi: int) -> bool:
+        """Whether guest bytes it was translated from lie in the physical range [lo, hi)."""
+        return any(a < hi and lo < b for a, b in self.ranges or ((self.ppc, self.end_ppc),))
+
+    def covers_vpc(self, vpc: int) -> bool:
+        """Whether the instruction bytes it was translated from include virtual address vpc."""
+        return any(self.vpc <= vpc + self.ppc - a < self.vpc + (b - a) for a, b in
+                   self.ranges or ((self.ppc, self.end_ppc),))
 
 
 @dataclass(eq=False)
@@ -125,7 +153,9 @@ class _WarmModule:
 class BlockRecord(NamedTuple):
     """A translation as the statistics see it (kept after the block is dropped): its key, tier,
     guest code, and the addresses of its execution counters (@<name>_n: i32 at tier 0, i64 at
-    tier 1; @<name>_l: i64 loop iterations of a self-loop block, or 0)."""
+    tier 1; @<name>_l: i64 loop iterations of a self-loop block, or 0). A region member's
+    record has its in-region entries as loop counter (its first member also the region's entries)
+    and the region's number in `region`."""
 
     vpc: int
     ppc: int
@@ -136,6 +166,7 @@ class BlockRecord(NamedTuple):
     loop_counter: int
     code: bytes  # Guest bytes it was translated from
     hot: int  # Tier 0: the promotion threshold compiled in (its last count did not execute)
+    region: int = 0  # Region number (from 1), 0 for a block's own translation
 
 
 @dataclass
@@ -189,6 +220,7 @@ class TranslationCache:
         self.tier0_opt = 0  # LLVM codegen level for tier 0
         self.by_tier: Counter[int] = Counter()
         self.promotions = 0
+        self.regions = 0  # Regions formed (numbered from 1; runtime/frontends/stats.py counts those installed)
         self.events: list[tuple[float, str, int]] = []  # (time, kind, count) for the statistics tool
         self._last_event: dict[str, int] = {}
         self.event_bucket = EVENT_BUCKET
@@ -316,8 +348,10 @@ class TranslationCache:
         return first
 
     def _prepare(self, vpc: int, ppc: int, flags: int, fetch16, to_phys, tier: int | None,
-                 also: list[tuple[int, int]] | None, background: bool, only_listed: bool = False) -> _Job:
-        """Scans and builds the module's blocks and starts compiling it."""
+                 also: list[tuple[int, int]] | None, background: bool, only_listed: bool = False,
+                 heat: dict[int, int] | None = None) -> _Job:
+        """Scans and builds the module's blocks and starts compiling it; with `heat` (a promotion's
+        tier-0 execution counts by pc), forms regions of them (`_form_regions`)."""
         step = bool(flags & abi.FLAG_STEP)
         if step:
             tier = 1
@@ -357,10 +391,14 @@ class TranslationCache:
                         work.append((target, tphys))
         from translator.emit import rvf
 
+        if heat is not None and block_tier == 1 and not step:
+            codes = self._form_regions(codes, flags, heat)
         codes_only = [c for c, _ in codes]
         exports = [c.name for c in codes_only] + [s for c in codes_only for s, _ in c.chain_slots]
         exports += [f"{c.name}_n" for c in codes_only]
-        exports += [f"{c.name}_l" for c in codes_only if any(g.startswith(f"@{c.name}_l ") for g in c.globals)]
+        # Loop iteration counters: @<name>_l, and @<name>_l1, ... of a region's other members
+        exports += [g.split(" ", 1)[0][1:] for c in codes_only for g in c.globals
+                    if g.startswith(f"@{c.name}_l")]
         table = f"{codes_only[0].name}_x"
         text = module_text(codes_only, self._extra_decls(), (table, exports))
         rvf.import_slow_functions(self.engine, text)
@@ -380,6 +418,61 @@ class TranslationCache:
                 cache.volatile = False
         return _Job(codes, flags, block_tier, compilation)
 
+    def _form_regions(self, codes: list[tuple[BlockCode, int]], flags: int,
+                      heat: dict[int, int]) -> list[tuple[BlockCode, int]]:
+        """Joins promoted blocks into regions: blocks of one page (same flags) that reach each
+        other through direct exits (a strongly connected set: a loop whose body spans blocks)
+        become one function entered at the most executed of them. That one's own block is left
+        out (the region enters there); the others keep theirs, entered from outside the region.
+        Never with chaining or self-loops off (-d exec, stepping) nor over a breakpoint."""
+        if not (REGIONS and self.chaining and self.loops):
+            return codes
+        nodes: dict[tuple[int, int], tuple[BlockCode, int]] = {}
+        for code, phys in codes:
+            page = code.pc >> abi.PAGE_BITS
+            if (code.pc in self.breakpoints or code.members or len(code.insns) == 0
+                    or (code.end_pc - 1) >> abi.PAGE_BITS != page
+                    or (phys + (code.end_pc - code.pc) - 1) >> abi.PAGE_BITS != phys >> abi.PAGE_BITS):
+                continue
+            nodes[(code.pc, phys)] = (code, phys)
+        # Edges between blocks of the same page mapping (virtual and physical offsets agree).
+        succ: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        for (pc, phys), (code, _) in nodes.items():
+            succ[(pc, phys)] = [(t, phys + (t - pc)) for t in dict.fromkeys(code.direct)
+                                if (t, phys + (t - pc)) in nodes and t >> abi.PAGE_BITS == pc >> abi.PAGE_BITS]
+
+        def reach(start: tuple[int, int]) -> set[tuple[int, int]]:
+            seen, work = {start}, [start]
+            while work:
+                for t in succ[work.pop()]:
+                    if t not in seen:
+                        seen.add(t)
+                        work.append(t)
+            return seen
+
+        reached = {k: reach(k) for k in nodes}
+        done: set[tuple[int, int]] = set()
+        heads: dict[tuple[int, int], BlockCode] = {}
+        for k in sorted(nodes):
+            if k in done:
+                continue
+            scc = sorted(j for j in reached[k] if k in reached[j])
+            done.update(scc)
+            if not 2 <= len(scc) <= REGION_BLOCKS:
+                continue
+            head = max(scc, key=lambda j: (heat.get(j[0], 0), -j[0]))
+            order = [head, *(j for j in scc if j != head)]
+            hcode, hphys = nodes[head]
+            name = self._block_name(hcode.pc, hphys, flags, 1, "r")
+            region = build_region([(j[0], nodes[j][0].insns) for j in order], flags, name, self.hot_threshold)
+            if region is not None:
+                self.regions += 1
+                region.region = self.regions
+                heads[head] = region
+        if not heads:
+            return codes
+        return [(heads.get((c.pc, phys), c), phys) for c, phys in codes]
+
     def _install(self, job: _Job, keep=None) -> Block | None:
         """Links a prepared module and enters its blocks (those `keep(key)` accepts); the first."""
         addrs, obj, code_bytes = self._finish(job)
@@ -394,27 +487,32 @@ class TranslationCache:
             end_ppc = phys + (code.end_pc - code.pc)
             pages = tuple(sorted({phys >> abi.PAGE_BITS, (phys + (last_pc - code.pc)) >> abi.PAGE_BITS,
                                   (end_ppc - 1) >> abi.PAGE_BITS}))
+            # A region (all on its first member's page): the bytes of every member
+            ranges = tuple((phys + (mpc - code.pc), phys + (insns_end(mi) - code.pc)) for mpc, mi in code.members)
             blk = Block(code.pc, phys, flags, addrs[code.name], code.n_insns, end_ppc, pages,
                         insn_pcs=[p for p, _, _ in code.insns], tier=job.tier,
-                        counter=addrs.get(f"{code.name}_n", 0), module=mod)
+                        counter=addrs.get(f"{code.name}_n", 0), module=mod, ranges=ranges)
             mod.blocks.append(blk)
             mod.live += 1
             self._insert(blk, [(addrs[s], (t, phys + (t - code.pc), flags)) for s, t in code.chain_slots])
             if self.on_pages is not None:
-                self.on_pages(pages, phys, end_ppc)
+                for lo, hi in ranges or ((phys, end_ppc),):
+                    self.on_pages(pages, lo, hi)
             self.translated_blocks += 1
             self.by_tier[job.tier] += 1
             self.translated_insns += code.n_insns
-            raw = b"".join(r.to_bytes(4 if r & 3 == 3 else 2, "little") for _, _, r in code.insns)
-            self._record(code.pc, phys, flags, job.tier, code.n_insns, raw, code.name, addrs)
-            mod.records.append(len(self.history) - 1)
-            if mod.key is not None and self.warm_start and not flags & abi.FLAG_STEP:
+            n = len(self.history)
+            self._record(code, phys, flags, job.tier, addrs)
+            mod.records.extend(range(n, len(self.history)))
+            # A region is not kept in warm sets: its head's block is translated again and promoted.
+            if mod.key is not None and self.warm_start and not flags & abi.FLAG_STEP and not code.members:
+                raw = b"".join(r.to_bytes(4 if r & 3 == 3 else 2, "little") for _, _, r in code.insns)
                 self.saved[(code.pc, phys, flags)] = _Saved(
                     job.tier, raw, code.name, tuple(code.chain_slots), f"{code.name}_n" in addrs,
                     f"{code.name}_l" in addrs, (mod.key, mod.exports))
             if first is None:
                 first = blk
-            if self.on_translate is not None:
+            if self.on_translate is not None and not code.members:
                 self.on_translate(code)
         self._event("translate", len(job.codes))
         if mod.live == 0:
@@ -435,10 +533,11 @@ class TranslationCache:
         from translator.emit import rvf
         return rvf.DECLS
 
-    def _block_name(self, pc: int, phys: int, flags: int, tier: int) -> str:
-        """A symbol name derived from what the block is, so that the same guest code gets the same
-        module text in every run (the persistent cache's key); unique within this cache."""
-        base = f"b{pc:x}_{phys:x}_{flags:x}_{tier}"
+    def _block_name(self, pc: int, phys: int, flags: int, tier: int, kind: str = "b") -> str:
+        """A symbol name derived from what the block (kind "b") or region ("r") is, so that the same
+        guest code gets the same module text in every run (the persistent cache's key); unique
+        within this cache."""
+        base = f"{kind}{pc:x}_{phys:x}_{flags:x}_{tier}"
         n = self._name_uses[base]
         self._name_uses[base] = n + 1
         return base if n == 0 else f"{base}v{n}"
@@ -458,10 +557,21 @@ class TranslationCache:
         ts.cached += st.cached - before[4]
         return addrs, obj, st.code_bytes - before[2]
 
-    def _record(self, vpc: int, phys: int, flags: int, tier: int, n_insns: int, raw: bytes, name: str,
-                addrs: dict[str, int]) -> None:
-        self.history.append(BlockRecord(vpc, phys, flags, tier, n_insns, addrs.get(f"{name}_n", 0),
-                                        addrs.get(f"{name}_l", 0), raw, self.hot_threshold if tier == 0 else 0))
+    def _record(self, code: BlockCode, phys: int, flags: int, tier: int, addrs: dict[str, int]) -> None:
+        """Adds a translation to `history`: a block, or a region as one record per member."""
+        for k, (mpc, minsns) in enumerate(code.members or [(code.pc, code.insns)]):
+            raw = b"".join(r.to_bytes(4 if r & 3 == 3 else 2, "little") for _, _, r in minsns)
+            self._record_one(mpc, phys + (mpc - code.pc), flags, tier, len(minsns), raw,
+                             addrs.get(f"{code.name}_n", 0) if k == 0 else 0, addrs.get(f"{code.name}_l{k or ''}", 0),
+                             code.region)
+        self._count(flags, tier, code.n_insns)
+
+    def _record_one(self, vpc: int, phys: int, flags: int, tier: int, n_insns: int, raw: bytes, counter: int,
+                    loop_counter: int, region: int = 0) -> None:
+        self.history.append(BlockRecord(vpc, phys, flags, tier, n_insns, counter, loop_counter, raw,
+                                        self.hot_threshold if tier == 0 else 0, region))
+
+    def _count(self, flags: int, tier: int, n_insns: int) -> None:
         ts = self.tier_stats.setdefault(tier, TierStats())
         ts.blocks += 1
         ts.insns += n_insns
@@ -643,13 +753,15 @@ class TranslationCache:
                 warm.append(b)
         warm = warm[:PROMOTE_BATCH - 1]
         olds = {(b.vpc, b.ppc, b.flags): b for b in (old, *warm)}
+        # Execution counts so far, by pc: a region is entered at its most executed member.
+        heat = {b.vpc: ctypes.c_uint32.from_address(b.counter).value if b.counter else 0 for b in olds.values()}
         t0 = time.perf_counter()
         # Only the old blocks (the batch stops before any successor), so the job replaces
         # exactly what it read.
         batch, self.batch = self.batch, len(olds)
         try:
             job = self._prepare(old.vpc, old.ppc, old.flags, fetch16, None, 1,
-                                [(b.vpc, b.ppc) for b in warm], background=self.background)
+                                [(b.vpc, b.ppc) for b in warm], background=self.background, heat=heat)
         finally:
             self.batch = batch
         self.promotions += len(olds)
@@ -820,7 +932,7 @@ class TranslationCache:
 
     def invalidate_range(self, paddr: int, size: int, cause: str, harts: list[Hart]) -> int:
         """Drops blocks whose source bytes overlap [paddr, paddr+size). Returns how many."""
-        hit = [b for b in self.by_page.get(paddr >> abi.PAGE_BITS, ()) if b.ppc < paddr + size and paddr < b.end_ppc]
+        hit = [b for b in self.by_page.get(paddr >> abi.PAGE_BITS, ()) if b.covers(paddr, paddr + size)]
         for b in hit:
             self._drop(b)
             for h in harts:
@@ -843,7 +955,7 @@ class TranslationCache:
             self.breakpoints.discard(vpc)
         n = self.invalidate_range(paddr, 1, "breakpoint", harts) if paddr is not None else 0
         # Also by virtual address: blocks of other address spaces that cover vpc.
-        hit = [b for b in self.blocks.values() if b.vpc <= vpc < b.vpc + (b.end_ppc - b.ppc)]
+        hit = [b for b in self.blocks.values() if b.covers_vpc(vpc)]
         for b in hit:
             self._drop(b)
             for h in harts:
@@ -852,7 +964,7 @@ class TranslationCache:
             self.invalidations["breakpoint"] += len(hit)
         return n + len(hit)
 
-    # Warm start: the translations of an earlier run with the same key (runtime/pcache.py)
+    # Warm start: the translations of an earlier run with the same key (runtime/core/pcache.py)
     def warm_set(self) -> tuple[list, list]:
         """This run's warm set for `PersistentCache.save_run`: modules [cache key, exports] and
         blocks [vpc, ppc, flags, tier, guest bytes (hex), module index, symbol, slots, counter,
@@ -978,10 +1090,10 @@ class TranslationCache:
         wm.addrs = addrs
         # Names stay unique in this cache: later translations of the same code get other names.
         for name in wm.exports:
-            if name.startswith("b") and "_" in name and not name.endswith(("_n", "_l")) and "_s" not in name:
-                base, _, n = name.partition("v")
-                uses = int(n) + 1 if n.isdigit() else 1
-                self._name_uses[base] = max(self._name_uses[base], uses)
+            m = _FUNCTION_NAME.fullmatch(name)
+            if m is not None:
+                uses = int(m[2]) + 1 if m[2] else 1
+                self._name_uses[m[1]] = max(self._name_uses[m[1]], uses)
         return addrs
 
     def _restore_block(self, key: tuple[int, int, int], sv: _Saved, mod: _Module, addrs: dict[str, int]) -> None:
@@ -1003,8 +1115,9 @@ class TranslationCache:
             self.on_pages(pages, ppc, end_ppc)
         self.restored += 1
         self.by_tier[sv.tier] += 1
-        self._record(vpc, ppc, flags, sv.tier, len(pcs), sv.raw, sv.name,
-                     {k: addrs[k] for k in (f"{sv.name}_n", f"{sv.name}_l") if k in addrs})
+        self._record_one(vpc, ppc, flags, sv.tier, len(pcs), sv.raw, addrs.get(f"{sv.name}_n", 0) if sv.counter else 0,
+                         addrs.get(f"{sv.name}_l", 0) if sv.loop_counter else 0)
+        self._count(flags, sv.tier, len(pcs))
         mod.records.append(len(self.history) - 1)
         if self.warm_start:
             self.saved[key] = sv

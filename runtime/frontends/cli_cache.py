@@ -289,10 +289,16 @@ def render(doc: dict, top: int = 10, disasm: int = 5, source: str = "") -> None:
         t = table("Block transitions", "kind", "count", "share")
         total = tr["executions"]
         for name, key in (("chained (slot to slot)", "chained"), ("dispatched (jump cache)", "dispatched"),
-                          ("self-loop iterations", "loop_iterations")):
-            t.add_row(name, f"{tr[key]:,}", _pct(tr[key], total))
+                          ("self-loop iterations", "loop_iterations"), ("region iterations", "region_iterations")):
+            if key in tr:
+                t.add_row(name, f"{tr[key]:,}", _pct(tr[key], total))
         t.add_row("block executions", f"{total:,}", "", style="bold")
         con.print(t)
+
+    rg = doc.get("regions")
+    if rg is not None:
+        con.print(f"[bold]Regions[/bold]: {rg['formed']:,} formed, {rg['blocks']:,} blocks in them, "
+                  f"{rg['iterations']:,} iterations inside")
 
     t = table("Invalidations", "cause", "count")
     for cause, n in sorted(doc.get("invalidations", {}).items(), key=lambda kv: (-kv[1], kv[0])):

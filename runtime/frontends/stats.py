@@ -1,7 +1,7 @@
 """Run statistics: what `mirage jit-run --stats FILE` writes and `mirage cache stats` shows.
 
 Counting costs the run nothing in Python: blocks count their own executions in native globals
-(@<name>_n per block, @<name>_l for a self-loop's iterations), the dispatcher counts lookups and
+(@<name>_n per block, @<name>_l for a self-loop's iterations, @<name>_l<k> for a region's), the dispatcher counts lookups and
 jump-cache misses in the hart struct, and everything else is counted where Python already runs
 (translation, jump-cache misses, callouts, the monitor). `collect` reads it all once, at the end.
 
@@ -41,14 +41,18 @@ The JSON document (schema "mirage-stats", version 2; version 1 had the keys mark
   jump_cache             {lookups, hits, misses}: native dispatcher lookups, all harts
   dispatch*              {lookups, jump_cache_misses}: version 1's names for the same counts
   transitions:
-    executions           block executions: entries plus self-loop iterations
+    executions           block executions: entries plus self-loop and region iterations
     entries              block entries (a tier-0 block's hand-back for promotion not included)
     loop_iterations      back edges taken inside self-loop blocks
+    region_iterations    branches from member to member taken inside regions
     dispatched           entries through the dispatcher (jump-cache hits)
     chained              entries through chain slots (block to block): all entries, hand-backs
                          included, minus dispatched; exact but for the rare entries that found
                          the instruction budget spent (polls). Under -d exec, where blocks run one
                          at a time from Python and nothing chains, those entries count here
+  regions                {formed, blocks, iterations}: regions installed (several hot blocks of a
+                         page in one function, runtime/core/tcache.py), their member blocks, and
+                         branches between members taken inside them
   callouts*              {mem, sys, miss, poll, fetch, warm}: entries into Python from native code
                          (mem, sys, fetch: callouts) and from the run loop (miss: no translation
                          at pc and the interpreter off or unable; warm: a head the interpreter
@@ -57,7 +61,7 @@ The JSON document (schema "mirage-stats", version 2; version 1 had the keys mark
                          (instructions it ran), heads_warmed (heads queued for translation),
                          blocks_translated (installed from them), stale_dropped (their guest
                          bytes changed before install)}
-  warm_start             translations of the last run with the same key (runtime/pcache.py warm
+  warm_start             translations of the last run with the same key (runtime/core/pcache.py warm
                          sets): {loaded (blocks in it), restored (installed), changed (their guest
                          bytes were others), failed (module not in the cache or not linkable),
                          left (never reached), seconds (installing them)}
@@ -124,7 +128,9 @@ def _count(addr: int, wide: bool) -> int:
 def block_counts(tc) -> tuple[list[dict], dict[str, int]]:
     """Per block key, executions over all its translations (most executed first), and totals."""
     by_key: dict[tuple[int, int, int], dict] = {}
-    entries = iterations = handbacks = 0
+    entries = iterations = handbacks = in_regions = 0
+    regions: set[int] = set()
+    members = 0
     unrun: dict[str, int] = {}
     for rec in tc.history:
         n = _count(rec.counter, rec.tier > 0)
@@ -135,7 +141,12 @@ def block_counts(tc) -> tuple[list[dict], dict[str, int]]:
         if n + it == 0:
             unrun[str(rec.tier)] = unrun.get(str(rec.tier), 0) + 1
         entries += n
-        iterations += it
+        if rec.region:
+            regions.add(rec.region)
+            members += 1
+            in_regions += it
+        else:
+            iterations += it
         key = (rec.vpc, rec.ppc, rec.flags)
         b = by_key.get(key)
         if b is None:
@@ -155,7 +166,8 @@ def block_counts(tc) -> tuple[list[dict], dict[str, int]]:
     blocks = sorted(by_key.values(), key=lambda b: (-b["executions"], b["pc"]))
     for b in blocks:
         del b["_best"]
-    return blocks, {"entries": entries, "iterations": iterations, "handbacks": handbacks, "unrun": unrun}
+    return blocks, {"entries": entries, "iterations": iterations, "handbacks": handbacks, "unrun": unrun,
+                    "regions": {"formed": len(regions), "blocks": members, "iterations": in_regions}}
 
 
 def _events(events: list[tuple[float, str, int]]) -> list[list]:
@@ -222,12 +234,14 @@ def collect(m, t_start: float, t_run: float, t_end: float, pcache=None, program:
         "jump_cache": {"lookups": dispatch, "hits": dispatched, "misses": jc_miss},
         "dispatch": {"lookups": dispatch, "jump_cache_misses": jc_miss},
         "transitions": {
-            "executions": totals["entries"] + totals["iterations"],
+            "executions": totals["entries"] + totals["iterations"] + totals["regions"]["iterations"],
             "entries": totals["entries"],
             "loop_iterations": totals["iterations"],
+            "region_iterations": totals["regions"]["iterations"],
             "dispatched": dispatched,
             "chained": max(0, totals["entries"] + totals["handbacks"] - dispatched),
         },
+        "regions": totals["regions"],
         "callouts": dict(m.stats_callouts),
         "interpreter": _interpreter(m),
         "warm_start": {"loaded": tc.warm_loaded, "restored": tc.restored, "changed": tc.restore_changed,
@@ -342,8 +356,9 @@ DOC = {
                        "!released": "int"}},
     "block_table": _BLOCKS, "jump_cache": _BLOCKS,
     "dispatch": {"lookups": "int", "jump_cache_misses": "int"},
-    "transitions": {"!executions": "int", "entries": "int", "!loop_iterations": "int", "!dispatched": "int",
-                    "!chained": "int"},
+    "transitions": {"!executions": "int", "entries": "int", "!loop_iterations": "int", "region_iterations": "int",
+                    "!dispatched": "int", "!chained": "int"},
+    "regions": {"!formed": "int", "!blocks": "int", "!iterations": "int"},
     "callouts": ("map", "int"), "invalidations": ("map", "int"), "fence_i": "int",
     "interpreter": {"!enabled": "bool", "!warm_threshold": "int", "!insns": "int", "!heads_warmed": "int",
                     "!blocks_translated": "int", "!stale_dropped": "int"},

@@ -158,6 +158,11 @@ class _State:
 _states: weakref.WeakKeyDictionary[BlockBuilder, _State] = weakref.WeakKeyDictionary()
 
 
+def forget_state(b: BlockBuilder) -> None:
+    """Starts a new member of a region: values kept so far do not dominate it."""
+    _states.pop(b, None)
+
+
 def _st(b: BlockBuilder) -> _State:
     s = _states.get(b)
     if s is None:

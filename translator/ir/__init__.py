@@ -61,13 +61,24 @@ class BlockBuilder(Loops, Exits, MemoryAccess, Registers, IrText):
         self.uses_fp = False
         # Registers the block reads or writes (kind, number), for self-loop formation.
         self.touched: set[tuple[str, int]] = set()
-        # Self-loop mode: the block branches back to its own start inside the function, registers
-        # and the budget flow around the loop in SSA (phis), and leave through exits.
+        # Loop mode (loops.py): a self-loop or a region; its members' pcs (a direct exit to one
+        # branches to its header), registers, the budget and iteration counters flow along those
+        # edges in SSA (phis), and leave through exits.
         self.loop = False
+        self.members: dict[int, int] = {}
+        self.member_insns: list[int] = []
+        self.member_pcs: list[int] = []
+        self.carried: list[tuple[str, int]] = []
+        self.counts: dict[int, str] = {}
         self.budget: str | None = None
-        # Loop-header phis: (kind, register, phi value, its line in `lines`), completed at the latch.
-        self._phis: list[tuple[str, int, str, int]] = []
-        self.latched = False
+        # Header phis: (member, (kind, number), phi value, its line in `lines`), and each member's
+        # incoming edges (label, values by key), completed by finish_loop.
+        self._phis: list[tuple[int, tuple[str, int], str, int]] = []
+        self._incoming: dict[int, list[tuple[str, dict]]] = {}
+        # Direct exits' targets (also those that became in-function edges).
+        self.direct: list[int] = []
+        # The prologue counts the first instruction sequence (the first member of a loop).
+        self.n_first = n_insns
         # Forward branches inside the block: pc -> instruction index, and the states waiting at
         # each landing index (label, x cache, f cache, budget).
         self.internal: dict[int, int] = {}
@@ -85,7 +96,7 @@ class BlockBuilder(Loops, Exits, MemoryAccess, Registers, IrText):
             "entry:",
             f"  %bp = getelementptr inbounds i8, ptr %h, i64 {abi.OFF_BUDGET}",
             "  %b0 = load i64, ptr %bp",
-            f"  %b1 = sub i64 %b0, {self.n_insns}",
+            f"  %b1 = sub i64 %b0, {self.n_first}",
             "  store i64 %b1, ptr %bp",
             "  %stop = icmp slt i64 %b1, 0",
             "  br i1 %stop, label %poll, label %body, !prof !1",
@@ -112,14 +123,14 @@ class BlockBuilder(Loops, Exits, MemoryAccess, Registers, IrText):
                 "  br i1 %stop, label %poll, label %count, !prof !1")
         else:
             # Execution counter (statistics, read at the end of a run): entries, and in a
-            # self-loop the iterations in @<name>_l.
+            # loop each member's in-function entries in @<name>_l, @<name>_l1, ...
             head += [
                 f"  %hc = load i64, ptr @{self.name}_n",
                 "  %hc1 = add i64 %hc, 1",
                 f"  store i64 %hc1, ptr @{self.name}_n",
             ]
-            if self.latched:
-                head.append(f"  %lc0 = load i64, ptr @{self.name}_l")
+            if self.loop:
+                head += [f"  %lce{k} = load i64, ptr @{self.name}_l{k or ''}" for k in range(len(self.member_pcs))]
         if self.ram is not None:
             head += [
                 f"  %ramp = getelementptr inbounds i8, ptr %h, i64 {abi.OFF_RAM}",
@@ -127,6 +138,6 @@ class BlockBuilder(Loops, Exits, MemoryAccess, Registers, IrText):
             ]
         tail = ["xout:", f"  ret i64 {abi.EXIT_CALLOUT}"] if self._xout else []
         self.globals.append(f"@{self.name}_n = dso_local global i{32 if self.tier == 0 else 64} 0")
-        if self.latched:
-            self.globals.append(f"@{self.name}_l = dso_local global i64 0")
+        if self.loop:
+            self.globals += [f"@{self.name}_l{k or ''} = dso_local global i64 0" for k in range(len(self.member_pcs))]
         return "\n".join(head + self.lines + tail + ["}"])

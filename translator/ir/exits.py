@@ -30,7 +30,13 @@ class Exits:
         return None
 
     def exit_direct(self, target: int) -> None:
-        """Ends the block jumping to a static target: chained when on the same guest page."""
+        """Ends the block jumping to a static target: a branch to its header when it is a member
+        of this function's loop (loops.py), else chained when on the same guest page."""
+        self.direct.append(target)
+        k = self.members.get(target)
+        if k is not None:
+            self.edge(k)
+            return
         self.flush()
         self.sync_budget()
         self.targets.append(target)
@@ -91,6 +97,14 @@ class Exits:
             self.emit(f"br label %join{j}")
             self.start_block(f)
             return
+        if not last and taken in self.members:
+            # A side exit to a loop member: give the skipped instructions back, in SSA.
+            cur = self.budget
+            self.budget = self._give_back(self.n_insns - self.index - 1)
+            self.exit_direct(taken)
+            self.budget = cur
+            self.start_block(f)
+            return
         if not last:
             # A side exit: the block goes on with the fall-through path.
             cur = self.budget
@@ -101,10 +115,7 @@ class Exits:
             self.budget = cur
             self.start_block(f)
             return
-        if self.loop and taken == self.pc:
-            self._latch()
-        else:
-            self.exit_direct(taken)
+        self.exit_direct(taken)
         self.start_block(f)
         self.exit_direct(fallthrough)
         self.terminated = True
