@@ -156,7 +156,7 @@ def build(pc: int, flags: int, insns: list[tuple[int, Insn | None, int]], name: 
         probe = BlockBuilder(name, pc, mmu, flags, len(insns))
         _emit(probe, insns, internal)
         if loop:
-            b.begin_loop(probe.touched)
+            b.begin_loop(probe.touched, written=probe.written)
         else:
             b.preload(probe.touched)
     _emit(b, insns, loop or internal)
@@ -185,12 +185,15 @@ def build_region(members: list[tuple[int, list[tuple[int, Insn | None, int]]]], 
     pc, insns = members[0]
     mmu = (flags >> abi.FLAG_MMU_SHIFT) & 7
     touched: set[tuple[str, int]] = set()
+    written: set[tuple[str, int]] = set()
     for mpc, minsns in members:
         probe = BlockBuilder(name, mpc, mmu, flags, len(minsns))
         _emit(probe, minsns, JOINS and _has_internal_branch(minsns))
         touched |= probe.touched
+        written |= probe.written
     b = BlockBuilder(name, pc, mmu, flags, len(insns), 1, hot)
-    b.begin_loop(touched, [(mpc, len(minsns)) for mpc, minsns in members])
+    # Registers no member writes are loaded once and never written back.
+    b.begin_loop(touched, [(mpc, len(minsns)) for mpc, minsns in members], written)
     for k, (_, minsns) in enumerate(members):
         if k:
             b.enter_member(k)

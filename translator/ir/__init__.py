@@ -61,6 +61,7 @@ class BlockBuilder(Loops, Exits, MemoryAccess, Registers, IrText):
         self.uses_fp = False
         # Registers the block reads or writes (kind, number), for self-loop formation.
         self.touched: set[tuple[str, int]] = set()
+        self.written: set[tuple[str, int]] = set()  # Those it writes
         # Loop mode (loops.py): a self-loop or a region; its members' pcs (a direct exit to one
         # branches to its header), registers, the budget and iteration counters flow along those
         # edges in SSA (phis), and leave through exits.
@@ -69,6 +70,7 @@ class BlockBuilder(Loops, Exits, MemoryAccess, Registers, IrText):
         self.member_insns: list[int] = []
         self.member_pcs: list[int] = []
         self.carried: list[tuple[str, int]] = []
+        self.fixed: dict[tuple[str, int], str] = {}  # Registers no member writes: loaded once
         self.counts: dict[int, str] = {}
         self.budget: str | None = None
         # Header phis: (member, (kind, number), phi value, its line in `lines`), and each member's

@@ -14,11 +14,18 @@ class Loops:
     """Member headers and in-function edges (uses members, _phis, _incoming, x_cache, f_cache,
     budget, counts)."""
 
-    def begin_loop(self, regs: set[tuple[str, int]], members: list[tuple[int, int]] | None = None) -> None:
-        """Starts the loop at the first member: every register the members touch is loaded here
-        and carried in phis. `members`: (pc, instruction count) of each; default the block itself."""
+    def begin_loop(self, regs: set[tuple[str, int]], members: list[tuple[int, int]] | None = None,
+                   written: set[tuple[str, int]] | None = None) -> None:
+        """Starts the loop at the first member: every register the members touch is loaded here;
+        those they write (`written`, default all) are carried in phis, the others keep the value
+        loaded here. `members`: (pc, instruction count) of each; default the block itself."""
         members = members or [(self.pc, self.n_insns)]
         self.loop = True
+        self.fixed = {}
+        if written is not None:
+            for kind, r in sorted(regs - written):
+                self.fixed[(kind, r)] = self.load_field((abi.OFF_X if kind == "x" else abi.OFF_F) + 8 * r)
+            regs = regs & written
         self.members = {pc: k for k, (pc, _) in enumerate(members)}
         self.member_insns = [n for _, n in members]
         self.member_pcs = [pc for pc, _ in members]
@@ -44,6 +51,8 @@ class Loops:
         self.internal = {}
         self.pending = {}
         self.x_cache, self.x_dirty, self.f_cache, self.f_dirty = {}, set(), {}, set()
+        for (kind, r), v in self.fixed.items():
+            (self.x_cache if kind == "x" else self.f_cache)[r] = v
         keys = [("b", 0), *(("c", j) for j in range(len(self.member_insns))), *self.carried]
         self.counts = {}
         for key in keys:

@@ -26,6 +26,7 @@ class Registers:
         if r == 0:
             return
         self.touched.add(("x", r))
+        self.written.add(("x", r))
         if self.tier == 0:
             self.store_field(abi.OFF_X + 8 * r, value)
             return
@@ -44,6 +45,7 @@ class Registers:
 
     def set_f(self, r: int, value: str) -> None:
         self.touched.add(("f", r))
+        self.written.add(("f", r))
         if self.tier == 0:
             self.store_field(abi.OFF_F + 8 * r, value)
             return
