@@ -19,6 +19,13 @@ SIDE_EXITS = {"beq", "bne", "blt", "bge", "bltu", "bgeu"}
 LOOPS = True
 # Forward branches to a later instruction of the same block stay inside its function.
 JOINS = True
+# A forward branch over at most this many of these instructions (register arithmetic that cannot
+# trap or leave) is if-converted: they run on both paths and the join selects their results, so
+# a data-dependent branch costs no misprediction (the CRC bit loop of tests/bench/intkernel.c).
+SPECULATE = 3
+_SPECULABLE = {"lui", "auipc", "add", "sub", "xor", "or", "and", "addi", "xori", "ori", "andi", "slt", "sltu",
+               "slti", "sltiu", "sll", "srl", "sra", "slli", "srli", "srai", "addw", "subw", "addiw", "sllw",
+               "srlw", "sraw", "slliw", "srliw", "sraiw", "mul", "mulw"}
 
 # FP instructions need mstatus.FS != Off (privileged spec 3.1.6.6: "attempts to access the
 # floating-point state ... raise an illegal-instruction exception" when FS is Off).
@@ -121,6 +128,9 @@ def _emit(b: BlockBuilder, insns: list[tuple[int, Insn | None, int]], internal: 
     if internal:
         # Forward branches land inside the block (registers preloaded, so joins can merge them).
         b.internal = {ipc: idx for idx, (ipc, _, _) in enumerate(insns)}
+        if SPECULATE:
+            b.speculable = {idx for idx, (_, i, _) in enumerate(insns) if i is not None and i.name in _SPECULABLE}
+            b.speculate = SPECULATE
     for idx, (ipc, insn, raw) in enumerate(insns):
         b.join(idx)
         b.index = idx

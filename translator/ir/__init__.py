@@ -85,6 +85,12 @@ class BlockBuilder(Loops, Exits, MemoryAccess, Registers, IrText):
         # each landing index (label, x cache, f cache, budget).
         self.internal: dict[int, int] = {}
         self.pending: dict[int, list[tuple[str, dict, dict, str | None]]] = {}
+        # If-conversion (regs.py `join`): indices of instructions that may run on both paths of a
+        # forward branch over at most `speculate` of them, and the branches waiting at each landing
+        # index (condition, x cache, f cache, instructions the taken path skips).
+        self.speculable: set[int] = set()
+        self.speculate = 0
+        self.spec: dict[int, list[tuple[str, dict, dict, int]]] = {}
 
     # Facts known at translation time in a block and at run time in the interpreter
     def priv(self) -> int:

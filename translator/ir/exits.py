@@ -83,6 +83,13 @@ class Exits:
         return self.call("preserve_mostcc i64", f"@{name}", args)
 
     def branch(self, cond: str, taken: int, fallthrough: int) -> None:
+        j = self.internal.get(taken)
+        skipped = range(self.index + 1, j) if j is not None else range(0)
+        if (self.index < self.n_insns - 1 and 0 < len(skipped) <= self.speculate
+                and all(k in self.speculable for k in skipped) and not any(k in self.pending for k in skipped)):
+            # If-conversion: the skipped instructions run on this path too; join selects.
+            self.spec.setdefault(j, []).append((cond, dict(self.x_cache), dict(self.f_cache), len(skipped)))
+            return
         t, f = self.label("bt"), self.label("bf")
         self.emit(f"br i1 {cond}, label %{t}, label %{f}")
         self.start_block(t)

@@ -50,6 +50,8 @@ class Loops:
         self.terminated = False
         self.internal = {}
         self.pending = {}
+        self.spec = {}
+        self.speculable = set()
         self.x_cache, self.x_dirty, self.f_cache, self.f_dirty = {}, set(), {}, set()
         for (kind, r), v in self.fixed.items():
             (self.x_cache if kind == "x" else self.f_cache)[r] = v

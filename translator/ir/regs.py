@@ -81,6 +81,24 @@ class Registers:
 
     def join(self, index: int) -> None:
         """Starts instruction `index` where forward branches land: merge the register states."""
+        for cond, xs, fs, skipped in self.spec.pop(index, ()):
+            # If-converted: where the branch was taken, the values from before the skipped
+            # instructions, and the budget they were counted in given back.
+            for cache, before, dirty in ((self.x_cache, xs, self.x_dirty), (self.f_cache, fs, self.f_dirty)):
+                for r, v in list(cache.items()):
+                    old = before.get(r)
+                    if old is None:
+                        # Only in a dry run, where nothing was preloaded: forget it
+                        del cache[r]
+                        dirty.discard(r)
+                    elif old != v:
+                        cache[r] = self.select(cond, old, v)
+            back = self.select(cond, str(skipped), "0")
+            if self.budget is not None:
+                self.budget = self.op("add", self.budget, back)
+            else:
+                b = self.load_field(abi.OFF_BUDGET)
+                self.store_field(abi.OFF_BUDGET, self.op("add", b, back))
         incoming = self.pending.pop(index, None)
         if not incoming:
             return
