@@ -58,6 +58,12 @@ PROMOTE_BATCH = 32
 # Regions (several blocks of a page in one function, see `_form_regions`): at most this many
 # members, so a region's header phis (registers and counters, per member) stay few.
 REGION_BLOCKS = 8
+# ... and at most this much IR text in its members' own blocks: a region saves a block transition
+# per branch between members, but LLVM's time grows with the IR, and large members (FP code,
+# whose blocks are many times the IR of integer ones) save little relative to their work
+# (fpkernel: regions of 100 FP instructions took its tier-1 code from 74 to 107 KB, compile from
+# 0.3 to 0.7 s, for no faster loops).
+REGION_IR = 24_000
 # Regions are formed at all (off: every block keeps its own function, as before regions).
 REGIONS = True
 # Code-write invalidations of a physical page after which code translated from it is not kept
@@ -458,7 +464,7 @@ class TranslationCache:
                 continue
             scc = sorted(j for j in reached[k] if k in reached[j])
             done.update(scc)
-            if not 2 <= len(scc) <= REGION_BLOCKS:
+            if not 2 <= len(scc) <= REGION_BLOCKS or sum(len(nodes[j][0].text) for j in scc) > REGION_IR:
                 continue
             head = max(scc, key=lambda j: (heat.get(j[0], 0), -j[0]))
             order = [head, *(j for j in scc if j != head)]
