@@ -116,12 +116,13 @@ bad: FAIL 3
 """
 
 
-def run(elf: Path, *, interp: bool = False, hot: int = 50) -> Machine:
+def run(elf: Path, *, interp: bool = False, hot: int = 50, on_translate=None) -> Machine:
     """Runs an HTIF program as firmware (icount: deterministic time) until it passes: in the
     interpreter only, or translated at its first execution and promoted after `hot`."""
     m = board.build(qemu_virt, ram_size=64 << 20, icount=True, out=_Sink())
     m.warm_threshold = 1 << 30 if interp else 0
     m.tcache.set_hot_threshold(hot)
+    m.tcache.on_translate = on_translate
     img = load(m.mem, elf, qemu_virt.RAM_BASE)
     Htif(m, img.symbols["tohost"], img.symbols.get("fromhost"), out=_Sink())
     mon = Monitor()
@@ -244,3 +245,41 @@ def test_breakpoint_inside_a_region(asm, tmp_path):
     doc = json.loads(stats.read_text())
     assert doc["regions"]["formed"] >= 1 and doc["regions"]["iterations"] > 5000
     assert doc["invalidations"]["breakpoint"] >= 1
+
+
+# A data-dependent forward branch over two instructions, in a self-loop.
+IFCONV = r"""
+  .option norvc
+  li a0, 1000
+  li a1, 0
+  .globl ifloop
+ifloop:
+  andi t0, a0, 3
+  beqz t0, 1f
+  addi a1, a1, 5
+  xor a1, a1, a0
+1:
+  addi a0, a0, -1
+  bnez a0, ifloop
+  mv s2, a1
+  PASS
+"""
+
+
+def test_forward_branch_over_arithmetic_is_if_converted(asm):
+    elf = asm(IFCONV)
+    sym = symbols(elf)
+    codes = []
+    m = run(elf, hot=0, on_translate=codes.append)  # Tier 1 at once
+    loop = next(c for c in codes if c.pc == sym["ifloop"])
+    # No inner branch: the skipped instructions' results are selected, no join block
+    assert "select i1" in loop.text and "join" not in loop.text
+    want = 0
+    for a0 in range(1000, 0, -1):
+        if a0 & 3:
+            want = (want + 5) ^ a0
+    assert m.harts[0].get_x(18) == want
+    # The same instruction count as tier 0 (plain side exits): the taken path's skipped
+    # instructions were given back to the budget
+    assert state(m) == state(run(elf, hot=1 << 30))
+    assert state(m)[0] == state(run(elf, interp=True))[0]
