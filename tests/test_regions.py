@@ -243,8 +243,17 @@ def test_breakpoint_inside_a_region(asm, tmp_path):
             c.close()
         assert proc.wait(timeout=20) == 0
     doc = json.loads(stats.read_text())
-    assert doc["regions"]["formed"] >= 1 and doc["regions"]["iterations"] > 5000
+    rg = doc["regions"]
+    assert rg["formed"] >= 1 and rg["iterations"] > 5000
     assert doc["invalidations"]["breakpoint"] >= 1
+    # `cache stats` shows them
+    from click.testing import CliRunner
+
+    from runtime.frontends.cli import main
+
+    out = CliRunner().invoke(main, ["cache", "stats", str(stats)]).output
+    assert (f"Regions: {rg['formed']:,} formed, {rg['blocks']:,} blocks in them, "
+            f"{rg['iterations']:,} iterations inside") in " ".join(out.split())
 
 
 # A data-dependent forward branch over two instructions, in a self-loop.
