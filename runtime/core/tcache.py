@@ -1086,7 +1086,11 @@ class TranslationCache:
             cache.reject(wm.key)
             wm.failed = True
             return None
-        self.engine.stats.cached += 1
+        es = self.engine.stats
+        es.cached += 1
+        es.modules += 1
+        es.object_bytes += len(obj)
+        es.code_bytes += code_bytes
         ts = self.tier_stats.setdefault(tier, TierStats())
         ts.modules += 1
         ts.cached += 1
