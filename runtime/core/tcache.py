@@ -295,6 +295,7 @@ class TranslationCache:
         self.unprimed = 0  # Heads found warm only for sharing such a counter
         self.warm_loaded = 0  # Blocks in the warm set loaded
         self.restored = 0  # Blocks installed from it
+        self.restored_at_start = 0  # Of those, installed before the run (their code was loaded)
         self.restore_changed = 0  # Not installed: their guest bytes had changed
         self.restore_failed = 0  # Not installed: their module was not in the cache or did not link
         self.restore_seconds = 0.0
@@ -988,9 +989,10 @@ class TranslationCache:
         return [[k, list(e)] for k, e in modules], blocks
 
     def load_warm_set(self, doc: dict) -> bool:
-        """Takes in a warm set (`warm_set` of an earlier run): its blocks are installed when the
-        interpreter or the dispatcher first reaches them (their heads are primed) and their guest
-        bytes are still those they were translated from. False if it is malformed (nothing kept)."""
+        """Takes in a warm set (`warm_set` of an earlier run): its blocks whose guest bytes are in
+        memory now are installed at once, the others when the interpreter or the dispatcher first
+        reaches them (their heads are primed) if their bytes are those they were translated from
+        then. False if it is malformed (nothing kept)."""
         try:
             mods = [_WarmModule(str(k), tuple(str(x) for x in ex)) for k, ex in doc["modules"]]
             prepared = {}
@@ -1012,10 +1014,24 @@ class TranslationCache:
             return False
         self.prepared = prepared
         self.warm_loaded = len(prepared)
-        for vpc, _ppc, flags in prepared:
+        # Code already in memory (the firmware's and the kernel's, loaded before the run) goes in
+        # now, a module at a time; the rest waits for its heads.
+        for wm in {id(wm): wm for _, wm in prepared.values()}.values():
+            present = next((k for k in wm.members if self._current_bytes(k, prepared[k][0])), None)
+            if present is not None:
+                self.restore(*present)
+        self.restored_at_start = self.restored
+        for vpc, _ppc, flags in self.prepared:
             self._set_head(vpc, flags, HEAD_PRIMED)
             self.primed.add(heads_index(vpc, flags))
         return True
+
+    def _current_bytes(self, key: tuple[int, int, int], sv: _Saved) -> bool:
+        """Whether the guest bytes a warm-set block was translated from are those in memory."""
+        try:
+            return self.read_phys(key[1], len(sv.raw)) == sv.raw
+        except ValueError:
+            return False  # Not RAM (this machine has less)
 
     def unprime(self, vpc: int, ppc: int, flags: int) -> bool:
         """A head found warm at once because it shares its counter with a warm-set block's (or
@@ -1050,11 +1066,7 @@ class TranslationCache:
             if key in self.blocks:
                 del self.prepared[key]  # Translated meanwhile
                 continue
-            try:
-                current = self.read_phys(key[1], len(sv.raw))
-            except ValueError:
-                current = None  # Not RAM (this machine has less)
-            if current != sv.raw:
+            if not self._current_bytes(key, sv):
                 if key == (vpc, ppc, flags):
                     del self.prepared[key]
                     self.restore_changed += 1

@@ -64,7 +64,9 @@ The JSON document (schema "mirage-stats", version 2; version 1 had the keys mark
   warm_start             translations of the last run with the same key (runtime/core/pcache.py warm
                          sets): {loaded (blocks in it), restored (installed), changed (their guest
                          bytes were others), failed (module not in the cache or not linkable),
-                         left (never reached), seconds (installing them)}
+                         left (never reached), at_start (of the restored, those installed before
+                         the run), unprimed (heads found warm only for sharing a counter with one
+                         of them), seconds (installing them)}
   time                   host seconds of the run loop: {interpreter, compiled (native code but
                          the interpreter, callouts excluded), python: {cause: s} (mem, sys,
                          fetch: estimated from those made during one run-loop slice in
@@ -246,6 +248,7 @@ def collect(m, t_start: float, t_run: float, t_end: float, pcache=None, program:
         "interpreter": _interpreter(m),
         "warm_start": {"loaded": tc.warm_loaded, "restored": tc.restored, "changed": tc.restore_changed,
                        "failed": tc.restore_failed, "left": len(tc.prepared), "unprimed": tc.unprimed,
+                       "at_start": tc.restored_at_start,
                        "seconds": tc.restore_seconds},
         "time": _time_split(m),
         "invalidations": invalidations,
@@ -363,7 +366,7 @@ DOC = {
     "interpreter": {"!enabled": "bool", "!warm_threshold": "int", "!insns": "int", "!heads_warmed": "int",
                     "!blocks_translated": "int", "!stale_dropped": "int"},
     "warm_start": {"!loaded": "int", "!restored": "int", "!changed": "int", "!failed": "int", "!left": "int",
-                   "unprimed": "int", "!seconds": "num"},
+                   "unprimed": "int", "at_start": "int", "!seconds": "num"},
     "time": {"!interpreter": "num", "!compiled": "num", "!python": ("map", "num"), "!translate": "num"},
     "mmu": ("map", "int"),
     "pcache": {"!enabled": "bool", "dir": "str", "lookups": "int", "hits": "int", "misses": "int",
