@@ -522,6 +522,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="boot with N harts (QEMU's and Mirage's -smp), repeatable: the rows for each (default 1)")
     parser.add_argument("-v", "--verbose", action="store_true", help="copy the guest consoles to stderr")
     args = parser.parse_args(argv)
+    # Python's bytecode cache is one of the caches a run after the first has: with
+    # $PYTHONDONTWRITEBYTECODE set (some sandboxes set it), every Mirage run would compile its
+    # sources again (about 0.1 s on this machine), which no default Python install does.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     if args.runs < 1:
         parser.error("--runs must be >= 1")
     smps = args.smp or [1]
