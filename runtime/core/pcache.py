@@ -296,14 +296,8 @@ class PersistentCache:
         if not d.is_dir():
             return out
         for e in os.scandir(d):
-            name = e.name[:-len(RUN_SUFFIX)]
-            if (e.name.endswith(RUN_SUFFIX) and len(name) == 64 and all(c in "0123456789abcdef" for c in name)
-                    and e.is_file(follow_symlinks=False)):
-                try:
-                    st = e.stat()
-                except OSError:
-                    continue
-                out.append(Entry(Path(e.path), st.st_size, st.st_mtime))
+            if e.name.endswith(RUN_SUFFIX) and _is_key(e.name[:-len(RUN_SUFFIX)]):
+                _add_file(out, e)
         return out
 
     def close(self) -> None:
@@ -321,12 +315,8 @@ class PersistentCache:
             if not (_is_bucket(sub.name) and sub.is_dir(follow_symlinks=False)):
                 continue
             for e in os.scandir(sub.path):
-                if _is_entry_name(sub.name, e.name) and e.is_file(follow_symlinks=False):
-                    try:
-                        st = e.stat()
-                    except OSError:
-                        continue
-                    out.append(Entry(Path(e.path), st.st_size, st.st_mtime))
+                if _is_entry_name(sub.name, e.name):
+                    _add_file(out, e)
         return out
 
     def trim(self, max_bytes: int | None = None) -> int:
@@ -407,8 +397,22 @@ def _is_bucket(name: str) -> bool:
 
 def _is_entry_name(bucket: str, name: str) -> bool:
     key = name[:-len(SUFFIX)]
-    return (name.endswith(SUFFIX) and len(key) == 64 and key.startswith(bucket)
-            and all(c in "0123456789abcdef" for c in key))
+    return name.endswith(SUFFIX) and key.startswith(bucket) and _is_key(key)
+
+
+def _is_key(name: str) -> bool:
+    """A SHA-256 in lower-case hex."""
+    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+
+
+def _add_file(out: list[Entry], e: os.DirEntry) -> None:
+    """Adds a regular file (not a link) of a directory scan, if it can still be read."""
+    if e.is_file(follow_symlinks=False):
+        try:
+            st = e.stat()
+        except OSError:
+            return
+        out.append(Entry(Path(e.path), st.st_size, st.st_mtime))
 
 
 def _parse(key: str, data: bytes) -> tuple[bytes, int, float] | None:
