@@ -213,3 +213,23 @@ def test_warm_sets_are_bounded(tmp_path):
     assert len(left) == pcache.MAX_RUNS and keys[-1] in left and keys[0] not in left
     assert pc.load_run(keys[-1]) == {"version": pcache.RUN_VERSION, "key": keys[-1], "modules": [], "blocks": []}
     assert pc.clear() == 0 and pc.runs_cleared == pcache.MAX_RUNS and not pc.runs()
+
+
+def test_heads_found_warm_at_the_end_are_in_the_warm_set(asm, tmp_path):
+    """A loop whose head warms just before the program ends (its translation still in the worker
+    thread): the run waits for it before saving its warm set, so the next run starts with it."""
+    elf = tmp_path / "late.elf"
+    shutil.copy(asm(SUM.replace("li a1, 2000", "li a1, 1100").replace(".dword 6000", ".dword 3300")), elf)
+    tc = tmp_path / "tc"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), MIRAGE_TCACHE_DIR=str(tc))
+    docs = []
+    for name in ("a.json", "b.json"):
+        r = subprocess.run([sys.executable, "-m", "runtime", "jit-run", "--stats", str(tmp_path / name), str(elf)],
+                           capture_output=True, env=env, cwd=ROOT, timeout=120)
+        assert r.returncode == 0, r.stderr.decode()
+        docs.append(json.loads((tmp_path / name).read_text()))
+    first, second = docs
+    assert first["interpreter"]["heads_warmed"] >= 1 and first["interpreter"]["blocks_translated"] >= 1
+    assert second["warm_start"]["restored"] >= 1
+    loop = [b for b in second["hot_blocks"] if b["insns"] == 3]
+    assert loop and loop[0]["executions"] == 1100

@@ -171,6 +171,9 @@ class Machine:
         # TLB misses of the OS world refill natively (translator/softmmu.py); off: every miss
         # walks in Python (-d mmu turns it off to log each walk).
         self.native_refill = True
+        # At the end of a run, wait for the translations on their way (the front end sets it when
+        # it saves a warm set: runtime/core/tcache.py warm_set).
+        self.finish_translations = False
         self.tcache = TranslationCache(self.engine, self.dispatch_addr)
         self.tcache.on_pages = self._code_installed
         self.tcache.read_phys = self.mem.read_bytes
@@ -845,6 +848,8 @@ class Machine:
         for h in harts:
             h.set_budget(0)
         self._timing = False
+        if self.finish_translations and self.halted is not None:
+            tc.finish_warm(harts)
         tc.install_ready(harts)
         tc.abandon()
         dt = perf_counter() - cal[0]

@@ -881,6 +881,18 @@ class TranslationCache:
             done += 1
         return done
 
+    def finish_warm(self, harts: list[Hart]) -> None:
+        """At the end of a run whose warm set is to be saved: the heads found warm are compiled and
+        installed (not run), so that the next run has them; promotions still queued are dropped
+        (their tier-0 blocks stay), so only cheap code is waited for."""
+        for job in self.pending:
+            if not job.warm and job.compilation.future is not None and job.compilation.future.cancel():
+                self.promoting.difference_update(job.olds)
+        self.pending = [j for j in self.pending
+                        if j.warm or j.compilation.future is None or not j.compilation.future.cancelled()]
+        self.flush_warm()
+        self.install_ready(harts, wait=True)
+
     def abandon(self) -> None:
         """Forgets promotions still compiling (the run is over) and stops the worker thread, without
         waiting for the compilation it is in (the front end need not wait for it either)."""

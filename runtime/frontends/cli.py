@@ -213,6 +213,7 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
         doc = pcache.load_run(warm_key)
         if doc is not None and not m.tcache.load_warm_set(doc):
             pcache.reject_run(warm_key)
+        m.finish_translations = True
     t_run = time.perf_counter()
     try:
         with console or contextlib.nullcontext():
