@@ -80,5 +80,15 @@ def fix_sd(mstatus: int) -> int:
     return (mstatus & ~MSTATUS_SD) | (MSTATUS_SD if dirty else 0)
 
 
+def tvec(new: int, old: int) -> int:
+    """A write of `new` to mtvec or stvec (privileged spec 3.1.7 and 4.1.2: MODE 0 is direct, 1
+    vectored, values >= 2 reserved): a reserved mode keeps the previous one (WARL); BASE is the
+    rest, 4-byte aligned."""
+    mode = new & 3
+    if mode > 1:
+        mode = old & 3
+    return (new & ~3 & ((1 << 64) - 1)) | mode
+
+
 def csr_name(num: int) -> str:
     return CSR_NAMES.get(num, f"csr{num:#x}")

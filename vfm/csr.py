@@ -131,10 +131,7 @@ def _w_mstatus(a: Access, val: int) -> None:
 
 
 def _w_mtvec(a: Access, val: int) -> None:
-    mode = val & 3
-    if mode > 1:
-        mode = a.v.mtvec & 3
-    a.v.mtvec = (val & ~3 & MASK64) | mode
+    a.v.mtvec = C.tvec(val, a.v.mtvec)
 
 
 def _w_medeleg(a: Access, val: int) -> None:

@@ -81,11 +81,7 @@ def _w_sip(c: CsrContext, v: int) -> None:
 
 
 def _w_stvec(c: CsrContext, v: int) -> None:
-    # Modes 0 (direct) and 1 (vectored); reserved modes keep the previous mode (WARL).
-    mode = v & 3
-    if mode > 1:
-        mode = c.h.stvec & 3
-    c.h.stvec = (v & ~3 & MASK64) | mode
+    c.h.stvec = C.tvec(v, c.h.stvec)
 
 
 def _w_satp(c: CsrContext, v: int) -> None:
