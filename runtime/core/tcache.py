@@ -74,6 +74,11 @@ VOLATILE_WRITES = 8
 # (RSS against modules linked) with linux-shell's modules, most of them of one to a few blocks.
 MODULE_COST = 48 << 10
 RELEASED_COST = 10 << 10
+def _guest_bytes(insns: list[tuple[int, object, int]]) -> bytes:
+    """The guest bytes of scanned instructions (pc, insn, raw)."""
+    return b"".join(r.to_bytes(4 if r & 3 == 3 else 2, "little") for _, _, r in insns)
+
+
 # A block's or region's function name (`_block_name`): its base, and its number if not the first
 _FUNCTION_NAME = re.compile(r"([br][0-9a-f]+_[0-9a-f]+_[0-9a-f]+_[0-9]+)(?:v([0-9]+))?")
 # A head of a block in the warm set: its first execution reaches the warm threshold.
@@ -490,21 +495,10 @@ class TranslationCache:
             flags = job.flags
             if keep is not None and not keep((code.pc, phys, flags)):
                 continue
-            last_pc = code.insns[-1][0]
-            end_ppc = phys + (code.end_pc - code.pc)
-            pages = tuple(sorted({phys >> abi.PAGE_BITS, (phys + (last_pc - code.pc)) >> abi.PAGE_BITS,
-                                  (end_ppc - 1) >> abi.PAGE_BITS}))
             # A region (all on its first member's page): the bytes of every member
             ranges = tuple((phys + (mpc - code.pc), phys + (insns_end(mi) - code.pc)) for mpc, mi in code.members)
-            blk = Block(code.pc, phys, flags, addrs[code.name], code.n_insns, end_ppc, pages,
-                        insn_pcs=[p for p, _, _ in code.insns], tier=job.tier,
-                        counter=addrs.get(f"{code.name}_n", 0), module=mod, ranges=ranges)
-            mod.blocks.append(blk)
-            mod.live += 1
-            self._insert(blk, [(addrs[s], (t, phys + (t - code.pc), flags)) for s, t in code.chain_slots])
-            if self.on_pages is not None:
-                for lo, hi in ranges or ((phys, end_ppc),):
-                    self.on_pages(pages, lo, hi)
+            blk = self._enter((code.pc, phys, flags), mod, addrs, code.name, [p for p, _, _ in code.insns],
+                              phys + (code.end_pc - code.pc), job.tier, code.chain_slots, ranges)
             self.translated_blocks += 1
             self.by_tier[job.tier] += 1
             self.translated_insns += code.n_insns
@@ -513,9 +507,8 @@ class TranslationCache:
             mod.records.extend(range(n, len(self.history)))
             # A region is not kept in warm sets: its head's block is translated again and promoted.
             if mod.key is not None and self.warm_start and not flags & abi.FLAG_STEP and not code.members:
-                raw = b"".join(r.to_bytes(4 if r & 3 == 3 else 2, "little") for _, _, r in code.insns)
                 self.saved[(code.pc, phys, flags)] = _Saved(
-                    job.tier, raw, code.name, tuple(code.chain_slots), f"{code.name}_n" in addrs,
+                    job.tier, _guest_bytes(code.insns), code.name, tuple(code.chain_slots), f"{code.name}_n" in addrs,
                     f"{code.name}_l" in addrs, (mod.key, mod.exports))
             if first is None:
                 first = blk
@@ -525,6 +518,23 @@ class TranslationCache:
         if mod.live == 0:
             self.dead.append(mod)  # Nothing of it was kept (a promotion overtaken by events)
         return first
+
+    def _enter(self, key: tuple[int, int, int], mod: _Module, addrs: dict[str, int], name: str,
+               insn_pcs: list[int], end_ppc: int, tier: int, slots, ranges: tuple[tuple[int, int], ...] = ()) -> Block:
+        """Enters a block of a linked module (a translation, or one from a warm set): lookup, chain
+        slots (symbol, target pc), the pages its bytes are on; returns it."""
+        vpc, ppc, flags = key
+        pages = tuple(sorted({ppc >> abi.PAGE_BITS, (ppc + insn_pcs[-1] - vpc) >> abi.PAGE_BITS,
+                              (end_ppc - 1) >> abi.PAGE_BITS}))
+        blk = Block(vpc, ppc, flags, addrs[name], len(insn_pcs), end_ppc, pages, insn_pcs=insn_pcs, tier=tier,
+                    counter=addrs.get(f"{name}_n", 0), module=mod, ranges=ranges)
+        mod.blocks.append(blk)
+        mod.live += 1
+        self._insert(blk, [(addrs[s], (t, ppc + (t - vpc), flags)) for s, t in slots])
+        if self.on_pages is not None:
+            for lo, hi in ranges or ((ppc, end_ppc),):
+                self.on_pages(pages, lo, hi)
+        return blk
 
     def _new_module(self, obj_bytes: int, code_bytes: int, key: str | None, exports) -> _Module:
         """Accounts for the module the engine just linked."""
@@ -567,8 +577,7 @@ class TranslationCache:
     def _record(self, code: BlockCode, phys: int, flags: int, tier: int, addrs: dict[str, int]) -> None:
         """Adds a translation to `history`: a block, or a region as one record per member."""
         for k, (mpc, minsns) in enumerate(code.members or [(code.pc, code.insns)]):
-            raw = b"".join(r.to_bytes(4 if r & 3 == 3 else 2, "little") for _, _, r in minsns)
-            self._record_one(mpc, phys + (mpc - code.pc), flags, tier, len(minsns), raw,
+            self._record_one(mpc, phys + (mpc - code.pc), flags, tier, len(minsns), _guest_bytes(minsns),
                              addrs.get(f"{code.name}_n", 0) if k == 0 else 0, addrs.get(f"{code.name}_l{k or ''}", 0),
                              code.region)
         self._count(flags, tier, code.n_insns)
@@ -858,7 +867,7 @@ class TranslationCache:
 
     def _current(self, code: BlockCode, phys: int, read_phys) -> bool:
         """Whether the guest bytes a block was scanned from are still in memory."""
-        raw = b"".join(r.to_bytes(4 if r & 3 == 3 else 2, "little") for _, _, r in code.insns)
+        raw = _guest_bytes(code.insns)
         return read_phys(phys, len(raw)) == raw
 
     def install_ready(self, harts: list[Hart], wait: bool = False) -> int:
@@ -1137,16 +1146,7 @@ class TranslationCache:
         while at < len(sv.raw):
             pcs.append(vpc + at)
             at += 4 if sv.raw[at] & 3 == 3 else 2
-        end_ppc = ppc + len(sv.raw)
-        pages = tuple(sorted({ppc >> abi.PAGE_BITS, (ppc + pcs[-1] - vpc) >> abi.PAGE_BITS,
-                              (end_ppc - 1) >> abi.PAGE_BITS}))
-        blk = Block(vpc, ppc, flags, addrs[sv.name], len(pcs), end_ppc, pages, insn_pcs=pcs, tier=sv.tier,
-                    counter=addrs.get(f"{sv.name}_n", 0) if sv.counter else 0, module=mod)
-        mod.blocks.append(blk)
-        mod.live += 1
-        self._insert(blk, [(addrs[s], (t, ppc + (t - vpc), flags)) for s, t in sv.slots])
-        if self.on_pages is not None:
-            self.on_pages(pages, ppc, end_ppc)
+        self._enter(key, mod, addrs, sv.name, pcs, ppc + len(sv.raw), sv.tier, sv.slots)
         self.restored += 1
         self.by_tier[sv.tier] += 1
         self._record_one(vpc, ppc, flags, sv.tier, len(pcs), sv.raw, addrs.get(f"{sv.name}_n", 0) if sv.counter else 0,
