@@ -23,11 +23,14 @@ class _Sink:
         pass
 
 
-def run_machine(elf: Path, max_insns: int = 5_000_000) -> Machine:
+def run_machine(elf: Path, max_insns: int = 5_000_000, setup=None) -> Machine:
     """Runs an HTIF test program as firmware on a qemu-virt machine in this process, every block
-    translated on its first execution (no interpreter); returns the machine once it passed."""
+    translated on its first execution (no interpreter); returns the machine once it passed.
+    `setup(machine)` runs before the program is loaded."""
     m = board.build(qemu_virt, ram_size=64 << 20, icount=True, out=_Sink())
     m.warm_threshold = 0
+    if setup is not None:
+        setup(m)
     img = load(m.mem, elf, qemu_virt.RAM_BASE)
     Htif(m, img.symbols["tohost"], img.symbols.get("fromhost"), out=_Sink())
     mon = Monitor()

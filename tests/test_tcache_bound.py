@@ -7,15 +7,10 @@ from __future__ import annotations
 
 import json
 
-from platforms import qemu_virt
-from runtime.boot import board
-from runtime.boot.loader import load
 from runtime.core.tcache import MODULE_COST
-from runtime.devices.htif import Htif
 from runtime.frontends import stats
 from tests.test_hardening import assert_bad_input, run_env, smc_rewrites
-from tests.test_tcache import _Sink
-from vfm.monitor import Monitor
+from tests.test_tcache import run_machine
 
 MASK64 = (1 << 64) - 1
 
@@ -53,27 +48,20 @@ def run_bounded(elf, tb_size: int, max_insns: int = 5_000_000):
     """Runs an HTIF program in this process, every block translated on its first execution, with
     the translations' bound `tb_size`; checks before every module goes in that the cache was under
     the bound. Returns the machine and the estimates seen before each install."""
-    m = board.build(qemu_virt, ram_size=64 << 20, icount=True, out=_Sink())
-    m.warm_threshold = 0
-    tc = m.tcache
-    tc.tb_size = tb_size
     before: list[int] = []
-    install = tc._install
 
-    def checked(job, keep=None):
-        before.append(tc.jit_bytes)
-        return install(job, keep)
+    def setup(m) -> None:
+        tc = m.tcache
+        tc.tb_size = tb_size
+        install = tc._install
 
-    tc._install = checked
-    img = load(m.mem, elf, qemu_virt.RAM_BASE)
-    Htif(m, img.symbols["tohost"], img.symbols.get("fromhost"), out=_Sink())
-    mon = Monitor()
-    mon.attach(m)
-    mon.reset(m.harts[0], img.entry, 0, 0)
-    m.max_insns = max_insns
-    result = m.run()
-    assert result.code == 0, result.message
-    return m, before
+        def checked(job, keep=None):
+            before.append(tc.jit_bytes)
+            return install(job, keep)
+
+        tc._install = checked
+
+    return run_machine(elf, max_insns, setup), before
 
 
 def test_a_small_bound_flushes_and_the_result_stays_right(asm):
