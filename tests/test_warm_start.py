@@ -48,11 +48,14 @@ expected: .dword 6000
 """
 
 
-def run(elf: Path, tmp: Path, name: str, *opts: str, tcache: Path) -> tuple[subprocess.CompletedProcess, dict]:
+def run(elf: Path, tmp: Path, name: str, *opts: str, tcache: Path,
+        thread: bool = False) -> tuple[subprocess.CompletedProcess, dict]:
     out = tmp / name
     env = dict(os.environ, PYTHONPATH=str(ROOT), MIRAGE_TCACHE_DIR=str(tcache))
-    # Translations in the run loop: a head found warm is translated before the program ends.
-    r = subprocess.run([sys.executable, "-m", "runtime", "jit-run", "--no-jit-thread", "--stats", str(out), *opts,
+    # Translations in the run loop unless `thread`: a head found warm is translated before the
+    # program ends.
+    thread_opt = [] if thread else ["--no-jit-thread"]
+    r = subprocess.run([sys.executable, "-m", "runtime", "jit-run", *thread_opt, "--stats", str(out), *opts,
                         str(elf)],
                        capture_output=True, env=env, cwd=ROOT, timeout=120)
     return r, (json.loads(out.read_text()) if out.exists() else {})
@@ -233,3 +236,115 @@ def test_heads_found_warm_at_the_end_are_in_the_warm_set(asm, tmp_path):
     assert second["warm_start"]["restored"] >= 1
     loop = [b for b in second["hot_blocks"] if b["insns"] == 3]
     assert loop and loop[0]["executions"] == 1100
+
+
+def _kernel(n: int, acc: int, odd) -> int:
+    for i in range(n):
+        acc = odd(acc, i) if i & 1 else acc + 3
+    return acc & ((1 << 64) - 1)
+
+
+# tests/test_regions.py's kernel, whose loop spans three blocks (a region once hot), run 3,000
+# times and checked; then, if the word at `again` is not 0, its member `odd` becomes
+# `add a1, a1, s0` and it runs 20 times more (too few to be promoted again), checked against that.
+def _region_program(xor: int, added: int) -> str:
+    from tests.test_regions import KERNEL
+
+    return f"""
+  .option norvc
+  la t0, trap
+  csrw mtvec, t0
+  li a0, 3000
+  li a1, 7
+  jal ra, kernel
+  la t2, e1
+  ld t1, 0(t2)
+  bne a1, t1, bad
+  la t2, again
+  ld t1, 0(t2)
+  beqz t1, done
+  li t0, 0x008585b3
+  la t1, odd
+  sw t0, 0(t1)
+  fence.i
+  li a0, 20
+  li a1, 5
+  jal ra, kernel
+  la t2, e2
+  ld t1, 0(t2)
+  bne a1, t1, bad
+done:
+  PASS
+bad: FAIL 2
+trap: FAIL 3
+{KERNEL}
+  .data
+  .align 3
+e1: .dword {xor}
+e2: .dword {added}
+again: .dword 0
+"""
+
+
+def _patch(elf: Path, symbol: str, size: int, old: int, new: int) -> None:
+    """Rewrites a word of the program file, keeping its size and time (so the warm set's key)."""
+    st = elf.stat()
+    data = bytearray(elf.read_bytes())
+    at = offset(elf, symbol)
+    assert int.from_bytes(data[at:at + size], "little") == old
+    data[at:at + size] = new.to_bytes(size, "little")
+    elf.write_bytes(bytes(data))
+    os.utime(elf, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+XOR = _kernel(3000, 7, lambda a, i: a ^ i)
+# Every block translated at its first execution and promoted after 50 (as in test_regions.py).
+REGION_OPTS = ("--warm-threshold", "0", "--hot-threshold", "50")
+ADD = _kernel(20, 5, lambda a, i: a + i)
+
+
+def test_a_region_is_in_the_warm_set(asm, tmp_path):
+    elf = tmp_path / "region.elf"
+    shutil.copy(asm(_region_program(XOR, ADD)), elf)
+    tc = tmp_path / "tc"
+    r, first = run(elf, tmp_path, "a.json", *REGION_OPTS, tcache=tc)
+    assert r.returncode == 0, r.stderr.decode()
+    assert first["regions"]["formed"] == 1
+    r, second = run(elf, tmp_path, "b.json", *REGION_OPTS, tcache=tc)
+    assert r.returncode == 0, r.stderr.decode()
+    # Installed at start with its members' own blocks: nothing translated, the loop iterating in it.
+    assert compiled(second) == 0 and second["jit"]["promotions"] == 0
+    assert second["regions"]["formed"] == first["regions"]["formed"] == 1
+    assert second["regions"]["blocks"] == first["regions"]["blocks"] == 3
+    assert second["regions"]["iterations"] > first["regions"]["iterations"] > 2000
+
+
+def test_a_region_whose_member_changed_is_not_run(asm, tmp_path):
+    """The program file changes behind the same size and time: the region's member `odd` (not its
+    first block) adds instead of xoring. The region is not installed; a stale one would fail the
+    check."""
+    elf = tmp_path / "region.elf"
+    shutil.copy(asm(_region_program(XOR, ADD)), elf)
+    tc = tmp_path / "tc"
+    r, first = run(elf, tmp_path, "a.json", *REGION_OPTS, tcache=tc)
+    assert r.returncode == 0 and first["regions"]["formed"] == 1, r.stderr.decode()
+    _patch(elf, "odd", 4, 0x0085C5B3, 0x008585B3)  # xor a1, a1, s0 -> add a1, a1, s0
+    _patch(elf, "e1", 8, XOR, _kernel(3000, 7, lambda a, i: a + i))
+    r, second = run(elf, tmp_path, "b.json", *REGION_OPTS, tcache=tc)
+    assert r.returncode == 0, r.stderr.decode()
+    assert second["warm_start"]["loaded"] > 0 and second["warm_start"]["changed"] >= 1 and compiled(second) >= 1
+
+
+def test_a_restored_region_is_dropped_when_the_program_rewrites_a_member(asm, tmp_path):
+    """The first run leaves a region in the warm set; the second, told to (`again`), rewrites its
+    member `odd` after running it: the store must drop the region installed at start."""
+    elf = tmp_path / "smc.elf"
+    shutil.copy(asm(_region_program(XOR, ADD)), elf)
+    tc = tmp_path / "tc"
+    r, first = run(elf, tmp_path, "a.json", *REGION_OPTS, tcache=tc)
+    assert r.returncode == 0 and first["regions"]["formed"] == 1, r.stderr.decode()
+    _patch(elf, "again", 8, 0, 1)
+    r, second = run(elf, tmp_path, "b.json", *REGION_OPTS, tcache=tc)
+    assert r.returncode == 0, r.stderr.decode()
+    assert second["warm_start"]["at_start"] == second["warm_start"]["loaded"] > 0
+    assert second["regions"]["iterations"] > 2000 and second["invalidations"]["code-write"] >= 1

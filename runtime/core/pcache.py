@@ -24,8 +24,8 @@ run that wrote entries the cache is trimmed to 90% of its bound (1 GiB) from the
 used end.
 
 A run's warm set: `<root>/tcache/runs/<k>.ws`, k the hex SHA-256 of the environment and of what
-identifies the run (the program's files, the machine, the translation options: `run_key`). It
-lists every block the run translated, by guest address, physical address, flags and guest bytes,
+identifies the run (the program's files, the machine, the translation options: `run_key`) and
+of RUN_VERSION. It lists every block and region the run translated, by guest address, physical address, flags and guest bytes,
 with the cache entry and symbols of its code, so that the next run with the same key installs
 those translations without building IR (runtime/core/tcache.py `load_warm_set`); each is checked
 against the guest bytes in memory before it is installed. A file: RUN_MAGIC (8 bytes) | SHA-256
@@ -54,7 +54,9 @@ HEADER = struct.Struct("<8s32s32sQd")
 DEFAULT_MAX_BYTES = 1 << 30
 SUFFIX = ".obj"
 RUN_MAGIC = b"MIRWS\x00\x01\n"
-RUN_VERSION = 1
+# The warm set's format (version 2: regions are kept); part of its key, so that a run never finds
+# one of another format.
+RUN_VERSION = 2
 RUNS = "runs"
 RUN_SUFFIX = ".ws"
 MAX_RUNS = 64
@@ -235,7 +237,7 @@ class PersistentCache:
     # Warm sets (a run's translations, for the next run with the same key)
     def run_key(self, *parts: str) -> str:
         """The key of a run's warm set: the environment and what identifies the run."""
-        h = hashlib.sha256(environment().encode())
+        h = hashlib.sha256(environment().encode() + RUN_VERSION.to_bytes(4, "little"))
         for p in parts:
             b = p.encode()
             h.update(len(b).to_bytes(8, "little") + b)

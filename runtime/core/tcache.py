@@ -74,6 +74,18 @@ VOLATILE_WRITES = 8
 # (RSS against modules linked) with linux-shell's modules, most of them of one to a few blocks.
 MODULE_COST = 48 << 10
 RELEASED_COST = 10 << 10
+
+
+def _pcs(pc: int, raw: bytes) -> list[int]:
+    """The pc of each instruction of guest bytes `raw` at pc."""
+    pcs = []
+    at = 0
+    while at < len(raw):
+        pcs.append(pc + at)
+        at += 4 if raw[at] & 3 == 3 else 2
+    return pcs
+
+
 def _guest_bytes(insns: list[tuple[int, object, int]]) -> bytes:
     """The guest bytes of scanned instructions (pc, insn, raw)."""
     return b"".join(r.to_bytes(4 if r & 3 == 3 else 2, "little") for _, _, r in insns)
@@ -137,15 +149,19 @@ class _Module:
 
 class _Saved(NamedTuple):
     """A translation as a warm set keeps it: tier, guest bytes, symbol, chain slots (symbol,
-    target pc), whether it has counters (@<name>_n, @<name>_l) and its module (cache key, exports)."""
+    target pc), its module (cache key, exports) and, for a region, each member's pc and guest
+    bytes (the first is the region's own block: `raw`)."""
 
     tier: int
     raw: bytes
     name: str
     slots: tuple[tuple[str, int], ...]
-    counter: bool
-    loop_counter: bool
     module: tuple[str, tuple[str, ...]]
+    members: tuple[tuple[int, bytes], ...] = ()
+
+    def parts(self, vpc: int) -> tuple[tuple[int, bytes], ...]:
+        """(pc, guest bytes) of each member, or of the block alone."""
+        return self.members or ((vpc, self.raw),)
 
 
 @dataclass(eq=False)
@@ -502,14 +518,11 @@ class TranslationCache:
             self.translated_blocks += 1
             self.by_tier[job.tier] += 1
             self.translated_insns += code.n_insns
-            n = len(self.history)
-            self._record(code, phys, flags, job.tier, addrs)
-            mod.records.extend(range(n, len(self.history)))
-            # A region is not kept in warm sets: its head's block is translated again and promoted.
-            if mod.key is not None and self.warm_start and not flags & abi.FLAG_STEP and not code.members:
-                self.saved[(code.pc, phys, flags)] = _Saved(
-                    job.tier, _guest_bytes(code.insns), code.name, tuple(code.chain_slots), f"{code.name}_n" in addrs,
-                    f"{code.name}_l" in addrs, (mod.key, mod.exports))
+            parts = tuple((mpc, _guest_bytes(mi)) for mpc, mi in code.members or [(code.pc, code.insns)])
+            self._record(mod, code.name, (code.pc, phys, flags), job.tier, parts, addrs, code.region)
+            if mod.key is not None and self.warm_start and not flags & abi.FLAG_STEP:
+                self.saved[(code.pc, phys, flags)] = _Saved(job.tier, parts[0][1], code.name, tuple(code.chain_slots),
+                                                            (mod.key, mod.exports), parts if code.members else ())
             if first is None:
                 first = blk
             if self.on_translate is not None and not code.members:
@@ -574,18 +587,20 @@ class TranslationCache:
         ts.cached += st.cached - before[4]
         return addrs, obj, st.code_bytes - before[2]
 
-    def _record(self, code: BlockCode, phys: int, flags: int, tier: int, addrs: dict[str, int]) -> None:
-        """Adds a translation to `history`: a block, or a region as one record per member."""
-        for k, (mpc, minsns) in enumerate(code.members or [(code.pc, code.insns)]):
-            self._record_one(mpc, phys + (mpc - code.pc), flags, tier, len(minsns), _guest_bytes(minsns),
-                             addrs.get(f"{code.name}_n", 0) if k == 0 else 0, addrs.get(f"{code.name}_l{k or ''}", 0),
-                             code.region)
-        self._count(flags, tier, code.n_insns)
-
-    def _record_one(self, vpc: int, phys: int, flags: int, tier: int, n_insns: int, raw: bytes, counter: int,
-                    loop_counter: int, region: int = 0) -> None:
-        self.history.append(BlockRecord(vpc, phys, flags, tier, n_insns, counter, loop_counter, raw,
-                                        self.hot_threshold if tier == 0 else 0, region))
+    def _record(self, mod: _Module, name: str, key: tuple[int, int, int], tier: int,
+                parts: tuple[tuple[int, bytes], ...], addrs: dict[str, int], region: int) -> None:
+        """Adds a translation of `mod` to `history`: a block, or a region as one record per member
+        (parts: each one's pc and guest bytes)."""
+        vpc, phys, flags = key
+        n_insns = 0
+        for k, (mpc, raw) in enumerate(parts):
+            n = len(_pcs(mpc, raw))
+            n_insns += n
+            mod.records.append(len(self.history))
+            self.history.append(BlockRecord(mpc, phys + (mpc - vpc), flags, tier, n, addrs.get(f"{name}_n", 0) if k == 0 else 0,
+                                            addrs.get(f"{name}_l{k or ''}", 0), raw,
+                                            self.hot_threshold if tier == 0 else 0, region))
+        self._count(flags, tier, n_insns)
 
     def _count(self, flags: int, tier: int, n_insns: int) -> None:
         ts = self.tier_stats.setdefault(tier, TierStats())
@@ -995,8 +1010,8 @@ class TranslationCache:
     # Warm start: the translations of an earlier run with the same key (runtime/core/pcache.py)
     def warm_set(self) -> tuple[list, list]:
         """This run's warm set for `PersistentCache.save_run`: modules [cache key, exports] and
-        blocks [vpc, ppc, flags, tier, guest bytes (hex), module index, symbol, slots, counter,
-        loop counter]. Blocks of the loaded set that were not reached stay in it; those whose
+        blocks [vpc, ppc, flags, tier, guest bytes (hex), module index, symbol, slots, members (a
+        region's [pc, guest bytes (hex)] each, [] for a block)]. Blocks of the loaded set that were not reached stay in it; those whose
         bytes had changed do not."""
         modules: dict[tuple[str, tuple[str, ...]], int] = {}
         blocks = []
@@ -1006,7 +1021,7 @@ class TranslationCache:
                 continue  # Zeroed memory: nothing worth installing ahead
             mi = modules.setdefault(sv.module, len(modules))
             blocks.append([vpc, ppc, flags, sv.tier, sv.raw.hex(), mi, sv.name, [list(x) for x in sv.slots],
-                           sv.counter, sv.loop_counter])
+                           [[pc, raw.hex()] for pc, raw in sv.members]])
         return [[k, list(e)] for k, e in modules], blocks
 
     def load_warm_set(self, doc: dict) -> bool:
@@ -1017,16 +1032,20 @@ class TranslationCache:
         try:
             mods = [_WarmModule(str(k), tuple(str(x) for x in ex)) for k, ex in doc["modules"]]
             prepared = {}
-            for vpc, ppc, flags, tier, raw, mi, name, slots, counter, loop_counter in doc["blocks"]:
+            for vpc, ppc, flags, tier, raw, mi, name, slots, members in doc["blocks"]:
                 if not all(isinstance(v, int) and 0 <= v <= _MASK64 for v in (vpc, ppc, flags, tier)):
                     raise ValueError("not a 64-bit key")
                 if flags & abi.FLAG_STEP or vpc & 1 or tier not in (0, 1) or not isinstance(mi, int) or mi < 0:
                     raise ValueError("not a block")
                 wm = mods[mi]
+                parts = tuple((int(pc), bytes.fromhex(r)) for pc, r in members)
                 sv = _Saved(tier, bytes.fromhex(raw), str(name), tuple((str(a), int(t)) for a, t in slots),
-                            bool(counter), bool(loop_counter), (wm.key, wm.exports))
+                            (wm.key, wm.exports), parts)
                 if not sv.raw or sv.name not in wm.exports or any(a not in wm.exports for a, _ in sv.slots):
                     raise ValueError("symbol not exported")
+                if parts and (parts[0] != (vpc, sv.raw) or any(not r or pc & 1 or abs(pc - vpc) >= abi.PAGE_SIZE
+                                                                for pc, r in parts)):
+                    raise ValueError("not a region")
                 key = (vpc, ppc, flags)
                 if key not in prepared:
                     wm.members.append(key)
@@ -1048,9 +1067,11 @@ class TranslationCache:
         return True
 
     def _current_bytes(self, key: tuple[int, int, int], sv: _Saved) -> bool:
-        """Whether the guest bytes a warm-set block was translated from are those in memory."""
+        """Whether the guest bytes a warm-set block (every member of a region) was translated from
+        are those in memory."""
+        vpc, ppc, _ = key
         try:
-            return self.read_phys(key[1], len(sv.raw)) == sv.raw
+            return all(self.read_phys(ppc + (mpc - vpc), len(raw)) == raw for mpc, raw in sv.parts(vpc))
         except ValueError:
             return False  # Not RAM (this machine has less)
 
@@ -1141,18 +1162,17 @@ class TranslationCache:
 
     def _restore_block(self, key: tuple[int, int, int], sv: _Saved, mod: _Module, addrs: dict[str, int]) -> None:
         vpc, ppc, flags = key
-        pcs = []
-        at = 0
-        while at < len(sv.raw):
-            pcs.append(vpc + at)
-            at += 4 if sv.raw[at] & 3 == 3 else 2
-        self._enter(key, mod, addrs, sv.name, pcs, ppc + len(sv.raw), sv.tier, sv.slots)
+        parts = sv.parts(vpc)
+        ranges = tuple((ppc + (mpc - vpc), ppc + (mpc - vpc) + len(raw)) for mpc, raw in sv.members)
+        self._enter(key, mod, addrs, sv.name, [pc for mpc, raw in parts for pc in _pcs(mpc, raw)],
+                    ppc + len(sv.raw), sv.tier, sv.slots, ranges)
         self.restored += 1
         self.by_tier[sv.tier] += 1
-        self._record_one(vpc, ppc, flags, sv.tier, len(pcs), sv.raw, addrs.get(f"{sv.name}_n", 0) if sv.counter else 0,
-                         addrs.get(f"{sv.name}_l", 0) if sv.loop_counter else 0)
-        self._count(flags, sv.tier, len(pcs))
-        mod.records.append(len(self.history) - 1)
+        region = 0
+        if sv.members:
+            self.regions += 1
+            region = self.regions
+        self._record(mod, sv.name, key, sv.tier, parts, addrs, region)
         if self.warm_start:
             self.saved[key] = sv
 
