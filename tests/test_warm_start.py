@@ -238,6 +238,24 @@ def test_heads_found_warm_at_the_end_are_in_the_warm_set(asm, tmp_path):
     assert loop and loop[0]["executions"] == 1100
 
 
+@pytest.mark.parametrize("thread", [False, True])
+def test_blocks_hot_by_the_end_are_promoted_for_the_next_run(program, tmp_path, thread):
+    """The loop runs 2,000 times: 1,024 in the interpreter (more if its translation is still in the
+    worker), the rest at tier 0, short of the threshold of 1,500. A run with the loop at tier 0
+    from the start would promote it: the run promotes it at its end instead, so the next one has
+    it at tier 1 from its first iteration and compiles nothing."""
+    tc = tmp_path / "tc"
+    hot = ("--hot-threshold", "1500")
+    r, first = run(program, tmp_path, "a.json", *hot, tcache=tc, thread=thread)
+    assert r.returncode == 0, r.stderr.decode()
+    assert first["warm_start"]["finish_promoted"] == 1 and first["jit"]["promotions"] == 1
+    r, second = run(program, tmp_path, "b.json", *hot, tcache=tc, thread=thread)
+    assert r.returncode == 0, r.stderr.decode()
+    assert second["jit"]["promotions"] == 0 and compiled(second) == 0 and second["warm_start"]["finish_promoted"] == 0
+    loop = [b for b in second["hot_blocks"] if b["insns"] == 3]
+    assert [(b["tier"], b["executions"]) for b in loop] == [(1, 2000)]
+
+
 def _kernel(n: int, acc: int, odd) -> int:
     for i in range(n):
         acc = odd(acc, i) if i & 1 else acc + 3

@@ -171,8 +171,8 @@ class Machine:
         # TLB misses of the OS world refill natively (translator/softmmu.py); off: every miss
         # walks in Python (-d mmu turns it off to log each walk).
         self.native_refill = True
-        # At the end of a run, wait for the translations on their way (the front end sets it when
-        # it saves a warm set: runtime/core/tcache.py warm_set).
+        # At the end of a run, compile what the next run would translate again (the front end sets
+        # it when it saves a warm set: runtime/core/tcache.py finish_warm).
         self.finish_translations = False
         self.tcache = TranslationCache(self.engine, self.dispatch_addr)
         self.tcache.on_pages = self._code_installed
@@ -512,6 +512,7 @@ class Machine:
                 if warm:
                     self.tcache.warm_heads += 1
                     self.tcache.warm_blocks += 1
+                    blk.interpreted = self.warm_threshold
             except FetchFault as f:
                 try:
                     self.mmu.fetch_translate(hart, f.pc)
@@ -753,6 +754,7 @@ class Machine:
         stall_left = stall_retired = None
         cal = (perf_counter(), self.cycles())
         slices = 0
+        tc.warm_threshold = self.warm_threshold
         for h in harts:
             h.s.warm = min(max(1, self.warm_threshold), (1 << 31) - 1)
             h.s.walk = int(self.native_refill and self.mmu.trace is None)

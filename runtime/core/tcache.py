@@ -120,6 +120,7 @@ class Block:
     module: _Module | None = None  # The linked module its code is in
     # A region's physical byte ranges [lo, hi), one per member (a block's own is [ppc, end_ppc))
     ranges: tuple[tuple[int, int], ...] = ()
+    interpreted: int = 0  # Its executions in the interpreter before it went in (a warm head's)
 
     def covers(self, lo: int, hi: int) -> bool:
         """Whether guest bytes it was translated from lie in the physical range [lo, hi)."""
@@ -320,6 +321,11 @@ class TranslationCache:
         self.restore_changed = 0  # Not installed: their guest bytes had changed
         self.restore_failed = 0  # Not installed: their module was not in the cache or did not link
         self.restore_seconds = 0.0
+        # At the end of a run saving its warm set (finish_warm): tier-0 blocks promoted, seconds
+        self.finish_promoted = 0
+        self.finish_seconds = 0.0
+        # Executions of a head in the interpreter before it is translated (the machine's)
+        self.warm_threshold = 0
 
     def _event(self, kind: str, count: int) -> None:
         """Records `count` events of `kind` for the statistics' time line, in buckets of
@@ -831,6 +837,10 @@ class TranslationCache:
         self._set_head(vpc, flags, HEAD_QUEUED)
         return True
 
+    def _head(self, vpc: int, flags: int) -> int:
+        """The interpreter's execution counter of a head."""
+        return ctypes.c_int32.from_address(self.heads + 4 * heads_index(vpc, flags)).value if self.heads else 0
+
     def _set_head(self, vpc: int, flags: int, value: int) -> None:
         """Sets the interpreter's execution counter of a head (0: count afresh)."""
         if self.heads:
@@ -906,16 +916,41 @@ class TranslationCache:
         return done
 
     def finish_warm(self, harts: list[Hart]) -> None:
-        """At the end of a run whose warm set is to be saved: the heads found warm are compiled and
-        installed (not run), so that the next run has them; promotions still queued are dropped
-        (their tier-0 blocks stay), so only cheap code is waited for."""
-        for job in self.pending:
-            if not job.warm and job.compilation.future is not None and job.compilation.future.cancel():
-                self.promoting.difference_update(job.olds)
-        self.pending = [j for j in self.pending
-                        if j.warm or j.compilation.future is None or not j.compilation.future.cancelled()]
+        """At the end of a run whose warm set is to be saved, what the next run would otherwise
+        translate again is compiled and installed (not run): the heads found warm, the promotions
+        queued, and the tier-0 blocks that would reach their threshold in a run that has them from
+        the start (their executions here, in the interpreter first, reached it)."""
+        t0 = time.perf_counter()
         self.flush_warm()
         self.install_ready(harts, wait=True)
+        hot: dict[int, list[Block]] = {}
+        for b in self.blocks.values():
+            if (b.tier == 0 and b.counter and (b.vpc, b.ppc, b.flags) not in self.promoting
+                    and b.interpreted + ctypes.c_uint32.from_address(b.counter).value >= self.hot_threshold > 0):
+                hot.setdefault(b.flags, []).append(b)
+        for bs in hot.values():
+            for i in range(0, len(bs), PROMOTE_BATCH):
+                self._promote_listed(bs[i:i + PROMOTE_BATCH])
+        self.install_ready(harts, wait=True)
+        self.finish_seconds = time.perf_counter() - t0
+
+    def _promote_listed(self, olds: list[Block]) -> None:
+        """Promotes tier-0 blocks of one mode together in the worker, each read from its physical
+        page (the run is over, no hart's mapping matters)."""
+        heat = {b.vpc: ctypes.c_uint32.from_address(b.counter).value for b in olds}
+        batch, self.batch = self.batch, len(olds)
+        try:
+            job = self._prepare(olds[0].vpc, olds[0].ppc, olds[0].flags, None, None, 1,
+                                [(b.vpc, b.ppc) for b in olds[1:]], background=True, only_listed=True, heat=heat)
+        except Exception:
+            return  # Its code is no longer readable: the next run promotes it if it gets hot
+        finally:
+            self.batch = batch
+        job.olds = {(b.vpc, b.ppc, b.flags): b for b in olds}
+        self.promotions += len(olds)
+        self.finish_promoted += len(olds)
+        self.pending.append(job)
+        self.promoting.update(job.olds)
 
     def abandon(self) -> None:
         """Forgets promotions still compiling (the run is over) and stops the worker thread, without
@@ -931,9 +966,13 @@ class TranslationCache:
         they were scanned (the page was not watched meanwhile); the first hart's jump cache gets
         them, others find them on their next warm head."""
         fresh = set()
+        runs = {}
         for code, phys in job.codes:
             key = (code.pc, phys, job.flags)
             self.warming.discard(key)
+            # The interpreter went on running a queued head, counting up from HEAD_QUEUED.
+            queued = self._head(code.pc, job.flags) - HEAD_QUEUED
+            runs[key] = self.warm_threshold + (queued if 0 <= queued < 1 << 30 else 0)
             self._set_head(code.pc, job.flags, 0)
             if key in self.blocks:
                 continue
@@ -946,6 +985,7 @@ class TranslationCache:
         for key in fresh:
             blk = self.blocks.get(key)
             if blk is not None:
+                blk.interpreted = runs[key]
                 for h in harts:
                     if h.s.flags == blk.flags:
                         self.jc_insert(h, blk)

@@ -66,7 +66,9 @@ The JSON document (schema "mirage-stats", version 2; version 1 had the keys mark
                          bytes were others), failed (module not in the cache or not linkable),
                          left (never reached), at_start (of the restored, those installed before
                          the run), unprimed (heads found warm only for sharing a counter with one
-                         of them), seconds (installing them)}
+                         of them), seconds (installing them), finish_promoted (tier-0 blocks
+                         promoted at the end for the next run, tcache.finish_warm), finish_seconds
+                         (that end's wait for the heads, promotions and blocks it compiled)}
   time                   host seconds of the run loop: {interpreter, compiled (native code but
                          the interpreter, callouts excluded), python: {cause: s} (mem, sys,
                          fetch: estimated from those made during one run-loop slice in
@@ -249,7 +251,8 @@ def collect(m, t_start: float, t_run: float, t_end: float, pcache=None, program:
         "warm_start": {"loaded": tc.warm_loaded, "restored": tc.restored, "changed": tc.restore_changed,
                        "failed": tc.restore_failed, "left": len(tc.prepared), "unprimed": tc.unprimed,
                        "at_start": tc.restored_at_start,
-                       "seconds": tc.restore_seconds},
+                       "seconds": tc.restore_seconds, "finish_promoted": tc.finish_promoted,
+                       "finish_seconds": tc.finish_seconds},
         "time": _time_split(m),
         "invalidations": invalidations,
         "fence_i": tc.fence_i,
@@ -366,7 +369,8 @@ DOC = {
     "interpreter": {"!enabled": "bool", "!warm_threshold": "int", "!insns": "int", "!heads_warmed": "int",
                     "!blocks_translated": "int", "!stale_dropped": "int"},
     "warm_start": {"!loaded": "int", "!restored": "int", "!changed": "int", "!failed": "int", "!left": "int",
-                   "unprimed": "int", "at_start": "int", "!seconds": "num"},
+                   "unprimed": "int", "at_start": "int", "!seconds": "num", "finish_promoted": "int",
+                   "finish_seconds": "num"},
     "time": {"!interpreter": "num", "!compiled": "num", "!python": ("map", "num"), "!translate": "num"},
     "mmu": ("map", "int"),
     "pcache": {"!enabled": "bool", "dir": "str", "lookups": "int", "hits": "int", "misses": "int",
