@@ -82,7 +82,6 @@ class Engine:
         self._imports_keep: list = []
         self.last_library = None  # The library the last `link` made
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None  # Background code generation
-        self._leftover: concurrent.futures.ThreadPoolExecutor | None = None  # See shutdown
         self._unlocked: _UnlockedCompiler | None = None  # The worker's own LLVM context
 
     def add_import(self, name: str, address: int) -> None:
@@ -219,16 +218,10 @@ class Engine:
 
     def shutdown(self, wait: bool = True) -> None:
         """Stops the worker thread; compilations still queued are abandoned (and, unless `wait`,
-        the one running is left to finish on its own: `busy` says whether it still runs)."""
+        the one running is left to finish on its own)."""
         if self._pool is not None:
             self._pool.shutdown(wait=wait, cancel_futures=True)
-            self._leftover = self._pool if not wait else None
             self._pool = None
-
-    def busy(self) -> bool:
-        """Whether a compilation left running by `shutdown(wait=False)` still runs."""
-        pool = self._leftover
-        return pool is not None and any(t.is_alive() for t in pool._threads)
 
 
 def _trim_heap() -> None:
