@@ -100,7 +100,7 @@ class BlockBuilder(Loops, Exits, MemoryAccess, Registers, IrText):
     def function_text(self) -> str:
         """The block function: prologue (instruction budget, which exit requests zero) plus the body."""
         head = [
-            f"define i64 @{self.name}(ptr noalias %h) #0 {{",
+            f"define internal i64 @{self.name}(ptr noalias %h) #0 {{",
             "entry:",
             f"  %bp = getelementptr inbounds i8, ptr %h, i64 {abi.OFF_BUDGET}",
             "  %b0 = load i64, ptr %bp",
@@ -145,7 +145,7 @@ class BlockBuilder(Loops, Exits, MemoryAccess, Registers, IrText):
                 "  %ram = load ptr, ptr %ramp",
             ]
         tail = ["xout:", f"  ret i64 {abi.EXIT_CALLOUT}"] if self._xout else []
-        self.globals.append(f"@{self.name}_n = dso_local global i{32 if self.tier == 0 else 64} 0")
+        self.globals.append(f"@{self.name}_n = internal global i{32 if self.tier == 0 else 64} 0")
         if self.loop:
-            self.globals += [f"@{self.name}_l{k or ''} = dso_local global i64 0" for k in range(len(self.member_pcs))]
+            self.globals += [f"@{self.name}_l{k or ''} = internal global i64 0" for k in range(len(self.member_pcs))]
         return "\n".join(head + self.lines + tail + ["}"])

@@ -44,7 +44,7 @@ class Exits:
         if target >> abi.PAGE_BITS == self.pc >> abi.PAGE_BITS:
             slot = f"@{self.name}_s{len(self.chain_slots)}"
             self.chain_slots.append((slot[1:], target))
-            self.globals.append(f"{slot} = dso_local global ptr @mirage_dispatch")
+            self.globals.append(f"{slot} = internal global ptr @mirage_dispatch")
             fn = self.tmp()
             self.emit(f"{fn} = load ptr, ptr {slot}")
             r = self.tmp()
