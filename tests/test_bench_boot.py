@@ -189,3 +189,17 @@ def test_boot_once_failures():
     with pytest.raises(boot.BootError, match=r"no shell prompt after 1 s \(last console line: booting\)"):
         boot.boot_once([sys.executable, "-c", "import time; print('booting', flush=True); time.sleep(60)"],
                        timeout=1)
+
+
+def test_every_warm_boot_starts_from_the_cache_one_boot_filled(tmp_path):
+    """A warm boot rewrites the warm set and adds modules: the next one must not see them."""
+    filled, tc = tmp_path / "filled", tmp_path / "tc"
+    (filled / "runs").mkdir(parents=True)
+    (filled / "runs" / "k.ws").write_bytes(b"fill")
+    assert boot.refill(filled, tc) == tc
+    (tc / "runs" / "k.ws").write_bytes(b"after a warm boot")
+    (tc / "ab").mkdir()
+    (tc / "ab" / "new.obj").write_bytes(b"x")
+    boot.refill(filled, tc)
+    assert sorted(p.relative_to(tc).as_posix() for p in tc.rglob("*")) == ["runs", "runs/k.ws"]
+    assert (tc / "runs" / "k.ws").read_bytes() == b"fill"

@@ -23,7 +23,9 @@ Rows:
 * mirage cold: ``python3 -m runtime jit-run FW --kernel ... --no-pcache``: everything translated
   and compiled during the boot;
 * mirage warm: the persistent translation cache in a scratch directory ($MIRAGE_TCACHE_DIR, see
-  runtime/core/pcache.py), filled by one unmeasured boot first, so compiled modules are linked from it.
+  runtime/core/pcache.py), filled by one unmeasured boot first, so compiled modules are linked from it
+  and the fill's warm set is installed. Every warm boot starts from a copy of the cache as that one
+  boot left it (a boot refreshes the warm set, so the next would otherwise find more).
   The user's ~/.cache/mirage/tcache is not touched.
 * with ``--policy NAME`` (e.g. protect-payload, vfm/policy/): each Mirage row again with
   ``--policy NAME`` right after it (the warm one from the same cache), and a line with the
@@ -363,6 +365,13 @@ def mirage_boot(img: Images, tmp: Path, tag: str, timeout: float, mirage_cmd: st
     return a
 
 
+def refill(filled: Path, tcache: Path) -> Path:
+    """Makes `tcache` a copy of `filled` (the cache as the filling boot left it); returns it."""
+    shutil.rmtree(tcache, ignore_errors=True)
+    shutil.copytree(filled, tcache)
+    return tcache
+
+
 # ---- Images ----
 
 
@@ -564,12 +573,15 @@ def main(argv: list[str] | None = None) -> int:
                     img, tmp, "fill", args.timeout, args.mirage_cmd, tcache, echo, harts=n))
                 fills.append(fill)
                 if fill.status == "ok":
+                    filled = tmp / "tcache-filled"
+                    shutil.copytree(tcache, filled)
                     results.append(run_row(f"mirage warm{sfx}", args.runs, lambda i: mirage_boot(
-                        img, tmp, f"warm-{i}", args.timeout, args.mirage_cmd, tcache, echo, harts=n)))
+                        img, tmp, f"warm-{i}", args.timeout, args.mirage_cmd, refill(filled, tcache), echo,
+                        harts=n)))
                     if pol:
                         results.append(run_row(f"mirage warm{sfx} +{pol}", args.runs, lambda i: mirage_boot(
-                            img, tmp, f"warm-policy-{i}", args.timeout, args.mirage_cmd, tcache, echo, pol,
-                            harts=n)))
+                            img, tmp, f"warm-policy-{i}", args.timeout, args.mirage_cmd, refill(filled, tcache),
+                            echo, pol, harts=n)))
                 else:
                     results.append(BootResult(f"mirage warm{sfx}", "error",
                                               f"the boot filling the cache failed: {fill.reason}"))
