@@ -249,10 +249,13 @@ class Compilation:
         self.hit: tuple[bytes, int] | None = None  # (object, code bytes) from the object cache
         self.future: concurrent.futures.Future | None = None
         self.obj: bytes | None = None
+        self.code: int | None = None  # Its machine-code bytes, once the worker measured them
         self.emit_seconds = 0.0
         self.seconds = 0.0  # On the caller's thread
 
     def emit(self, worker: bool = False) -> None:
+        """Generates the object; in the worker thread, also measures it and stores it in the object
+        cache, which the main thread need not wait for then."""
         t0 = time.perf_counter()
         eng = self.engine
         if worker and not eng.ir_opt:
@@ -260,6 +263,11 @@ class Compilation:
         else:
             self.obj = eng.emit_object(self.ir_text, self.opt)
         self.emit_seconds = time.perf_counter() - t0
+        if worker:
+            self.code = code_size(self.obj)
+            cache = eng.object_cache
+            if cache is not None:
+                self.stored = cache.put(self.key, self.obj, self.code, self.emit_seconds)
 
     def ready(self) -> bool:
         return self.future is None or self.future.done()
@@ -283,10 +291,10 @@ class Compilation:
             self.future.result()
         if addrs is None:
             obj = self.obj
-            code = code_size(obj)
+            code = code_size(obj) if self.code is None else self.code
             addrs = eng.link(obj, self.exports, table=self.table)
             eng.stats.emitted += 1
-            if cache is not None:
+            if cache is not None and self.code is None:
                 self.stored = cache.put(self.key, obj, code, self.emit_seconds)
             if self.future is not None:
                 eng.stats.background_seconds += self.emit_seconds

@@ -42,6 +42,7 @@ import itertools
 import json
 import os
 import struct
+import threading
 import time
 import zlib
 from dataclasses import asdict, dataclass
@@ -134,6 +135,7 @@ class PersistentCache:
         self.stats = PcacheStats()
         self._env: bytes | None = None
         self._tmp = itertools.count()
+        self._put_lock = threading.Lock()
         self._last_hit: tuple[str, float] | None = None
         # Set by the translation cache while it starts a module of self-modifying code: such a
         # module is neither looked up nor written (each version would be a new entry).
@@ -212,11 +214,13 @@ class PersistentCache:
             self._skipped.discard(key)
             return False
         data = HEADER.pack(MAGIC, bytes.fromhex(key), hashlib.sha256(obj).digest(), code_bytes, seconds) + obj
-        if not self._write(self.path(key), data):
-            self.stats.write_errors += 1
-            return False
-        self.stats.writes += 1
-        self.stats.bytes_written += len(data)
+        ok = self._write(self.path(key), data)
+        with self._put_lock:  # The JIT's worker thread stores what it compiled
+            if not ok:
+                self.stats.write_errors += 1
+                return False
+            self.stats.writes += 1
+            self.stats.bytes_written += len(data)
         return True
 
     def _write(self, path: Path, data: bytes) -> bool:
