@@ -366,3 +366,46 @@ def test_a_restored_region_is_dropped_when_the_program_rewrites_a_member(asm, tm
     assert r.returncode == 0, r.stderr.decode()
     assert second["warm_start"]["at_start"] == second["warm_start"]["loaded"] > 0
     assert second["regions"]["iterations"] > 2000 and second["invalidations"]["code-write"] >= 1
+
+
+# Loop `b` runs 2,000 times (warm in every run); loop `a` runs as many times as the word at `count`.
+TWO_LOOPS = r"""
+  la t0, trap
+  csrw mtvec, t0
+  li a0, 0
+  li a1, 2000
+b:
+  addi a0, a0, 3
+  addi a1, a1, -1
+  bnez a1, b
+  la t2, count
+  ld a1, 0(t2)
+a:
+  addi a0, a0, 5
+  addi a1, a1, -1
+  bnez a1, a
+  PASS
+trap: FAIL 7
+  .data
+  .align 3
+count: .dword 500
+"""
+
+
+def test_a_head_new_to_a_warm_started_run_warms_later(asm, tmp_path):
+    """A run that installed a warm set translates a head it does not have only after
+    machine.WARM_START_FACTOR times the warm threshold (1,024)."""
+    from runtime.core.machine import WARM_START_FACTOR
+
+    elf = tmp_path / "two.elf"
+    shutil.copy(asm(TWO_LOOPS), elf)
+    tc = tmp_path / "tc"
+    r, first = run(elf, tmp_path, "a.json", tcache=tc)
+    assert r.returncode == 0 and first["interpreter"]["heads_warmed"] == 1, r.stderr.decode()
+    assert WARM_START_FACTOR > 1
+    below = 1024 * WARM_START_FACTOR - 100
+    for n, warmed in ((below, 0), (1024 * WARM_START_FACTOR + 100, 1)):
+        _patch(elf, "count", 8, 500 if n == below else below, n)
+        r, doc = run(elf, tmp_path, f"{n}.json", tcache=tc)
+        assert r.returncode == 0, r.stderr.decode()
+        assert doc["warm_start"]["restored"] >= 1 and doc["interpreter"]["heads_warmed"] == warmed

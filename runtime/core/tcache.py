@@ -324,8 +324,11 @@ class TranslationCache:
         # At the end of a run saving its warm set (finish_warm): tier-0 blocks promoted, seconds
         self.finish_promoted = 0
         self.finish_seconds = 0.0
-        # Executions of a head in the interpreter before it is translated (the machine's)
+        # Executions of a head in the interpreter before it is translated, and where the counter
+        # of a head whose warm-set translation had changed starts (set by the machine)
         self.warm_threshold = 0
+        self.rewarm = 0
+        self.changed: set[tuple[int, int, int]] = set()  # Those heads
 
     def _event(self, kind: str, count: int) -> None:
         """Records `count` events of `kind` for the statistics' time line, in buckets of
@@ -1117,12 +1120,14 @@ class TranslationCache:
 
     def unprime(self, vpc: int, ppc: int, flags: int) -> bool:
         """A head found warm at once because it shares its counter with a warm-set block's (or
-        its block's bytes had changed): it counts afresh instead. Whether that was the case."""
+        its block's bytes had changed): it counts afresh instead, a changed one as if no warm set
+        had been loaded (`rewarm`: it was warm in the last run). Whether that was the case."""
         idx = heads_index(vpc, flags)
-        if idx not in self.primed or (vpc, ppc, flags) in self.prepared:
+        key = (vpc, ppc, flags)
+        if idx not in self.primed or key in self.prepared:
             return False
         self.primed.discard(idx)
-        self._set_head(vpc, flags, 0)
+        self._set_head(vpc, flags, self.rewarm if key in self.changed else 0)
         self.unprimed += 1
         return True
 
@@ -1152,6 +1157,7 @@ class TranslationCache:
                 if key == (vpc, ppc, flags):
                     del self.prepared[key]
                     self.restore_changed += 1
+                    self.changed.add(key)
                 continue  # Maybe later (code not loaded yet)
             del self.prepared[key]
             self._restore_block(key, sv, wm.mod, addrs)
