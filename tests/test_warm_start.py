@@ -394,8 +394,8 @@ count: .dword 500
 
 def test_a_head_new_to_a_warm_started_run_warms_later(asm, tmp_path):
     """A run that installed a warm set translates a head it does not have only after
-    machine.WARM_START_FACTOR times the warm threshold (1,024)."""
-    from runtime.core.machine import WARM_START_FACTOR
+    tcache.WARM_START_FACTOR times the warm threshold (1,024)."""
+    from runtime.core.tcache import WARM_START_FACTOR
 
     elf = tmp_path / "two.elf"
     shutil.copy(asm(TWO_LOOPS), elf)
@@ -409,3 +409,22 @@ def test_a_head_new_to_a_warm_started_run_warms_later(asm, tmp_path):
         r, doc = run(elf, tmp_path, f"{n}.json", tcache=tc)
         assert r.returncode == 0, r.stderr.decode()
         assert doc["warm_start"]["restored"] >= 1 and doc["interpreter"]["heads_warmed"] == warmed
+
+
+@pytest.mark.parametrize("thread", [False, True])
+def test_a_cached_object_that_does_not_link_is_rejected(program, tmp_path, thread):
+    """A warm set's module whose cache entry is intact (checksum and all) but is no object LLVM
+    can link: it is rejected and counted, its blocks are translated anew."""
+    tc = tmp_path / "tc"
+    r, _ = run(program, tmp_path, "a.json", tcache=tc, thread=thread)
+    assert r.returncode == 0, r.stderr.decode()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MIRAGE_TCACHE_DIR", str(tc))
+        pc = pcache.PersistentCache()
+        doc = pc.load_run(warm_set(tc).name[:-3])
+        for key, _ in doc["modules"]:
+            assert pc.put(key, b"\x7fELF" + bytes(60), 0, 0.0)
+    r, second = run(program, tmp_path, "b.json", tcache=tc, thread=thread)
+    assert r.returncode == 0, r.stderr.decode()
+    assert second["pcache"]["rejected"] == len(doc["modules"]) and second["warm_start"]["restored"] == 0
+    assert second["warm_start"]["failed"] == second["warm_start"]["loaded"] > 0 and compiled(second) >= 1

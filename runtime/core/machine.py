@@ -38,12 +38,6 @@ SLICE = 1 << 22  # Instructions between polls of devices and timers
 SMP_SLICE = 1 << 14
 PENDING_SLICE = 1 << 16  # ... while the worker thread compiles code that is to be installed
 TIME_SAMPLE = 8  # Callouts are timed during one run-loop slice in TIME_SAMPLE
-# In a run that installed a warm set, a head must run this many times the warm threshold before it
-# is translated. What runs often is in already; heads that warm later are mostly code whose count
-# straddles the threshold from run to run (timing, interrupts), and a translation (about 1 ms of
-# the main thread) pays only for a head that goes on running. linux-shell's first warm boot
-# translated about 90 such heads at 1x, about 10 at 4x, and interpreted as many instructions.
-WARM_START_FACTOR = 4
 TIME_CSR = C.CSR_NUMBERS["time"]
 
 
@@ -760,8 +754,7 @@ class Machine:
         stall_left = stall_retired = None
         cal = (perf_counter(), self.cycles())
         slices = 0
-        tc.warm_threshold = self.warm_threshold * (WARM_START_FACTOR if tc.warm_loaded else 1)
-        tc.rewarm = tc.warm_threshold - self.warm_threshold
+        tc.set_warm_threshold(self.warm_threshold)
         for h in harts:
             h.s.warm = min(max(1, tc.warm_threshold), (1 << 31) - 1)
             h.s.walk = int(self.native_refill and self.mmu.trace is None)

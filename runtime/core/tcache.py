@@ -95,6 +95,12 @@ def _guest_bytes(insns: list[tuple[int, object, int]]) -> bytes:
 _FUNCTION_NAME = re.compile(r"([br][0-9a-f]+_[0-9a-f]+_[0-9a-f]+_[0-9]+)(?:v([0-9]+))?")
 # A head of a block in the warm set: its first execution reaches the warm threshold.
 HEAD_PRIMED = (1 << 31) - (1 << 16)
+# In a run that installed a warm set, a head must run this many times the warm threshold before it
+# is translated. What runs often is in already; heads that warm later are mostly code whose count
+# straddles the threshold from run to run (timing, interrupts), and a translation (about 1 ms of
+# the main thread) pays only for a head that goes on running. linux-shell's first warm boot
+# translated about 90 such heads at 1x, about 10 at 4x, and interpreted as many instructions.
+WARM_START_FACTOR = 4
 # Blocks a warm set holds at most (a linux-shell boot translates about 2,000).
 MAX_WARM_SET = 50_000
 # Default bound of the translations' host memory (estimated as above): reaching it flushes the
@@ -325,10 +331,10 @@ class TranslationCache:
         self.finish_promoted = 0
         self.finish_seconds = 0.0
         # Executions of a head in the interpreter before it is translated, and where the counter
-        # of a head whose warm-set translation had changed starts (set by the machine)
+        # of a head whose warm-set translation could not be used starts (set_warm_threshold)
         self.warm_threshold = 0
         self.rewarm = 0
-        self.changed: set[tuple[int, int, int]] = set()  # Those heads
+        self.unusable: set[tuple[int, int, int]] = set()  # Those heads (bytes changed, no module)
 
     def _event(self, kind: str, count: int) -> None:
         """Records `count` events of `kind` for the statistics' time line, in buckets of
@@ -770,6 +776,15 @@ class TranslationCache:
             self._event("eviction", n)
         return n
 
+    def set_warm_threshold(self, n: int) -> None:
+        """The machine's warm threshold (interpreted executions of a head before its translation),
+        WARM_START_FACTOR times higher after a warm set was loaded, but for the heads whose
+        warm-set translation could not be used. The interpreter's is `warm_threshold`."""
+        self.warm_threshold = n * (WARM_START_FACTOR if self.warm_loaded else 1)
+        self.rewarm = self.warm_threshold - n
+        for vpc, _ppc, flags in self.unusable:
+            self._set_head(vpc, flags, self.rewarm)
+
     def set_hot_threshold(self, n: int) -> None:
         self.hot_threshold = n
         self.tier = 0 if n > 0 else 1
@@ -1120,14 +1135,14 @@ class TranslationCache:
 
     def unprime(self, vpc: int, ppc: int, flags: int) -> bool:
         """A head found warm at once because it shares its counter with a warm-set block's (or
-        its block's bytes had changed): it counts afresh instead, a changed one as if no warm set
-        had been loaded (`rewarm`: it was warm in the last run). Whether that was the case."""
+        that block could not be used): it counts afresh instead, the latter as if no warm set had
+        been loaded (`rewarm`: it was warm in the last run). Whether that was the case."""
         idx = heads_index(vpc, flags)
         key = (vpc, ppc, flags)
         if idx not in self.primed or key in self.prepared:
             return False
         self.primed.discard(idx)
-        self._set_head(vpc, flags, self.rewarm if key in self.changed else 0)
+        self._set_head(vpc, flags, self.rewarm if key in self.unusable else 0)
         self.unprimed += 1
         return True
 
@@ -1149,6 +1164,7 @@ class TranslationCache:
             if addrs is None:
                 del self.prepared[key]
                 self.restore_failed += 1
+                self.unusable.add(key)
                 continue
             if key in self.blocks:
                 del self.prepared[key]  # Translated meanwhile
@@ -1157,7 +1173,7 @@ class TranslationCache:
                 if key == (vpc, ppc, flags):
                     del self.prepared[key]
                     self.restore_changed += 1
-                    self.changed.add(key)
+                    self.unusable.add(key)
                 continue  # Maybe later (code not loaded yet)
             del self.prepared[key]
             self._restore_block(key, sv, wm.mod, addrs)
