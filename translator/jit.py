@@ -136,10 +136,18 @@ class Engine:
         return self._tm(opt).emit_object(mod)
 
     def link(self, obj: bytes, exports: list[str], permanent: bool = False, table: str | None = None) -> dict[str, int]:
-        """Links an object into a fresh library; returns export addresses. A `permanent` one
-        (the runtime's dispatcher and callouts) survives `recycle`. With `table`, the object
-        defines that array of the exports' addresses (block.module_text): one lookup, not one
-        per export (about 8 us each)."""
+        """Links an object into a fresh library (`last_library`); returns export addresses. A
+        `permanent` one (the runtime's dispatcher and callouts) survives `recycle`. With `table`,
+        the object defines that array of the exports' addresses (block.module_text): one lookup,
+        not one per export (about 8 us each)."""
+        addrs, self.last_library = self.link_library(obj, exports, permanent, table)
+        return addrs
+
+    def link_library(self, obj: bytes, exports: list[str], permanent: bool = False,
+                     table: str | None = None) -> tuple[dict[str, int], object]:
+        """`link`, returning the library too. The worker thread may call it (`submit`) while the
+        main thread does no LLVM work of its own that could race with it: llvmlite serializes
+        calls into LLVM, and a library is only added, nothing existing is touched."""
         builder = llvm.JITLibraryBuilder().add_object_img(obj)
         if permanent:
             for name, addr in self.imports.items():
@@ -156,11 +164,20 @@ class Engine:
         else:
             lib = builder.link(self.lljit, f"lib{next(self._names)}")
             self._libs.add(lib)
-        self.last_library = lib
         if table is not None:
             addrs = (ctypes.c_uint64 * len(exports)).from_address(lib[table])
-            return dict(zip(exports, addrs, strict=True))
-        return {name: lib[name] for name in exports}
+            return dict(zip(exports, addrs, strict=True)), lib
+        return {name: lib[name] for name in exports}, lib
+
+    def prepare_link(self) -> None:
+        """Makes what links share (the imports' library), before the worker links (`submit`)."""
+        self._imports_library()
+
+    def submit(self, fn, *args) -> concurrent.futures.Future:
+        """Runs fn(*args) in the worker thread (after the compilations queued before it)."""
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mirage-jit")
+        return self._pool.submit(fn, *args)
 
     def release(self, lib) -> None:
         """Unloads a library made by `link`: its code and data are freed. Only for code no thread
@@ -208,9 +225,7 @@ class Engine:
             job.hit = cache.get(job.key)
         if job.hit is None:
             if background:
-                if self._pool is None:
-                    self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mirage-jit")
-                job.future = self._pool.submit(job.emit, True)
+                job.future = self.submit(job.emit, True)
             else:
                 job.emit()
         job.seconds += time.perf_counter() - t0

@@ -136,7 +136,7 @@ class PersistentCache:
         self._env: bytes | None = None
         self._tmp = itertools.count()
         self._put_lock = threading.Lock()
-        self._last_hit: tuple[str, float] | None = None
+        self._hit_seconds: dict[str, float] = {}  # Of the hits, in case one is rejected
         # Set by the translation cache while it starts a module of self-modifying code: such a
         # module is neither looked up nor written (each version would be a new entry).
         self.volatile = False
@@ -190,7 +190,7 @@ class PersistentCache:
         obj, code, seconds = entry
         self.stats.hits += 1
         self.stats.seconds_saved += seconds
-        self._last_hit = (key, seconds)
+        self._hit_seconds[key] = seconds
         try:
             os.utime(path)
         except OSError:
@@ -198,12 +198,12 @@ class PersistentCache:
         return obj, code
 
     def reject(self, key: str) -> None:
-        """The entry `get` just returned could not be used (the JIT did not link it)."""
-        if self._last_hit is not None and self._last_hit[0] == key:
+        """An entry `get` returned could not be used (the JIT did not link it)."""
+        seconds = self._hit_seconds.pop(key, None)
+        if seconds is not None:
             self.stats.hits -= 1
             self.stats.misses += 1
-            self.stats.seconds_saved -= self._last_hit[1]
-            self._last_hit = None
+            self.stats.seconds_saved -= seconds
         self.stats.rejected += 1
         self.path(key).unlink(missing_ok=True)
 
