@@ -17,7 +17,7 @@ from runtime.core.hart import RUNTIME_SLOTS, GuestExit, Hart, Trap
 from runtime.core.machine_api import Monitor, SysHook
 from runtime.core.memory import PhysicalMemory
 from runtime.core.mmu import AccessGuard, Mmu
-from runtime.core.system import PLAIN_S_CSRS
+from runtime.core.system import PLAIN_S_CSRS, execute
 from runtime.core.tcache import TranslationCache
 from runtime.core.trapguard import TrapGuard
 from translator import abi
@@ -722,8 +722,7 @@ class Machine:
             if insn is None:
                 raise Trap(C.ILLEGAL_INSN, raw)
             hart.pc = pc + length
-            from runtime.core import system
-            system.execute(self, hart, insn, pc)
+            execute(self, hart, insn, pc)
         except Trap as t:
             hart.uncount(remain + 1)
             self.take_trap(hart, t.cause, t.tval, pc)
