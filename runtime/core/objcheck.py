@@ -55,10 +55,12 @@ def problem(obj: bytes) -> str | None:
             continue
         if es != SYM.size or size % SYM.size or link >= shnum or secs[link][1] != SHT_STRTAB:
             return f"symbol table {i} malformed"
-        strsize = secs[link][5]
-        for st_name, _info, _other, shndx, _value, _size in SYM.iter_unpack(obj[off:off + size]):
-            if st_name >= max(strsize, 1):
-                return f"symbol name out of bounds in section {i}"
+        # The fields of every symbol at once (a view of the table as 32- and 16-bit words: st_name
+        # is word 0 of 6, st_shndx half-word 3 of 12), not a symbol at a time.
+        table = memoryview(obj)[off:off + size]
+        if size and max(table.cast("I")[0::6]) >= max(secs[link][5], 1):
+            return f"symbol name out of bounds in section {i}"
+        for shndx in set(table.cast("H")[3::12]):
             if shndx >= shnum and shndx not in (SHN_ABS, SHN_COMMON):
                 return f"symbol section index {shndx} out of bounds"
         nsyms[i] = size // SYM.size
@@ -68,7 +70,22 @@ def problem(obj: bytes) -> str | None:
         if es != RELA.size or size % RELA.size or link not in nsyms or not 0 < info < shnum:
             return f"relocation section {i} malformed"
         target_size = secs[info][5]
-        for r_offset, r_info, _addend in RELA.iter_unpack(obj[off:off + size]):
+        if not size:
+            continue
+        # All at once, as the symbols: r_offset is 64-bit word 0 of 3, the type and symbol of r_info
+        # 32-bit words 2 and 3 of 6. A relocation near its section's end is looked at alone.
+        rela = memoryview(obj)[off:off + size]
+        words = rela.cast("I")
+        if max(words[3::6]) >= nsyms[link]:
+            return f"relocation symbol {max(words[3::6])} out of bounds in section {i}"
+        if RELOC_WIDTH is None:
+            continue
+        unknown = set(words[2::6]) - RELOC_WIDTH.keys()
+        if unknown:
+            return f"relocation type {min(unknown)} in section {i}"
+        if max(rela.cast("Q")[0::3]) + 8 <= target_size:
+            continue
+        for r_offset, r_info, _addend in RELA.iter_unpack(rela):
             rtype, sym = r_info & 0xFFFFFFFF, r_info >> 32
             if sym >= nsyms[link]:
                 return f"relocation symbol {sym} out of bounds in section {i}"
