@@ -402,13 +402,14 @@ def test_a_head_new_to_a_warm_started_run_warms_later(asm, tmp_path):
     tc = tmp_path / "tc"
     r, first = run(elf, tmp_path, "a.json", tcache=tc)
     assert r.returncode == 0 and first["interpreter"]["heads_warmed"] == 1, r.stderr.decode()
-    assert WARM_START_FACTOR > 1
+    assert WARM_START_FACTOR > 1 and first["interpreter"]["warm_threshold"] == 1024
     below = 1024 * WARM_START_FACTOR - 100
     for n, warmed in ((below, 0), (1024 * WARM_START_FACTOR + 100, 1)):
         _patch(elf, "count", 8, 500 if n == below else below, n)
         r, doc = run(elf, tmp_path, f"{n}.json", tcache=tc)
         assert r.returncode == 0, r.stderr.decode()
         assert doc["warm_start"]["restored"] >= 1 and doc["interpreter"]["heads_warmed"] == warmed
+        assert doc["interpreter"]["warm_threshold"] == 1024 * WARM_START_FACTOR
 
 
 @pytest.mark.parametrize("thread", [False, True])

@@ -57,8 +57,9 @@ The JSON document (schema "mirage-stats", version 2; version 1 had the keys mark
                          (mem, sys, fetch: callouts) and from the run loop (miss: no translation
                          at pc and the interpreter off or unable; warm: a head the interpreter
                          found warm; poll: budget spent or a callout stopped the block)
-  interpreter            the cold tier (translator/interp.py): {enabled, warm_threshold, insns
-                         (instructions it ran), heads_warmed (heads queued for translation),
+  interpreter            the cold tier (translator/interp.py): {enabled, warm_threshold (the
+                         run's: tcache.WARM_START_FACTOR times the machine's after a warm set was
+                         installed), insns (instructions it ran), heads_warmed (heads queued for translation),
                          blocks_translated (installed from them), stale_dropped (their guest
                          bytes changed before install)}
   warm_start             translations of the last run with the same key (runtime/core/pcache.py warm
@@ -268,7 +269,7 @@ def collect(m, t_start: float, t_run: float, t_end: float, pcache=None, program:
 
 def _interpreter(m) -> dict:
     tc = m.tcache
-    return {"enabled": m.warm_threshold > 0, "warm_threshold": m.warm_threshold,
+    return {"enabled": m.warm_threshold > 0, "warm_threshold": tc.warm_threshold or m.warm_threshold,
             "insns": sum(int(h.s.stat_interp) for h in m.harts), "heads_warmed": tc.warm_heads,
             "blocks_translated": tc.warm_blocks, "stale_dropped": tc.warm_dropped}
 
