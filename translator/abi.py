@@ -113,6 +113,8 @@ typedef struct {{
     uint64_t stat_walks;     /* Page walks by the native refill that filled an entry */
     uint64_t *code_map;      /* Per RAM page, the 64-byte chunks holding translated code (TLB_NOTDIRTY) */
     uint64_t stat_notdirty;  /* Stores to pages with code done natively (they missed no code) */
+    uint32_t tvm;            /* mstatus.TVM as it binds the OS world (Hart.tvm, set by the monitor) */
+    uint32_t want_exit;      /* Hart.want_exit: the run loop is wanted once this instruction completes */
     uint64_t scratch[8];
     uint64_t csr[{CSR_SLOTS}];          /* CSR slots (CSR_SLOTS in translator/abi.py) */
     uint64_t csr_wmask[{CSR_SLOTS}];
@@ -169,6 +171,8 @@ OFF_NSUPER = offset("nsuper")
 OFF_STAT_WALKS = offset("stat_walks")
 OFF_CODE_MAP = offset("code_map")
 OFF_STAT_NOTDIRTY = offset("stat_notdirty")
+OFF_TVM = offset("tvm")
+OFF_WANT_EXIT = offset("want_exit")
 OFF_GPERM = offset("gperm")
 OFF_CSR = offset("csr")
 OFF_CSR_WMASK = offset("csr_wmask")

@@ -66,8 +66,10 @@ class Hart:
         self.medeleg = 0
         self.wfi = False
         # Set during a callout to return to the run loop once the current instruction completes
+        # (in the native struct: the native sfence.vma leaves it to Python, translator/softmmu.py)
         self.want_exit = False
-        # Trap-virtualization bits of mstatus, installed by the monitor for the OS world
+        # Trap-virtualization bits of mstatus, installed by the monitor for the OS world (TVM in
+        # the native struct, which the native sfence.vma checks)
         self.tvm = False
         self.tw = False
         self.tsr = False
@@ -100,6 +102,22 @@ class Hart:
     @pc.setter
     def pc(self, v: int) -> None:
         self.s.pc = v & 0xFFFFFFFFFFFFFFFF
+
+    @property
+    def want_exit(self) -> bool:
+        return bool(self.s.want_exit)
+
+    @want_exit.setter
+    def want_exit(self, v: bool) -> None:
+        self.s.want_exit = int(v)
+
+    @property
+    def tvm(self) -> bool:
+        return bool(self.s.tvm)
+
+    @tvm.setter
+    def tvm(self, v: bool) -> None:
+        self.s.tvm = int(v)
 
     @property
     def mip(self) -> int:
