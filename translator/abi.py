@@ -56,6 +56,10 @@ NUM_MMU = 4
 JC_BITS = 16
 JC_SIZE = 1 << JC_BITS
 JC_ENTRY = 32
+# What an sfence.vma with an address must see of the runtime's Python-side translation state (its
+# device-page translations and the blocks in a jump cache that cross into a page), counted per
+# hart by virtual page number modulo SFENCE_PAGES, so native code can tell where it has none.
+SFENCE_PAGES = 1024
 
 CDEF = f"""
 typedef struct {{
@@ -115,6 +119,10 @@ typedef struct {{
     uint64_t stat_notdirty;  /* Stores to pages with code done natively (they missed no code) */
     uint32_t tvm;            /* mstatus.TVM as it binds the OS world (Hart.tvm, set by the monitor) */
     uint32_t want_exit;      /* Hart.want_exit: the run loop is wanted once this instruction completes */
+    uint64_t io_super;       /* Device-page translations the runtime keeps (Mmu._io) cut from superpages */
+    uint32_t io_pages[{SFENCE_PAGES}];    /* ... the others, by virtual page number mod SFENCE_PAGES */
+    uint32_t cross_pages[{SFENCE_PAGES}]; /* Pages that blocks in the jump cache cross into
+                                (TranslationCache.jc_cross), by page number mod SFENCE_PAGES */
     uint64_t scratch[8];
     uint64_t csr[{CSR_SLOTS}];          /* CSR slots (CSR_SLOTS in translator/abi.py) */
     uint64_t csr_wmask[{CSR_SLOTS}];
@@ -173,6 +181,9 @@ OFF_CODE_MAP = offset("code_map")
 OFF_STAT_NOTDIRTY = offset("stat_notdirty")
 OFF_TVM = offset("tvm")
 OFF_WANT_EXIT = offset("want_exit")
+OFF_IO_SUPER = offset("io_super")
+OFF_IO_PAGES = offset("io_pages")
+OFF_CROSS_PAGES = offset("cross_pages")
 OFF_GPERM = offset("gperm")
 OFF_CSR = offset("csr")
 OFF_CSR_WMASK = offset("csr_wmask")

@@ -111,8 +111,11 @@ class Mmu:
                     # A device page: no native TLB entry holds it, so its translation is kept
                     # here, as a TLB would keep it, until the same flushes.
                     if io is None or len(io) >= IO_TLB_SIZE:
+                        self._io_clear(hart)
                         io = self._io[hart.id] = {}
-                    io[key] = (paddr & PAGE_MASK, (self.leaf_size - 1) >> abi.PAGE_BITS)
+                    span = (self.leaf_size - 1) >> abi.PAGE_BITS
+                    io[key] = (paddr & PAGE_MASK, span)
+                    self._io_count(hart, key[1], span, 1)
         if self.pmp_check is not None and not self.pmp_check(hart, paddr, size, access, priv):
             raise Trap(ACCESS_FAULT[access], vaddr)
         return paddr
@@ -281,9 +284,25 @@ class Mmu:
         if 0 <= i < len(self.code_map):
             self.code_map[i] = 0
 
+    @staticmethod
+    def _io_count(hart: Hart, vpn: int, span: int, n: int) -> None:
+        """Adds n to the count of kept device-page translations that an sfence.vma of page vpn
+        must drop (abi.SFENCE_PAGES): those cut from a superpage (span: pages in the leaf - 1)
+        are counted together, whatever page they hold."""
+        if span:
+            hart.s.io_super += n
+        else:
+            hart.s.io_pages[vpn & (abi.SFENCE_PAGES - 1)] += n
+
+    def _io_clear(self, hart: Hart) -> None:
+        """Drops `hart`'s kept device-page translations and their counts."""
+        if self._io.pop(hart.id, None):
+            ctypes.memset(hart.ptr + abi.OFF_IO_PAGES, 0, 4 * abi.SFENCE_PAGES)
+            hart.s.io_super = 0
+
     def flush(self, hart: Hart, mmus: tuple[int, ...] = (abi.MMU_U, abi.MMU_S, abi.MMU_S_SUM, abi.MMU_M)) -> None:
         """Invalidates whole TLBs (satp writes, sfence.vma, permission changes)."""
-        self._io.pop(hart.id, None)
+        self._io_clear(hart)
         for mmu in mmus:
             base = hart.ptr + abi.OFF_TLB + mmu * abi.TLB_SIZE * abi.TLB_ENTRY
             ctypes.memset(base, 0xFF, abi.TLB_SIZE * abi.TLB_ENTRY)
@@ -308,7 +327,7 @@ class Mmu:
             # the leaf that holds vaddr go.
             vpn = (vaddr & MASK64) >> abi.PAGE_BITS
             for key in [k for k, (_, span) in io.items() if (k[1] ^ vpn) & ~span == 0]:
-                del io[key]
+                self._io_count(hart, key[1], io.pop(key)[1], -1)
         mask = sum(1 << m for m in mmus)
         self.flush_page_native(hart.s, vaddr & MASK64, mask)
 

@@ -705,9 +705,13 @@ class TranslationCache:
                 for h in self.jc_harts.values():
                     self.jc_remove(h, blk)
                     if len(blk.pages) > 1:
-                        s = self.jc_cross.get((h.ptr, (blk.vpc | (abi.PAGE_SIZE - 1)) + 1))
+                        second = (blk.vpc | (abi.PAGE_SIZE - 1)) + 1
+                        s = self.jc_cross.get((h.ptr, second))
                         if s is not None:
                             s.discard(blk)
+                            if not s:
+                                del self.jc_cross[(h.ptr, second)]
+                                self._cross_count(h, second, -1)
             self._freeze(mod)
             self.engine.release(mod.lib)
             self.modules.discard(mod)
@@ -755,6 +759,7 @@ class TranslationCache:
         self.patched.clear()
         for h in self.jc_harts.values():
             ctypes.memset(h.ptr + abi.OFF_JC, 0xFF, abi.JC_SIZE * abi.JC_ENTRY)
+            ctypes.memset(h.ptr + abi.OFF_CROSS_PAGES, 0, 4 * abi.SFENCE_PAGES)
         self.jc_cross.clear()
         if self.btab:
             ctypes.memset(self.btab, 0xFF, 32 * HEADS_SIZE)  # No pc matches (pcs are even)
@@ -1278,7 +1283,17 @@ class TranslationCache:
         if len(blk.pages) > 1:
             # Its slot belongs to its first page: remember it under the second page too.
             second = (blk.vpc | (abi.PAGE_SIZE - 1)) + 1
-            self.jc_cross.setdefault((hart.ptr, second), set()).add(blk)
+            s = self.jc_cross.get((hart.ptr, second))
+            if s is None:
+                s = self.jc_cross[(hart.ptr, second)] = set()
+                self._cross_count(hart, second, 1)
+            s.add(blk)
+
+    @staticmethod
+    def _cross_count(hart: Hart, page: int, n: int) -> None:
+        """Adds n to the count of `jc_cross` keys of `hart` whose page an sfence.vma of `page`
+        must see (abi.SFENCE_PAGES)."""
+        hart.s.cross_pages[(page >> abi.PAGE_BITS) & (abi.SFENCE_PAGES - 1)] += n
 
     @staticmethod
     def jc_remove(hart: Hart, blk: Block) -> None:
@@ -1288,13 +1303,16 @@ class TranslationCache:
             e.fn = abi.ffi.NULL
 
     def jc_flush_page(self, hart: Hart, vaddr: int, cause: str) -> None:
-        """Clears the jump-cache slots of blocks starting on the page of vaddr: 2048 consecutive
-        slots (indexed by vpc >> 1). Blocks that cross into the page are never in the jump cache."""
+        """Clears the jump-cache slots of blocks starting on the page of vaddr (2048 consecutive
+        slots, indexed by vpc >> 1) and those of blocks that cross into it (`jc_cross`)."""
         vpage = vaddr & ~(abi.PAGE_SIZE - 1) & ((1 << 64) - 1)
         first = (vpage >> 1) & (abi.JC_SIZE - 1)
         ctypes.memset(hart.ptr + abi.OFF_JC + first * abi.JC_ENTRY, 0xFF, (abi.PAGE_SIZE >> 1) * abi.JC_ENTRY)
-        for blk in self.jc_cross.pop((hart.ptr, vpage), ()):
-            self.jc_remove(hart, blk)
+        crossing = self.jc_cross.pop((hart.ptr, vpage), None)
+        if crossing is not None:
+            self._cross_count(hart, vpage, -1)
+            for blk in crossing:
+                self.jc_remove(hart, blk)
         self.invalidations[cause] += 1
         self._event(cause, 1)
 
@@ -1302,6 +1320,7 @@ class TranslationCache:
         """Clears the virtual-pc lookup (satp, sfence.vma); translations stay valid."""
         for key in [k for k in self.jc_cross if k[0] == hart.ptr]:
             del self.jc_cross[key]
+        ctypes.memset(hart.ptr + abi.OFF_CROSS_PAGES, 0, 4 * abi.SFENCE_PAGES)
         ctypes.memset(hart.ptr + abi.OFF_JC, 0xFF, abi.JC_SIZE * abi.JC_ENTRY)
         self.invalidations[cause] += 1
         self._event(cause, 1)
