@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pytest
+
 from runtime.core.machine import Machine
 from translator import abi
 from translator import csrs as C
@@ -121,3 +123,195 @@ def test_cross_page_jump_cache_blocks_are_counted_by_page():
     tc.flush()
     summaries_agree(m)
     assert not any(h.s.cross_pages)
+
+
+# S-mode remaps pages and fences each with sfence.vma of an address in it (K times each): a data
+# page (loads and stores must use the new frame), a code page (calls must run the new frame's
+# code: its jump-cache slots go), the second page of a block that crosses pages (a block in the
+# jump cache holds the old second page: Python drops it, TranslationCache.jc_cross), and a 4 KiB
+# device page remapped to RAM (the runtime's kept device translation goes, Mmu._io). Then
+# sfence.vma is illegal with mstatus.TVM=1 in S-mode and always in U-mode (privileged spec 3.1.6.5).
+K = 40
+SFENCE_RAW = 0x12000073 | 9 << 15  # sfence.vma s1, zero
+REMAPS = rf"""
+  VM_ON
+  la a0, sf_frame
+  li a1, 0x1111
+  sd a1, 0(a0)
+  li a1, 0x2222
+  li s4, 0x1000
+  add s5, a0, s4
+  sd a1, 0(s5)
+  li s1, TEST_VA + 0x14000
+  la t2, sf_frame
+  PTE pt_l0, 20, t2, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D
+  sfence.vma s1
+  ld a1, 0(s1)
+  CHECK a1, 0x1111
+  li s3, {K}
+10: la t2, sf_frame + 0x1000
+  PTE pt_l0, 20, t2, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D
+  addi a2, s1, 0x7f8
+  sfence.vma a2
+  ld a1, 0(s1)
+  CHECK a1, 0x2222
+  sd s3, 8(s1)
+  ld a1, 8(s5)
+  CHECK_EQ a1, s3
+  la t2, sf_frame
+  PTE pt_l0, 20, t2, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D
+  sfence.vma s1
+  ld a1, 0(s1)
+  CHECK a1, 0x1111
+  addi s3, s3, -1
+  bnez s3, 10b
+  # A code page.
+  li s2, TEST_VA + 0x10000
+  la t2, code_page_1
+  PTE pt_l0, 16, t2, PTE_V | PTE_X | PTE_A
+  sfence.vma s2
+  li s3, {K}
+11: jalr s2
+  CHECK a0, 123
+  la t2, code_page_2
+  PTE pt_l0, 16, t2, PTE_V | PTE_X | PTE_A
+  sfence.vma s2
+  jalr s2
+  CHECK a0, 321
+  la t2, code_page_1
+  PTE pt_l0, 16, t2, PTE_V | PTE_X | PTE_A
+  sfence.vma s2
+  addi s3, s3, -1
+  bnez s3, 11b
+  # An instruction across the end of one page into the next, whose frame changes: a block of its
+  # own that crosses pages (blocks cross only with their first instruction, translator/block.py).
+  li s2, TEST_VA + 0x30ffe
+  li a2, TEST_VA + 0x31000
+  la t2, cross_a
+  PTE pt_l0, 48, t2, PTE_V | PTE_X | PTE_A
+  la t2, cross_b1
+  PTE pt_l0, 49, t2, PTE_V | PTE_X | PTE_A
+  sfence.vma
+  li s3, {K}
+12: jalr s2
+  CHECK a0, 5
+  la t2, cross_b2
+  PTE pt_l0, 49, t2, PTE_V | PTE_X | PTE_A
+  sfence.vma a2
+  jalr s2
+  CHECK a0, 7
+  la t2, cross_b1
+  PTE pt_l0, 49, t2, PTE_V | PTE_X | PTE_A
+  sfence.vma a2
+  addi s3, s3, -1
+  bnez s3, 12b
+  # A 4 KiB page of the UART, stored to, then remapped to RAM.
+  li s2, TEST_VA + 0x40000
+  li t2, 0x10000000
+  PTE pt_l0, 64, t2, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D
+  sfence.vma s2
+  li a1, 'A'
+  sb a1, 0(s2)
+  la t2, dev_frame
+  PTE pt_l0, 64, t2, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D
+  sfence.vma s2
+  li a1, 'B'
+  sb a1, 0(s2)
+  la a0, dev_frame
+  lbu a1, 0(a0)
+  CHECK a1, 'B'
+  # Illegal with TVM=1 in S-mode (delegated: S takes it), legal again with TVM=0; illegal in U.
+  li a0, MSTATUS_TVM
+  SBI SBI_MSTATUS_SET
+  TRY_S sfence.vma s1, zero
+  CHECK s8, 2
+  CHECK_EQ s9, s5
+  CHECK s10, {SFENCE_RAW}
+  li a0, MSTATUS_TVM
+  SBI SBI_MSTATUS_CLEAR
+  sfence.vma s1
+  TRY_U u_sfence
+  CHECK s8, 2
+  CHECK s10, {SFENCE_RAW}
+  j 90f
+
+  .align 2
+u_sfence:
+  sfence.vma s1, zero
+  ecall
+  .data
+  .align 12
+sf_frame:
+  .fill 1024, 8, 0
+  .fill 512, 8, 0
+  .align 12
+dev_frame:
+  .fill 512, 8, 0
+  .align 12
+code_page_1:
+  li a0, 123
+  ret
+  .align 12
+code_page_2:
+  li a0, 321
+  ret
+  .align 12
+cross_a:
+  .fill 1023, 4, 0x00000013
+  .2byte 0x0001                 # c.nop
+  .2byte 0x0513                 # addi a0, zero, ... (its low half)
+  .fill 1024, 4, 0              # (The frame after cross_a's is neither of those mapped after it)
+cross_b1:
+  .2byte 0x0050                 # ... 5
+  .4byte 0x00008067             # ret
+  .align 12
+cross_b2:
+  .2byte 0x0070                 # ... 7
+  .4byte 0x00008067
+  .align 12
+  .text
+90:
+"""
+# sfence.vma with an address the program runs: data 1 + 2K, code 1 + 2K, cross page 2K, device 2,
+# TVM 1 (the two that trap are not performed).
+ADDRESSED = 4 * K + 2 + 2 * K + 2 + 1
+TIERS = {"interp": (1 << 30, None), "cold": (0, None), "optimized": (0, 0)}
+
+
+def _run_remaps(asm, tier: str, native: bool) -> Machine:
+    from tests.test_smode import program
+    from tests.test_tcache import run_machine
+
+    warm, hot = TIERS[tier]
+
+    def setup(m: Machine) -> None:
+        m.native_sfence = native
+        m.warm_threshold = warm
+        if hot is not None:
+            m.tcache.set_hot_threshold(hot)
+
+    text, _ = program(REMAPS)
+    return run_machine(asm(text), max_insns=20_000_000, setup=setup)
+
+
+@pytest.mark.parametrize("tier", TIERS)
+def test_remapped_pages_are_seen_after_sfence_vma_of_an_address(asm, tier):
+    """The program passes with the native sfence.vma and without it (Machine.native_sfence); the
+    statistics count every sfence.vma either way, and the native one did all it may: every one
+    but those of the page a block in the jump cache crosses into, and of the device page."""
+    from runtime.frontends.stats import collect
+
+    on = _run_remaps(asm, tier, True)
+    off = _run_remaps(asm, tier, False)
+    native = on.native_invalidations()["sfence.vma"]
+    assert off.native_invalidations()["sfence.vma"] == 0
+    # Each sfence.vma of the crossed page follows a call through the crossing block, which is then
+    # in the jump cache (the interpreter puts no translation there).
+    crossing = 2 * K if tier != "interp" else 0
+    assert native == ADDRESSED - crossing - 1, (native, ADDRESSED)
+    assert on.stats_callouts["sys"] == off.stats_callouts["sys"] - native
+    sfences = [collect(m, 0, 0, 1)["invalidations"]["sfence.vma"] for m in (on, off)]
+    assert sfences[0] == sfences[1] == off.tcache.invalidations["sfence.vma"]
+    assert sum(n for _t, kind, n in on.tcache.events if kind == "sfence.vma") == sfences[0]
+    for m in (on, off):
+        summaries_agree(m)

@@ -112,13 +112,14 @@ typedef struct {{
     uint64_t satp;           /* S-mode address translation and protection (Sv39 or bare) */
     uint64_t ram_base, ram_size; /* Guest RAM in physical addresses */
     uint32_t walk;           /* Nonzero: TLB misses try the native refill first (translator/softmmu.py) */
-    uint32_t pad0;
+    uint32_t sfence;         /* Nonzero: an S-mode sfence.vma with an address may complete natively */
     uint64_t nsuper;         /* TLB entries cut from superpages since the last full flush */
     uint64_t stat_walks;     /* Page walks by the native refill that filled an entry */
     uint64_t *code_map;      /* Per RAM page, the 64-byte chunks holding translated code (TLB_NOTDIRTY) */
     uint64_t stat_notdirty;  /* Stores to pages with code done natively (they missed no code) */
     uint32_t tvm;            /* mstatus.TVM as it binds the OS world (Hart.tvm, set by the monitor) */
     uint32_t want_exit;      /* Hart.want_exit: the run loop is wanted once this instruction completes */
+    uint64_t stat_sfence;    /* sfence.vma with an address completed natively (translator/softmmu.py) */
     uint64_t io_super;       /* Device-page translations the runtime keeps (Mmu._io) cut from superpages */
     uint32_t io_pages[{SFENCE_PAGES}];    /* ... the others, by virtual page number mod SFENCE_PAGES */
     uint32_t cross_pages[{SFENCE_PAGES}]; /* Pages that blocks in the jump cache cross into
@@ -179,7 +180,9 @@ OFF_NSUPER = offset("nsuper")
 OFF_STAT_WALKS = offset("stat_walks")
 OFF_CODE_MAP = offset("code_map")
 OFF_STAT_NOTDIRTY = offset("stat_notdirty")
+OFF_SFENCE = offset("sfence")
 OFF_TVM = offset("tvm")
+OFF_STAT_SFENCE = offset("stat_sfence")
 OFF_WANT_EXIT = offset("want_exit")
 OFF_IO_SUPER = offset("io_super")
 OFF_IO_PAGES = offset("io_pages")

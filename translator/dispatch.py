@@ -18,7 +18,7 @@ from translator.softmmu import softmmu_ir
 # costs the block no callee-saved register spills on its fast path (tier 1 calls it); `<name>_c`
 # the same entry with the C convention (tier 0 and the interpreter); `<name>_py` the Python
 # callback (runtime/core/machine.py). The memory callout's C entry first tries the native TLB refill
-# (translator/softmmu.py); the others go straight to Python.
+# and the system callout's the native sfence.vma (translator/softmmu.py).
 CALLOUTS = {
     "mirage_mem": "(ptr %h, i64 %a, i64 %b, i64 %c, i64 %d)",
     "mirage_sys": "(ptr %h, i64 %a, i64 %b, i64 %c)",
@@ -30,7 +30,7 @@ def _trampolines() -> str:
     for name, params in CALLOUTS.items():
         types = ", ".join(p.split()[0] for p in params.strip("()").split(", "))
         args = params.strip("()")
-        if name != "mirage_mem":  # Its C entry is the refill (softmmu.py)
+        if name not in ("mirage_mem", "mirage_sys"):  # Their C entries are in softmmu.py
             out.append(f"declare i64 @{name}_py({types})\n"
                        f"define i64 @{name}_c{params} #0 {{\n"
                        f"  %r = call i64 @{name}_py({args})\n  ret i64 %r\n}}\n")

@@ -1,5 +1,5 @@
-"""The softmmu's native side: the TLB refill that walks Sv39 page tables without Python, and the
-TLB scans the runtime's flushes use.
+"""The softmmu's native side: the TLB refill that walks Sv39 page tables without Python, the TLB
+scans the runtime's flushes use, and the S-mode sfence.vma with an address.
 
 A data-TLB miss in generated code calls the memory callout (`mirage_mem`), a code-TLB miss of the
 interpreter calls `mirage_fetch`; both first try `mirage_refill`: the Sv39 walk of privileged spec
@@ -9,6 +9,10 @@ aligned access, page tables and target in RAM, and a target page the access guar
 (faults, bare mode, MMIO, guarded or watched pages, the firmware's MPRV accesses, -d mmu) takes the
 callout into Python, whose walk (runtime/core/mmu.py `Mmu.walk`) is the complete one: the refill only
 ever agrees with it or declines, which tests/test_softmmu.py checks on random page tables.
+
+The system callout (`mirage_sys`) completes an S-mode sfence.vma with an address here when it drops
+nothing but TLB entries and jump-cache slots (`_SYS`); every other system instruction, and that one
+whenever the runtime keeps more for the page, goes to Python (tests/test_sfence.py).
 """
 
 from __future__ import annotations
@@ -36,9 +40,10 @@ NATIVE_ENTRIES = ("mirage_tlb_unwrite", "mirage_tlb_flush_page", "mirage_refill"
 
 
 def softmmu_ir() -> str:
-    """`mirage_mem_c` (the memory callout's C entry), `mirage_fetch`, the refill, and the TLB
-    scans `mirage_tlb_unwrite` and `mirage_tlb_flush_page`, as IR text."""
-    return _REFILL + _MEM + _FETCH + _SCANS
+    """`mirage_mem_c` (the memory callout's C entry), `mirage_fetch`, the refill, the TLB scans
+    `mirage_tlb_unwrite` and `mirage_tlb_flush_page`, and `mirage_sys_c` (the system callout's C
+    entry, with the native sfence.vma), as IR text."""
+    return _REFILL + _MEM + _FETCH + _SCANS + _SYS
 
 
 def _gep(name: str, off: int | str, base: str = "%h") -> str:
@@ -525,5 +530,92 @@ mnext:
   br i1 %mdone, label %out, label %mmu
 out:
   ret void
+}}
+"""
+
+# sfence.vma (privileged spec 4.2.1) is 0001001 rs2 rs1 000 00000 1110011.
+SFENCE_MASK, SFENCE_MATCH = 0xFE007FFF, 0x12000073
+OS_MMUS = (1 << abi.MMU_U) | (1 << abi.MMU_S) | (1 << abi.MMU_S_SUM)
+
+# The system callout's C entry (abi: desc), from generated code and the interpreter. An S-mode
+# sfence.vma with an address completes here, doing what runtime/core/system.py does with it
+# (Machine.sfence_vma), when that is all it would do:
+# - Privileged spec 3.1.6.5: "When TVM=1, attempts to read or write the satp CSR or execute an
+#   SFENCE.VMA or SINVAL.VMA instruction while executing in S-mode will raise an
+#   illegal-instruction exception. When TVM=0, these operations are permitted in S-mode."
+#   TVM set (hart_t.tvm), U-mode (where it is illegal too) and the firmware world take Python.
+# - 4.2.1: "If rs1≠x0 and rs2=x0, the fence ... invalidates all address-translation cache
+#   entries that contain leaf page table entries corresponding to the virtual address in rs1,
+#   for all address spaces." With no ASIDs every rs2 gets that ("It is always legal to
+#   over-fence"): the OS world's TLB entries of the page and of any superpage holding it
+#   (mirage_tlb_flush_page), and the jump-cache slots of blocks starting on the page, whose
+#   instructions were fetched through the old translation.
+# - Python goes on with whatever else it keeps for the page: device-page translations (Mmu._io)
+#   and jump-cache blocks crossing into the page (TranslationCache.jc_cross), both counted per
+#   page in hart_t (abi.SFENCE_PAGES); and with a pending request for the run loop (want_exit),
+#   which a system instruction honours. hart_t.sfence off (tracing, or Machine.native_sfence
+#   false) sends every one there.
+_SYS = f"""
+declare i64 @mirage_sys_py(ptr, i64, i64, i64)
+declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)
+
+define i64 @mirage_sys_c(ptr %h, i64 %raw, i64 %pc, i64 %desc) #0 {{
+entry:
+  %kind = and i64 %desc, {0xFF | abi.DESC_COMPRESSED}
+  %isinsn = icmp eq i64 %kind, {abi.SYS_INSN}
+  %op = and i64 %raw, {SFENCE_MASK}
+  %issf = icmp eq i64 %op, {SFENCE_MATCH}
+  %rs1a = lshr i64 %raw, 15
+  %rs1 = and i64 %rs1a, 31
+  %hasaddr = icmp ne i64 %rs1, 0
+{_gep("%fp", abi.OFF_FLAGS)}  %fl = load i64, ptr %fp
+  %priv = and i64 %fl, {abi.FLAG_PRIV_MASK}
+  %sup = icmp eq i64 %priv, {C.PRV_S}
+{_gep("%onp", abi.OFF_SFENCE)}  %on = load i32, ptr %onp
+{_gep("%tvmp", abi.OFF_TVM)}  %tvm = load i32, ptr %tvmp
+{_gep("%wxp", abi.OFF_WANT_EXIT)}  %wx = load i32, ptr %wxp
+  %ok0 = and i1 %isinsn, %issf
+  %ok1 = and i1 %ok0, %hasaddr
+  %ok2 = and i1 %ok1, %sup
+  %onok = icmp ne i32 %on, 0
+  %ok3 = and i1 %ok2, %onok
+  %tvmw = or i32 %tvm, %wx
+  %tvmok = icmp eq i32 %tvmw, 0
+  %ok4 = and i1 %ok3, %tvmok
+  br i1 %ok4, label %addr, label %slow
+addr:
+  %xo0 = shl i64 %rs1, 3
+  %xo = add i64 %xo0, {abi.OFF_X}
+{_gep("%xp", "%xo")}  %va = load i64, ptr %xp
+  %vpn = lshr i64 %va, {abi.PAGE_BITS}
+  %bk = and i64 %vpn, {abi.SFENCE_PAGES - 1}
+  %bo = shl i64 %bk, 2
+  %ioo = add i64 %bo, {abi.OFF_IO_PAGES}
+{_gep("%iop", "%ioo")}  %io = load i32, ptr %iop
+  %cro = add i64 %bo, {abi.OFF_CROSS_PAGES}
+{_gep("%crp", "%cro")}  %cr = load i32, ptr %crp
+{_gep("%isp", abi.OFF_IO_SUPER)}  %iosup = load i64, ptr %isp
+  %iocr = or i32 %io, %cr
+  %iocr64 = zext i32 %iocr to i64
+  %py = or i64 %iocr64, %iosup
+  %none = icmp eq i64 %py, 0
+  br i1 %none, label %fence, label %slow
+fence:
+  call void @mirage_tlb_flush_page(ptr %h, i64 %va, i64 {OS_MMUS})
+  %vpage = and i64 %va, {-abi.PAGE_SIZE}
+  %j0 = lshr i64 %vpage, 1
+  %j1 = and i64 %j0, {abi.JC_SIZE - 1}
+  %jo0 = shl i64 %j1, {_shift(abi.JC_ENTRY)}
+  %jo = add i64 %jo0, {abi.OFF_JC}
+{_gep("%jp", "%jo")}  call void @llvm.memset.p0.i64(ptr %jp, i8 -1, i64 {(abi.PAGE_SIZE >> 1) * abi.JC_ENTRY}, i1 false)
+{_gep("%scp", abi.OFF_STAT_SFENCE)}  %sc0 = load i64, ptr %scp
+  %sc1 = add i64 %sc0, 1
+  store i64 %sc1, ptr %scp
+  %npc = add i64 %pc, 4
+{_gep("%pcp", abi.OFF_PC)}  store i64 %npc, ptr %pcp
+  ret i64 0
+slow:
+  %r = call i64 @mirage_sys_py(ptr %h, i64 %raw, i64 %pc, i64 %desc)
+  ret i64 %r
 }}
 """

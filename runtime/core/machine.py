@@ -171,6 +171,11 @@ class Machine:
         # TLB misses of the OS world refill natively (translator/softmmu.py); off: every miss
         # walks in Python (-d mmu turns it off to log each walk).
         self.native_refill = True
+        # An S-mode sfence.vma with an address completes natively where nothing Python keeps needs
+        # it (translator/softmmu.py mirage_sys_c); off: every one takes the system callout (and
+        # -d turns it off, so that whatever is traced sees each).
+        self.native_sfence = True
+        self._native_sfences = 0  # Of those, the ones already on the statistics' time line
         # At the end of a run, compile what the next run would translate again (the front end sets
         # it when it saves a warm set: runtime/core/tcache.py finish_warm).
         self.finish_translations = False
@@ -570,8 +575,8 @@ class Machine:
     # The monitor (runtime/core/machine_api.py MachineInterface)
     def attach_monitor(self, monitor: Monitor, sys_hook: SysHook | None = None) -> None:
         """Puts `monitor` at M-level: it takes every trap that is not delegated to S and every
-        M-level interrupt; `sys_hook(hart, raw, pc)` is offered every system instruction first
-        (True: done)."""
+        M-level interrupt; `sys_hook(hart, raw, pc)` is offered every system instruction that
+        reaches the system callout first (True: done)."""
         self.monitor = monitor
         self.sys_hook = sys_hook
 
@@ -757,6 +762,7 @@ class Machine:
         for h in harts:
             h.s.warm = min(max(1, tc.warm_threshold), (1 << 31) - 1)
             h.s.walk = int(self.native_refill and self.mmu.trace is None)
+            h.s.sfence = int(self.native_sfence and self.trace is None)
         turn_end = hart.retired() + SMP_SLICE  # Where the running hart's turn ends (several harts)
         turn_over = False
         timer_stall = False  # The last slice, cut short for a timer, was too short for a block
@@ -849,6 +855,7 @@ class Machine:
         for h in harts:
             h.set_budget(0)
         self._timing = False
+        self.note_native_invalidations()
         if self.finish_translations and self.halted is not None:
             tc.finish_warm(harts)
         tc.install_ready(harts)
@@ -970,6 +977,19 @@ class Machine:
         for p in self.pollers:
             p(self)
         self.check_interrupts(hart)
+        self.note_native_invalidations()
+
+    def native_invalidations(self) -> dict[str, int]:
+        """Invalidations native code made, by cause (tcache.invalidations has the others)."""
+        return {"sfence.vma": sum(h.s.stat_sfence for h in self.harts)}
+
+    def note_native_invalidations(self) -> None:
+        """Puts the native sfence.vma since the last call on the statistics' time line (at the
+        time of the call: polls come at least every SLICE instructions)."""
+        n = self.native_invalidations()["sfence.vma"]
+        if n != self._native_sfences:
+            self.tcache.note_event("sfence.vma", n - self._native_sfences)
+            self._native_sfences = n
 
     def check_interrupts(self, hart: Hart) -> None:
         """Takes the highest-priority pending and enabled interrupt (privileged spec 3.1.9)."""

@@ -56,7 +56,8 @@ class MachineInterface(Protocol):
     # Attaching
     def attach_monitor(self, monitor: Monitor, sys_hook: SysHook | None = None) -> None:
         """Puts `monitor` at M-level (it takes every M-level trap and interrupt) and offers every
-        system instruction to `sys_hook` first."""
+        system instruction that reaches Python to `sys_hook` first (an S-mode sfence.vma with an
+        address may complete in native code: an OS-world matter with no M-level part)."""
         ...
 
     def set_access_guard(self, guard: AccessGuard | None) -> None:

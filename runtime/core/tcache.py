@@ -354,6 +354,10 @@ class TranslationCache:
         if len(self.events) > MAX_EVENTS:
             self._coarsen()
 
+    def note_event(self, kind: str, count: int) -> None:
+        """Records `count` events of `kind` made outside the cache (native code's) on the time line."""
+        self._event(kind, count)
+
     def _coarsen(self) -> None:
         """Doubles the event buckets' width: entries of a kind in one wider bucket are summed
         (at the time of the first)."""

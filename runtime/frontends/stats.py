@@ -77,13 +77,15 @@ The JSON document (schema "mirage-stats", version 2; version 1 had the keys mark
                          thread's translation)}
   invalidations*         {cause: n}: "code-write" (blocks dropped: their guest bytes were written),
                          "fence.i" (fence.i executed; the writes had already dropped the code),
-                         "satp", "sfence.vma", "pmp" (jump-cache flushes), "breakpoint" (blocks
-                         dropped for the debugger), "eviction" (blocks dropped by the flushes
-                         that bound the translations' memory, jit.memory)
+                         "satp", "sfence.vma" (with those native code did), "pmp" (jump-cache
+                         flushes), "breakpoint" (blocks dropped for the debugger), "eviction"
+                         (blocks dropped by the flushes that bound the translations' memory,
+                         jit.memory)
   fence_i*               fence.i executed
   mmu*                   {walks, fills} (in Python), native_walks (TLB refills in native
                          code, translator/softmmu.py), notdirty_stores (stores to pages with
-                         code or watched words done in native code)
+                         code or watched words done in native code), native_sfences (S-mode
+                         sfence.vma with an address done in native code)
   pcache                 persistent translation cache (runtime/core/pcache.py): {enabled, dir,
                          lookups, hits, misses, rejected, writes, write_errors, bytes_written,
                          evicted, skipped, seconds_saved}; {"enabled": false} without it
@@ -198,6 +200,8 @@ def collect(m, t_start: float, t_run: float, t_end: float, pcache=None, program:
     dispatched = dispatch - jc_miss
     invalidations = {c: 0 for c in CAUSES}
     invalidations.update(tc.invalidations)
+    for cause, n in m.native_invalidations().items():
+        invalidations[cause] += n
     invalidations["fence.i"] = tc.fence_i
     invalidations.pop("reset", None)
     tiers = {}
@@ -259,7 +263,8 @@ def collect(m, t_start: float, t_run: float, t_end: float, pcache=None, program:
         "fence_i": tc.fence_i,
         "mmu": {"walks": m.mmu.stats_walks, "fills": m.mmu.stats_fills,
                 "native_walks": sum(h.s.stat_walks for h in m.harts),
-                "notdirty_stores": sum(h.s.stat_notdirty for h in m.harts)},
+                "notdirty_stores": sum(h.s.stat_notdirty for h in m.harts),
+                "native_sfences": m.native_invalidations()["sfence.vma"]},
         "pcache": pcache.as_dict() if pcache is not None else {"enabled": False},
         "vfm": m.monitor.stats if m.monitor is not None else {},
         "hot_blocks": blocks[:hot],
