@@ -12,6 +12,7 @@ import pytest
 from runtime.core.machine import Machine
 from translator import abi
 from translator import csrs as C
+from translator.abi import ffi
 
 RAM = 0x8000_0000
 RAM_SIZE = 4 << 20
@@ -315,3 +316,72 @@ def test_remapped_pages_are_seen_after_sfence_vma_of_an_address(asm, tier):
     assert sum(n for _t, kind, n in on.tcache.events if kind == "sfence.vma") == sfences[0]
     for m in (on, off):
         summaries_agree(m)
+
+
+def test_the_native_entry_declines_what_python_must_do():
+    """The system callout's native entry (translator/softmmu.py mirage_sys_c) called directly: an
+    S-mode sfence.vma with an address completes there (pc advanced, the page's TLB and jump-cache
+    entries gone, counted in hart_t); each condition that leaves it to Python does (the callout
+    counted instead, the entries kept)."""
+    from runtime.core.hart import Trap
+
+    m = Machine(ram_base=RAM, ram_size=RAM_SIZE)
+    h = m.harts[0]
+    sys_c = ffi.cast("int64_t(*)(hart_t *, uint64_t, uint64_t, uint64_t)", m.runtime_symbols["mirage_sys_c"])
+    va, pc = 0x4000_5000, 0x8000_0100
+    jc = h.s.jc[(va >> 1) & (abi.JC_SIZE - 1)]
+    failures: list[BaseException] = []
+    m.take_trap = lambda hart, cause, tval, epc: failures.append(Trap(cause, tval))
+
+    def fence(raw: int = 0x12000073 | 10 << 15, desc: int = abi.SYS_INSN) -> bool:
+        """Fills a TLB entry and a jump-cache slot of the page, runs `raw` (sfence.vma a0); True:
+        done natively."""
+        m.mmu.leaf_size = abi.PAGE_SIZE
+        m.mmu.fill(h, abi.MMU_S, va, RAM + 0x3000, False)
+        jc.vpc, jc.flags = va, h.s.flags
+        h.s.x[10] = va + 0x123
+        h.pc = pc
+        native, calls = h.s.stat_sfence, m.stats_callouts["sys"]
+        assert sys_c(h.s, raw, pc, desc) == 0
+        done = h.s.stat_sfence == native + 1
+        assert m.stats_callouts["sys"] == calls + (not done)
+        if done:
+            assert h.pc == pc + 4
+            assert h.s.tlb[abi.MMU_S][(va >> 12) & (abi.TLB_SIZE - 1)].read == abi.TLB_INVALID
+            assert jc.vpc == abi.TLB_INVALID
+        return done
+
+    def s_mode(priv: int = C.PRV_S) -> None:
+        h.priv = priv
+        h.update_flags()
+
+    s_mode()
+    h.s.sfence = 1
+    assert fence()
+    assert not fence(raw=0x12000073)  # rs1 = x0: all pages, Python's
+    assert not fence(desc=abi.SYS_DEBUG)
+    h.tvm = True
+    assert not fence() and failures.pop().cause == C.ILLEGAL_INSN
+    h.tvm = False
+    s_mode(C.PRV_U)
+    assert not fence() and failures.pop().cause == C.ILLEGAL_INSN
+    s_mode(C.PRV_M)  # The firmware world: the monitor's (none here, so Python's trap)
+    assert not fence() and failures.pop().cause == C.ILLEGAL_INSN
+    s_mode()
+    h.want_exit = True
+    assert not fence() and h.s.exit_now
+    h.want_exit, h.s.exit_now = False, 0
+    h.s.sfence = 0
+    assert not fence()
+    h.s.sfence = 1
+    bucket = (va >> 12) & (abi.SFENCE_PAGES - 1)
+    for field in ("io_pages", "cross_pages", "io_super"):
+        if field == "io_super":
+            h.s.io_super = 1
+        else:
+            getattr(h.s, field)[bucket] = 1
+        assert not fence(), field
+        h.s.io_super = h.s.io_pages[bucket] = h.s.cross_pages[bucket] = 0
+    h.s.cross_pages[bucket + 1] = 1  # Another page's count does not matter
+    assert fence()
+    assert not failures and m.callout_error is None
