@@ -117,7 +117,7 @@ typedef struct {{
     uint64_t stat_walks;     /* Page walks by the native refill that filled an entry */
     uint64_t *code_map;      /* Per RAM page, the 64-byte chunks holding translated code (TLB_NOTDIRTY) */
     uint64_t stat_notdirty;  /* Stores to pages with code done natively (they missed no code) */
-    uint32_t tvm;            /* mstatus.TVM as it binds the OS world (Hart.tvm, set by the monitor) */
+    uint32_t tvm;            /* mstatus.TVM as it binds S-mode now (Hart.tvm) */
     uint32_t want_exit;      /* Hart.want_exit: the run loop is wanted once this instruction completes */
     uint64_t stat_sfence;    /* sfence.vma with an address completed natively (translator/softmmu.py) */
     uint64_t io_super;       /* Device-page translations the runtime keeps (Mmu._io) cut from superpages */
@@ -182,8 +182,8 @@ OFF_CODE_MAP = offset("code_map")
 OFF_STAT_NOTDIRTY = offset("stat_notdirty")
 OFF_SFENCE = offset("sfence")
 OFF_TVM = offset("tvm")
-OFF_STAT_SFENCE = offset("stat_sfence")
 OFF_WANT_EXIT = offset("want_exit")
+OFF_STAT_SFENCE = offset("stat_sfence")
 OFF_IO_SUPER = offset("io_super")
 OFF_IO_PAGES = offset("io_pages")
 OFF_CROSS_PAGES = offset("cross_pages")
