@@ -14,6 +14,7 @@ import pytest
 
 from runtime.core.hart import Trap
 from runtime.core.machine import Machine
+from runtime.core.mmu import OS_RIGHTS_S_SHIFT
 from translator import abi
 from translator import csrs as C
 from translator.abi import ffi
@@ -37,10 +38,8 @@ def _machine() -> Machine:
 def _allow_all(m: Machine, wfast: bool = True) -> None:
     """What the runtime would learn if the guard allowed everything on every RAM page."""
     h = m.harts[0]
-    for ppn in range(RAM >> 12, (RAM + RAM_SIZE) >> 12):
-        e = h.s.gperm[ppn & (abi.GPERM_SIZE - 1)]
-        e.ppn = ppn
-        e.bits = (1 << 9) - 1 | (abi.GPERM_WFAST if wfast else 0)
+    for i in range(RAM_SIZE >> 12):
+        h.s.gperm[i] = (1 << 9) - 1 | abi.GPERM_KNOWN | (abi.GPERM_WFAST if wfast else 0)
 
 
 def _refill(m: Machine):
@@ -169,9 +168,7 @@ def test_refill_declines_what_the_guard_has_not_allowed():
     assert refill(h.s, 0x1000, abi.MMU_S, 1)
     # The page-table pages must be known readable too.
     m.mmu.guard_changed(h)
-    ppn = (RAM + 0x5000) >> 12
-    e = h.s.gperm[ppn & (abi.GPERM_SIZE - 1)]
-    e.ppn, e.bits = ppn, (1 << 9) - 1
+    h.s.gperm[5] = (1 << 9) - 1 | abi.GPERM_KNOWN
     assert not refill(h.s, 0x1000, abi.MMU_S, 0)
     # The firmware world and bare mode are Python's.
     _allow_all(m)
@@ -183,6 +180,54 @@ def test_refill_declines_what_the_guard_has_not_allowed():
     h.update_flags()
     h.s.walk = 0
     assert not refill(h.s, 0x1000, abi.MMU_S, 0)
+
+
+class ReadWriteForS:
+    """A guard that lets S read and write every page (not execute) and U do nothing; counts the
+    refill's questions."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def check(self, hart, paddr, size, access, priv):
+        return priv == C.PRV_S and access != "x"
+
+    def page_uniform(self, hart, priv, paddr):
+        return True
+
+    def os_rights(self, hart, lo, hi):
+        self.asked += 1
+        return [(lo, hi, 0b011 << OS_RIGHTS_S_SHIFT)]
+
+
+def test_one_question_tells_the_refill_every_right_on_a_page():
+    m = _machine()
+    h = m.harts[0]
+    refill = _refill(m)
+    l2, l1, l0 = RAM + 0x10_0000, RAM + 0x10_1000, RAM + 0x10_2000
+    m.mem.write(l2, 8, (l1 >> 12) << 10 | V)
+    m.mem.write(l1, 8, (l0 >> 12) << 10 | V)
+    m.mem.write(l0 + 8, 8, ((RAM + 0x5000) >> 12) << 10 | V | R | W | X | A | D)
+    h.satp = 8 << 60 | l2 >> 12
+    guard = ReadWriteForS()
+    m.set_access_guard(guard)
+    assert not refill(h.s, 0x1000, abi.MMU_S, 0)
+    # A load in Python: one question per page (three page-table pages, the data page) ...
+    pa = m.mmu.translate(h, 0x1000, "r", abi.MMU_S)
+    m.mmu.fill(h, abi.MMU_S, 0x1000, pa, False)
+    assert guard.asked == 4
+    assert h.s.gperm[5] == (abi.GPERM_KNOWN | abi.GPERM_WFAST | 0b011 << 3 * abi.MMU_S
+                            | 0b011 << 3 * abi.MMU_S_SUM)
+    # ... and the refill does loads and stores through either S view, not fetches, from then on.
+    for mmu, acc in ((abi.MMU_S, 0), (abi.MMU_S, 1), (abi.MMU_S_SUM, 1)):
+        m.mmu.flush(h)
+        assert refill(h.s, 0x1000, mmu, acc)
+    assert not refill(h.s, 0x1000, abi.MMU_S, 2)
+    m.mmu.fill(h, abi.MMU_S, 0x1000, pa, True)
+    assert guard.asked == 4
+    # A new guard: nothing known
+    m.set_access_guard(guard)
+    assert not refill(h.s, 0x1000, abi.MMU_S, 0) and h.s.gperm[5] == 0
 
 
 def test_watching_a_page_revokes_fast_writes_in_every_tlb():
@@ -198,8 +243,8 @@ def test_watching_a_page_revokes_fast_writes_in_every_tlb():
         e = h.s.tlb[mmu][(va >> 12) & (abi.TLB_SIZE - 1)]
         assert e.write == abi.TLB_INVALID and e.read == va  # Reads stay fast
     assert h.s.tlb[abi.MMU_S][9].write == 0x9000
-    e = h.s.gperm[(ppage >> 12) & (abi.GPERM_SIZE - 1)]
-    assert e.ppn == ppage >> 12 and not e.bits & abi.GPERM_WFAST
+    bits = h.s.gperm[(ppage - RAM) >> 12]
+    assert bits & abi.GPERM_KNOWN and bits & abi.GPERM_CODE and not bits & abi.GPERM_WFAST
 
 
 def test_sfence_vma_of_an_address_drops_entries_cut_from_its_superpage():
@@ -325,6 +370,9 @@ def test_a_probe_walk_has_no_side_effects():
 
         def page_uniform(self, hart, priv, paddr):
             return False
+
+        def os_rights(self, hart, lo, hi):
+            return []
 
     m.set_access_guard(DenyAll())
     assert m.mmu.walk(h, 0xC000_1234, "r", C.PRV_S, False, probe=True) == RAM + 0x1234

@@ -1814,6 +1814,63 @@ def test_pmp_checks_page_table_walks(asm):
     run(asm, PMP_WALK)
 
 
+# The OS world loads and stores a page through Sv39 many times (after each sfence.vma the TLB
+# misses and the native refill does the access, from what it learned of the PMP); then the
+# firmware revokes read and write on that page (privileged spec 3.7.1: the entry's R and W bits
+# decide S-mode accesses), and the next load and store of the OS fault with access faults
+# (3.7.2: a PMP change "takes effect" for the accesses after it), as a fetch from it does.
+PMP_REVOKE = PAGE_TABLES + r"""
+  lla t0, page_a
+  srli t0, t0, 2
+  ori t0, t0, 0x1ff
+  csrw pmpaddr0, t0
+  li t0, -1
+  csrw pmpaddr1, t0
+  li t0, 0x1f1f
+  csrw pmpcfg0, t0
+  ENTER_OS 1, s_use, 1f
+1: CHECK a0, 0xaaaa + 50
+  li t0, 0x1f18
+  csrw pmpcfg0, t0
+  ENTER_OS 1, s_denied, 1f
+1: csrw satp, x0
+  PASS
+
+s_use:
+  li a1, 0x1000
+  li s1, 50
+2: sfence.vma
+  ld a0, 0(a1)
+  addi a0, a0, 1
+  sfence.vma
+  sd a0, 0(a1)
+  addi s1, s1, -1
+  bnez s1, 2b
+  ld a0, 0(a1)
+  BACK_TO_FW
+s_denied:
+  li a1, 0x1000
+  li s8, 0
+5: ld a0, 0(a1)
+  CHECK s8, 5
+  lla t0, 5b
+  CHECK_EQ s9, t0
+  CHECK s10, 0x1000
+  li s8, 0
+  sd a0, 8(a1)
+  CHECK s8, 7
+  CHECK s10, 0x1008
+  BACK_TO_FW
+""" + PAGE_DATA
+
+
+@TIERS
+def test_pmp_change_revokes_what_the_native_refill_learned(asm, threshold, tmp_path):
+    stats = tmp_path / "s.json"
+    run(asm, PMP_REVOKE, "--hot-threshold", threshold, stats=stats)
+    assert json.loads(stats.read_text())["mmu"]["native_walks"] >= 50  # The refill did the accesses
+
+
 # The SBI fast path. A small firmware implements what the OS uses the way OpenSBI does (set_timer
 # arms the CLINT and MTIE, the timer interrupt raises STIP; IPIs raise SSIP; remote fences
 # sfence.vma) and counts the calls it sees. The same OS runs with the fast path (the firmware sees

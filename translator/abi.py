@@ -17,16 +17,17 @@ TLB_ENTRY = 32
 CTLB_BITS = 10
 CTLB_SIZE = 1 << CTLB_BITS
 CTLB_ENTRY = 32
-# What the access guard allowed on physical pages, learned by the runtime when it fills a TLB
-# entry and read by the native TLB refill (translator/softmmu.py): per hart, direct-mapped by page
-# number. Bit 3 * mmu + access (0 read, 1 write, 2 execute) for MMU_U, MMU_S and MMU_S_SUM:
-# every such access to the page is allowed in the OS world; GPERM_WFAST: the page may get fast
-# write entries (it holds no translated code and no watched word).
-GPERM_BITS = 14
-GPERM_SIZE = 1 << GPERM_BITS
+# What the access guard allows the OS world on each RAM page, read by the native TLB refill
+# (translator/softmmu.py): per hart, a uint16_t per page of RAM (index: page number within RAM),
+# set by the runtime (runtime/core/mmu.py) and zeroed whenever the guard's decisions may change.
+# Bit 3 * mmu + access (0 read, 1 write, 2 execute) for MMU_U, MMU_S and MMU_S_SUM: every such
+# access to the page is allowed in the OS world; GPERM_WFAST: the page may get fast write entries
+# (it holds no translated code and no watched word).
 GPERM_WFAST = 1 << 9
 # The page holds translated code or a watched word: the refill may give it a TLB_NOTDIRTY entry.
 GPERM_CODE = 1 << 10
+# The guard was asked about the page (the bits above are what it said).
+GPERM_KNOWN = 1 << 11
 # CSRs generated code reads and writes in place, without a callout (the runtime's plain S-level
 # CSRs and whatever the monitor maps, Machine.map_csr): per hart, values in slots with a write
 # mask, and per privilege (0 U, 1 S, 3 the firmware world) and CSR number a byte: 0 (take the
@@ -71,10 +72,6 @@ typedef struct {{
 typedef struct {{
     uint64_t tag, addend, leaf, pad;
 }} ctlb_entry_t;
-
-typedef struct {{
-    uint64_t ppn, bits;      /* See GPERM_BITS in translator/abi.py */
-}} gperm_entry_t;
 
 typedef struct {{
     uint64_t vpc, flags;
@@ -124,6 +121,7 @@ typedef struct {{
     uint32_t io_pages[{SFENCE_PAGES}];    /* ... the others, by virtual page number mod SFENCE_PAGES */
     uint32_t cross_pages[{SFENCE_PAGES}]; /* Pages that blocks in the jump cache cross into
                                 (TranslationCache.jc_cross), by page number mod SFENCE_PAGES */
+    uint16_t *gperm;         /* Per RAM page, what the access guard allows (GPERM_* in translator/abi.py) */
     uint64_t scratch[8];
     uint64_t csr[{CSR_SLOTS}];          /* CSR slots (CSR_SLOTS in translator/abi.py) */
     uint64_t csr_wmask[{CSR_SLOTS}];
@@ -131,7 +129,6 @@ typedef struct {{
     uint64_t time_base;      /* The time CSR (CSR_TIME): mtime = ((CLOCK_MONOTONIC ns - time_base) */
     uint64_t time_mult;      /* * time_mult >> 32) + time_offset, as Machine.time computes it */
     uint64_t time_offset;
-    gperm_entry_t gperm[{GPERM_SIZE}];
     tlb_entry_t tlb[{NUM_MMU}][{TLB_SIZE}];
     ctlb_entry_t ctlb[{NUM_MMU}][{CTLB_SIZE}];
     jc_entry_t jc[{JC_SIZE}];
@@ -206,7 +203,7 @@ TLB_LEAF = ffi.offsetof("tlb_entry_t", "leaf")
 CTLB_ADDEND = ffi.offsetof("ctlb_entry_t", "addend")
 CTLB_LEAF = ffi.offsetof("ctlb_entry_t", "leaf")
 assert ffi.sizeof("tlb_entry_t") == TLB_ENTRY and ffi.sizeof("jc_entry_t") == JC_ENTRY
-assert ffi.sizeof("ctlb_entry_t") == CTLB_ENTRY and ffi.sizeof("gperm_entry_t") == 16
+assert ffi.sizeof("ctlb_entry_t") == CTLB_ENTRY
 
 # Values a block or the dispatcher returns to the run loop.
 EXIT_NEXT = 0  # Go on at pc (tier-0 blocks return it to the loop in mirage_enter)

@@ -5,7 +5,7 @@ A data-TLB miss in generated code calls the memory callout (`mirage_mem`), a cod
 interpreter calls `mirage_fetch`; both first try `mirage_refill`: the Sv39 walk of privileged spec
 4.3.2, which fills the TLB entry and performs the access when nothing needs Python: the OS world, an
 aligned access, page tables and target in RAM, and a target page the access guard is known to allow
-(the gperm cache that runtime/core/mmu.py fills when it fills an entry, abi.GPERM_*). Everything else
+(the per-RAM-page gperm table that runtime/core/mmu.py fills from the guard, abi.GPERM_*). Everything else
 (faults, bare mode, MMIO, guarded or watched pages, the firmware's MPRV accesses, -d mmu) takes the
 callout into Python, whose walk (runtime/core/mmu.py `Mmu.walk`) is the complete one: the refill only
 ever agrees with it or declines, which tests/test_softmmu.py checks on random page tables.
@@ -76,18 +76,16 @@ def _maps(name: str, tag: str, leaf: str) -> str:
 
 
 _GPERM = f"""
-; Does the gperm cache say the page of %pa allows every access in %need (bits, abi.GPERM_*)?
-define internal i1 @mirage_gperm(ptr %h, i64 %pa, i64 %need) #0 {{
-  %ppn = lshr i64 %pa, {abi.PAGE_BITS}
-  %i = and i64 %ppn, {abi.GPERM_SIZE - 1}
-  %o0 = shl i64 %i, 4
-  %o = add i64 %o0, {abi.OFF_GPERM}
-{_gep("%e", "%o")}  %tag = load i64, ptr %e
-{_gep("%bp", 8, "%e")}  %bits = load i64, ptr %bp
-  %hit = icmp eq i64 %tag, %ppn
+; Does the gperm table say the RAM page at offset %off allows every access in %need (bits,
+; abi.GPERM_*)? The caller checked %off is within RAM.
+define internal i1 @mirage_gperm(ptr %h, i64 %off, i64 %need) #0 {{
+{_gep("%tp", abi.OFF_GPERM)}  %t = load ptr, ptr %tp
+  %i = lshr i64 %off, {abi.PAGE_BITS}
+  %e = getelementptr inbounds i16, ptr %t, i64 %i
+  %b16 = load i16, ptr %e
+  %bits = zext i16 %b16 to i64
   %m = and i64 %bits, %need
-  %all = icmp eq i64 %m, %need
-  %r = and i1 %hit, %all
+  %r = icmp eq i64 %m, %need
   ret i1 %r
 }}
 """
@@ -144,7 +142,7 @@ level:
   %inram = icmp ult i64 %off, %rs8
   br i1 %inram, label %gchk, label %no
 gchk:
-  %gok = call i1 @mirage_gperm(ptr %h, i64 %pa, i64 {1 << (3 * abi.MMU_S + ACC_R)})
+  %gok = call i1 @mirage_gperm(ptr %h, i64 %off, i64 {1 << (3 * abi.MMU_S + ACC_R)})
   br i1 %gok, label %read, label %no
 read:
   %pp = getelementptr i8, ptr %ram, i64 %off
@@ -221,13 +219,13 @@ pchk:
   %b3 = mul i64 %mmu, 3
   %b4 = add i64 %b3, %acc
   %bit = shl i64 1, %b4
-  %pok = call i1 @mirage_gperm(ptr %h, i64 %paddr, i64 %bit)
+  %pok = call i1 @mirage_gperm(ptr %h, i64 %poff, i64 %bit)
   br i1 %pok, label %wchk, label %no
 wchk:
   ; A write needs a page with no code (a fast write entry) or with code but no watched word (a
   ; TLB_NOTDIRTY entry: mirage_mem_c checks each store against the code map).
-  %wfast = call i1 @mirage_gperm(ptr %h, i64 %paddr, i64 {abi.GPERM_WFAST})
-  %wcode = call i1 @mirage_gperm(ptr %h, i64 %paddr, i64 {abi.GPERM_CODE})
+  %wfast = call i1 @mirage_gperm(ptr %h, i64 %poff, i64 {abi.GPERM_WFAST})
+  %wcode = call i1 @mirage_gperm(ptr %h, i64 %poff, i64 {abi.GPERM_CODE})
   %wany = or i1 %wfast, %wcode
   %nw = xor i1 %isw, true
   %wok = or i1 %nw, %wany

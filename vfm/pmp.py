@@ -5,8 +5,10 @@ The softmmu calls `check` (an access guard, runtime/core/mmu.py, installed by th
 that leaves the inline TLB fast path: loads, stores, instruction fetches and page-table walks.
 Pages go into the fast-path
 TLB only when `page_uniform` says one PMP decision covers the whole page, so an entry that covers
-part of a page keeps that page on the slow path, where every access is checked. Any change of the
-PMP registers flushes the hart's TLBs and jump cache (`Monitor.pmp_changed`).
+part of a page keeps that page on the slow path, where every access is checked; `os_rights` tells
+the native TLB refill, in runs of pages, what the OS world may do on every byte of a page. Any
+change of the PMP registers flushes the hart's TLBs, what the refill knows, and the jump cache
+(`Monitor.pmp_changed`).
 
 Rules (privileged spec 3.7.1):
 - Entries are checked from the lowest index; the first entry that matches any byte of an access
@@ -30,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from runtime.core.hart import Hart
-from runtime.core.machine_api import PAGE_SIZE
+from runtime.core.machine_api import OS_RIGHTS_ALL, OS_RIGHTS_S_SHIFT, PAGE_SIZE
 from translator import csrs as C
 
 PMP_R, PMP_W, PMP_X, PMP_L = 0x01, 0x02, 0x04, 0x80
@@ -107,6 +109,52 @@ class VirtualPmp:
                     return True
                 return bool(cfg & ACCESS_BIT[access])
         return priv == C.PRV_M or not st.active
+
+    def os_rights(self, hart: Hart, lo: int, hi: int) -> list[tuple[int, int, int]]:
+        """What the OS world (U and S) may do on every byte of each page of [lo, hi) (page
+        aligned), as runs (a, b, rights) (runtime/core/mmu.py `AccessGuard.os_rights`). Exact
+        except on a page that an entry or a reserved range covers only in part: no rights."""
+        st = self.harts.get(hart.id)
+        cuts = {lo, hi}
+        bounds = [x for r in self.reserved for x in r]
+        if st is not None:
+            bounds += [x for e in st.entries for x in e[:2]]
+        for x in bounds:
+            for p in (x & PAGE_MASK, (x + PAGE_SIZE - 1) & PAGE_MASK):
+                if lo < p < hi:
+                    cuts.add(p)
+        # Between two cuts, every entry and reserved range covers all of the span or none of it,
+        # except in a page holding a bound that is not page aligned (a span of its own).
+        runs: list[tuple[int, int, int]] = []
+        pts = sorted(cuts)
+        for a, b in zip(pts, pts[1:], strict=False):
+            r = self._span_rights(st, a, b)
+            if runs and runs[-1][2] == r:
+                runs[-1] = (runs[-1][0], b, r)
+            else:
+                runs.append((a, b, r))
+        return runs
+
+    def _span_rights(self, st: HartPmp | None, a: int, b: int) -> int:
+        """The OS world's rights on every byte of [a, b), by `check`'s rules for U and S; none if
+        no single decision covers the span."""
+        for lo, hi in self.reserved:
+            if a < hi and lo < b:
+                return 0
+        if st is None:
+            return OS_RIGHTS_ALL
+        for lo, hi, cfg in st.entries:
+            if a < hi and lo < b:
+                # 3.7.1: "The lowest-numbered PMP entry that matches any byte of an access
+                # determines whether that access succeeds or fails"; one that matches only part
+                # of the span decides some accesses in it and not others.
+                if a < lo or b > hi:
+                    return 0
+                rwx = cfg & (PMP_R | PMP_W | PMP_X)
+                return rwx | rwx << OS_RIGHTS_S_SHIFT
+        # 3.7.1: "If no PMP entry matches an S-mode or U-mode access, but at least one PMP entry
+        # is implemented, the access fails" (implemented: active, as in `check`).
+        return 0 if st.active else OS_RIGHTS_ALL
 
     def page_uniform(self, hart: Hart, priv: int, paddr: int) -> bool:
         """Is the page of paddr decided alike for every byte at `priv` (so a fast-path TLB entry

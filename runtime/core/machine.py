@@ -192,6 +192,7 @@ class Machine:
             h.s.rvc = self._rvc
             h.s.ram_base, h.s.ram_size = self.mem.ram_base, self.mem.ram_size
             h.s.code_map = self.mmu.code_map
+            self.mmu.add_hart(h)
             h.s.time_base, h.s.time_mult = self._t0_ns, self._tmult
             self.mmu.guard_changed(h)
             self.tcache.jc_flush(h, "reset")

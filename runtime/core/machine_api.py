@@ -17,7 +17,7 @@ from typing import Protocol
 
 from runtime.core.device import Device
 from runtime.core.hart import Hart
-from runtime.core.mmu import AccessGuard
+from runtime.core.mmu import OS_RIGHTS_ALL, OS_RIGHTS_S_SHIFT, AccessGuard  # noqa: F401 (for vfm/)
 from translator import abi
 
 # The page the softmmu maps and an access guard decides for (the Sv39 base page, privileged spec

@@ -29,6 +29,12 @@ PAGE_FAULT = {"r": C.LOAD_PAGE_FAULT, "w": C.STORE_PAGE_FAULT, "x": C.INSN_PAGE_
 # The privilege each TLB (MMU index) serves
 MMU_PRIV = {abi.MMU_U: C.PRV_U, abi.MMU_S: C.PRV_S, abi.MMU_S_SUM: C.PRV_S, abi.MMU_M: C.PRV_M}
 
+# The rights an access guard reports for the OS world (`AccessGuard.os_rights`): the PMP's R, W,
+# X bits (privileged spec 3.7.1, pmpcfg) for U-mode, and the same shifted by OS_RIGHTS_S_SHIFT
+# for S-mode; the native refill's bits (abi.GPERM_*) take U's for MMU_U, S's for MMU_S and MMU_S_SUM.
+OS_RIGHTS_S_SHIFT = 3
+OS_RIGHTS_ALL = (1 << 2 * OS_RIGHTS_S_SHIFT) - 1
+
 # PTE bits (privileged spec 4.3.1)
 PTE_V, PTE_R, PTE_W, PTE_X, PTE_U, PTE_G, PTE_A, PTE_D = (1 << i for i in range(8))
 
@@ -47,6 +53,14 @@ class AccessGuard(Protocol):
     def page_uniform(self, hart: Hart, priv: int, paddr: int) -> bool:
         """May the page of paddr get a fast-path entry in a TLB of `hart` that serves accesses at
         privilege `priv` (PRV_M: the firmware's own)?"""
+        ...
+
+    def os_rights(self, hart: Hart, lo: int, hi: int) -> list[tuple[int, int, int]]:
+        """What the OS world of `hart` may do on the pages of [lo, hi) (page aligned), as sorted
+        disjoint page-aligned runs (a, b, rights) within it (OS_RIGHTS_*; a page in no run: no
+        rights). A right may be reported only if `check` allows that access at that privilege on
+        every byte of every page of the run, and keeps doing so until the guard's owner calls
+        `guard_changed`: it lets the native refill act without asking `check`."""
         ...
 
 
@@ -73,6 +87,9 @@ class Mmu:
         # fn(hart, priv, paddr) -> bool; None: no guard.
         self.pmp_check = None
         self.pmp_page = None
+        self.os_rights = None  # The guard's os_rights; None: no guard, the OS may do anything
+        # Per hart id, its gperm table (abi.GPERM_*, one uint16_t per RAM page: add_hart).
+        self._gperm: dict[int, object] = {}
         self.trace = None  # runtime.frontends.trace.Tracer for -d mmu
         # Translations of device pages by hart id: {(MMU index, virtual page, access): (physical
         # page, pages in its leaf - 1)} (translate), dropped with the hart's TLBs.
@@ -82,6 +99,14 @@ class Mmu:
         """Installs the access guard (the caller flushes the TLBs filled under the old one)."""
         self.pmp_check = None if guard is None else guard.check
         self.pmp_page = None if guard is None else guard.page_uniform
+        self.os_rights = None if guard is None else guard.os_rights
+
+    def add_hart(self, hart: Hart) -> None:
+        """Gives `hart` its gperm table (abi.GPERM_*: what the native refill may do on each RAM
+        page), empty: the refill declines until the runtime learns what the guard allows."""
+        t = ffi.new("uint16_t[]", max(1, self.mem.ram_size >> abi.PAGE_BITS))
+        self._gperm[hart.id] = t
+        hart.s.gperm = t
 
     # Translation
     def translate(self, hart: Hart, vaddr: int, access: str, mmu: int, size: int = 1) -> int:
@@ -150,8 +175,8 @@ class Mmu:
             if pte is None or (self.pmp_check is not None and not probe
                                and not self.pmp_check(hart, pte_addr, 8, "r", C.PRV_S)):
                 raise Trap(ACCESS_FAULT[access], vaddr)
-            if not probe and (self.pmp_page is None or self.pmp_page(hart, C.PRV_S, pte_addr)):
-                self._note_allowed(hart, abi.MMU_S, pte_addr >> abi.PAGE_BITS, "r")
+            if not probe:
+                self._note_allowed(hart, pte_addr)
             if not pte & PTE_V or (not pte & PTE_R and pte & PTE_W) or pte >> 54:
                 raise Trap(PAGE_FAULT[access], vaddr)
             if pte & (PTE_R | PTE_X):
@@ -207,14 +232,9 @@ class Mmu:
         e.read = vpage
         e.addend = addend
         self._note_leaf(hart, e)
-        ppn = ppage >> abi.PAGE_BITS
-        fast_write = write and ppn not in self.write_watch
-        code_write = write and not fast_write
-        if fast_write:
-            e.write = vpage
-        elif code_write:
-            e.write = vpage | abi.TLB_NOTDIRTY
-        self._note_allowed(hart, mmu, ppn, "w" if write else "r", fast_write, code_write)
+        if write:
+            e.write = vpage if ppage >> abi.PAGE_BITS not in self.write_watch else vpage | abi.TLB_NOTDIRTY
+        self._note_allowed(hart, paddr)
 
     def fill_code(self, hart: Hart, mmu: int, vaddr: int, paddr: int) -> None:
         """Installs a code TLB entry for a RAM page after a successful fetch (the interpreter's
@@ -227,7 +247,7 @@ class Mmu:
         e.tag = vpage
         e.addend = ((paddr & PAGE_MASK) - self.mem.ram_base - vpage) & MASK64
         self._note_leaf(hart, e)
-        self._note_allowed(hart, mmu, paddr >> abi.PAGE_BITS, "x")
+        self._note_allowed(hart, paddr)
 
     def _note_leaf(self, hart: Hart, e) -> None:
         """Records in a TLB entry the leaf of the last translation (superpages: see flush_page)."""
@@ -235,20 +255,36 @@ class Mmu:
         if self.leaf_size > abi.PAGE_SIZE:
             hart.s.nsuper += 1
 
-    def _note_allowed(self, hart: Hart, mmu: int, ppn: int, access: str, fast_write: bool = False,
-                      code_write: bool = False) -> None:
-        """Tells the native refill (gperm, abi.GPERM_BITS) that the guard allows `access` by the
-        OS world through `mmu` on every byte of page ppn (the caller checked one access and
-        `_fillable` the page's uniformity), and whether it may get fast write entries (or
-        TLB_NOTDIRTY ones: the page holds code or watched words)."""
-        if mmu == abi.MMU_M or hart.priv == C.PRV_M:
+    def _note_allowed(self, hart: Hart, paddr: int) -> None:
+        """Tells the native refill what the guard allows the OS world on the RAM page of paddr
+        (gperm, abi.GPERM_*), if it does not know yet: every access kind through every MMU index
+        at once, from one `os_rights` query, and whether the page may get fast write entries (or
+        TLB_NOTDIRTY ones: it holds code or watched words)."""
+        if hart.priv == C.PRV_M:
             return  # The refill serves the OS world only
-        e = hart.s.gperm[ppn & (abi.GPERM_SIZE - 1)]
-        if e.ppn != ppn:
-            e.ppn = ppn
-            e.bits = 0
-        e.bits |= ((1 << (3 * mmu + "rwx".index(access))) | (abi.GPERM_WFAST if fast_write else 0)
-                   | (abi.GPERM_CODE if code_write else 0))
+        i = (paddr - self.mem.ram_base) >> abi.PAGE_BITS
+        t = self._gperm[hart.id]
+        if not 0 <= i < len(t) or t[i] & abi.GPERM_KNOWN:
+            return
+        if self.os_rights is None:
+            r = OS_RIGHTS_ALL
+        else:
+            page = paddr & PAGE_MASK
+            runs = self.os_rights(hart, page, page + abi.PAGE_SIZE)
+            r = runs[0][2] if len(runs) == 1 and runs[0][:2] == (page, page + abi.PAGE_SIZE) else 0
+        t[i] = self._gperm_bits(r) | self._watch_bits(paddr >> abi.PAGE_BITS)
+
+    @staticmethod
+    def _gperm_bits(rights: int) -> int:
+        """The gperm bits (abi.GPERM_*) of a page the guard gives `rights` (OS_RIGHTS_*) on."""
+        u = rights & ((1 << OS_RIGHTS_S_SHIFT) - 1)
+        s = rights >> OS_RIGHTS_S_SHIFT
+        # The PMP decides by privilege (3.7.1), the MMU index adds only the page tables' SUM.
+        return (abi.GPERM_KNOWN | u << 3 * abi.MMU_U | s << 3 * abi.MMU_S | s << 3 * abi.MMU_S_SUM)
+
+    def _watch_bits(self, ppn: int) -> int:
+        """GPERM_CODE for a page with code or watched words, else GPERM_WFAST."""
+        return abi.GPERM_CODE if ppn in self.write_watch else abi.GPERM_WFAST
 
     def watch_page(self, ppn: int, harts: list[Hart]) -> None:
         """Physical page `ppn` now holds code or a watched word (mark_code says which bytes):
@@ -258,12 +294,18 @@ class Mmu:
             return
         self.write_watch.add(ppn)
         pkey = ((ppn << abi.PAGE_BITS) - self.mem.ram_base) & MASK64
+        self._set_watch_bits(ppn)
         for h in harts:
-            e = h.s.gperm[ppn & (abi.GPERM_SIZE - 1)]
-            if e.ppn == ppn:
-                e.bits &= ~abi.GPERM_WFAST
             if self.unwrite is not None:
                 self.unwrite(h.s, pkey)
+
+    def _set_watch_bits(self, ppn: int) -> None:
+        """Brings GPERM_WFAST and GPERM_CODE of page ppn in every hart's gperm table up to date."""
+        i = ((ppn << abi.PAGE_BITS) - self.mem.ram_base) >> abi.PAGE_BITS
+        bits = self._watch_bits(ppn)
+        for t in self._gperm.values():
+            if 0 <= i < len(t) and t[i] & abi.GPERM_KNOWN:
+                t[i] = t[i] & ~(abi.GPERM_WFAST | abi.GPERM_CODE) | bits
 
     def mark_code(self, lo: int, hi: int) -> None:
         """Physical bytes [lo, hi) hold translated code or a watched word (within RAM, on watched
@@ -280,6 +322,7 @@ class Mmu:
     def unwatch_page(self, ppn: int) -> None:
         """Page `ppn` holds no code and no watched word any more."""
         self.write_watch.discard(ppn)
+        self._set_watch_bits(ppn)
         i = ((ppn << abi.PAGE_BITS) - self.mem.ram_base) >> abi.PAGE_BITS
         if 0 <= i < len(self.code_map):
             self.code_map[i] = 0
@@ -315,7 +358,8 @@ class Mmu:
         """The access guard's decisions changed for `hart` (a new guard, a PMP write): flush its
         TLBs and what the native refill learned."""
         self.flush(hart)
-        ctypes.memset(hart.ptr + abi.OFF_GPERM, 0xFF, abi.GPERM_SIZE * 16)
+        t = self._gperm[hart.id]
+        ctypes.memset(int(ffi.cast("uintptr_t", t)), 0, ffi.sizeof(t))
 
     def flush_page(self, hart: Hart, vaddr: int, mmus: tuple[int, ...]) -> None:
         """sfence.vma with an address (privileged spec 4.2.1: "orders only reads and writes to

@@ -143,6 +143,22 @@ class PolicyGuard:
                 ok = False
         return ok
 
+    def os_rights(self, hart: Hart, lo: int, hi: int) -> list[tuple[int, int, int]]:
+        """The PMP's runs, with no rights on a page that a policy's OS range touches (each access
+        there must reach the policy)."""
+        runs = self.pmp.os_rights(hart, lo, hi)
+        for rlo, rhi, _ in self.os:
+            a, b = rlo & PAGE_MASK, (rhi + PAGE_SIZE - 1) & PAGE_MASK
+            out = []
+            for x, y, r in runs:
+                if x < b and a < y and r:
+                    out += [run for run in ((x, max(x, a), r), (max(x, a), min(y, b), 0), (min(y, b), y, r))
+                            if run[0] < run[1]]
+                else:
+                    out.append((x, y, r))
+            runs = out
+        return runs
+
     def page_uniform(self, hart: Hart, priv: int, paddr: int) -> bool:
         if not self.pmp.page_uniform(hart, priv, paddr):
             return False
