@@ -39,7 +39,27 @@ def _allow_all(m: Machine, wfast: bool = True) -> None:
     """What the runtime would learn if the guard allowed everything on every RAM page."""
     h = m.harts[0]
     for i in range(RAM_SIZE >> 12):
-        h.s.gperm[i] = (1 << 9) - 1 | abi.GPERM_KNOWN | (abi.GPERM_WFAST if wfast else 0)
+        h.s.gperm[i] = (1 << 9) - 1 | (abi.GPERM_WFAST if wfast else 0)
+
+
+class Grants:
+    """A guard that gives the OS world `rights` (OS_RIGHTS_*) on every page; counts the
+    runtime's questions."""
+
+    def __init__(self, rights: int) -> None:
+        self.rights = rights
+        self.asked = 0
+
+    def check(self, hart, paddr, size, access, priv):
+        shift = OS_RIGHTS_S_SHIFT if priv == C.PRV_S else 0
+        return priv == C.PRV_M or bool(self.rights >> (shift + "rwx".index(access)) & 1)
+
+    def page_uniform(self, hart, priv, paddr):
+        return True
+
+    def os_rights(self, hart, lo, hi):
+        self.asked += 1
+        return [(lo, hi, self.rights)] if self.rights else []
 
 
 def _refill(m: Machine):
@@ -160,15 +180,16 @@ def test_refill_declines_what_the_guard_has_not_allowed():
     m.mem.write(l1, 8, (l0 >> 12) << 10 | V)
     m.mem.write(l0 + 8, 8, ((RAM + 0x5000) >> 12) << 10 | V | R | W | A | D)
     h.satp = 8 << 60 | l2 >> 12
-    assert not refill(h.s, 0x1000, abi.MMU_S, 0)  # Nothing learned yet
+    m.set_access_guard(Grants(0))
+    assert not refill(h.s, 0x1000, abi.MMU_S, 0)  # The guard allows the OS nothing
     _allow_all(m, wfast=False)
     assert refill(h.s, 0x1000, abi.MMU_S, 0)
     assert not refill(h.s, 0x1000, abi.MMU_S, 1)  # A store, but the page is watched
     _allow_all(m)
     assert refill(h.s, 0x1000, abi.MMU_S, 1)
-    # The page-table pages must be known readable too.
+    # The page-table pages must be readable too.
     m.mmu.guard_changed(h)
-    h.s.gperm[5] = (1 << 9) - 1 | abi.GPERM_KNOWN
+    h.s.gperm[5] = (1 << 9) - 1
     assert not refill(h.s, 0x1000, abi.MMU_S, 0)
     # The firmware world and bare mode are Python's.
     _allow_all(m)
@@ -182,25 +203,7 @@ def test_refill_declines_what_the_guard_has_not_allowed():
     assert not refill(h.s, 0x1000, abi.MMU_S, 0)
 
 
-class ReadWriteForS:
-    """A guard that lets S read and write every page (not execute) and U do nothing; counts the
-    refill's questions."""
-
-    def __init__(self) -> None:
-        self.asked = 0
-
-    def check(self, hart, paddr, size, access, priv):
-        return priv == C.PRV_S and access != "x"
-
-    def page_uniform(self, hart, priv, paddr):
-        return True
-
-    def os_rights(self, hart, lo, hi):
-        self.asked += 1
-        return [(lo, hi, 0b011 << OS_RIGHTS_S_SHIFT)]
-
-
-def test_one_question_tells_the_refill_every_right_on_a_page():
+def test_one_question_per_guard_change_tells_the_refill_every_right():
     m = _machine()
     h = m.harts[0]
     refill = _refill(m)
@@ -209,25 +212,28 @@ def test_one_question_tells_the_refill_every_right_on_a_page():
     m.mem.write(l1, 8, (l0 >> 12) << 10 | V)
     m.mem.write(l0 + 8, 8, ((RAM + 0x5000) >> 12) << 10 | V | R | W | X | A | D)
     h.satp = 8 << 60 | l2 >> 12
-    guard = ReadWriteForS()
+    guard = Grants(0b011 << OS_RIGHTS_S_SHIFT)  # S reads and writes, U nothing
     m.set_access_guard(guard)
-    assert not refill(h.s, 0x1000, abi.MMU_S, 0)
-    # A load in Python: one question per page (three page-table pages, the data page) ...
-    pa = m.mmu.translate(h, 0x1000, "r", abi.MMU_S)
-    m.mmu.fill(h, abi.MMU_S, 0x1000, pa, False)
-    assert guard.asked == 4
-    assert h.s.gperm[5] == (abi.GPERM_KNOWN | abi.GPERM_WFAST | 0b011 << 3 * abi.MMU_S
-                            | 0b011 << 3 * abi.MMU_S_SUM)
-    # ... and the refill does loads and stores through either S view, not fetches, from then on.
+    assert guard.asked == 1
+    rw_s = 0b011 << 3 * abi.MMU_S | 0b011 << 3 * abi.MMU_S_SUM
+    assert [h.s.gperm[i] for i in (0, 5, 0x102)] == [rw_s | abi.GPERM_WFAST] * 3
+    # The refill does loads and stores through either S view from the start, not fetches.
     for mmu, acc in ((abi.MMU_S, 0), (abi.MMU_S, 1), (abi.MMU_S_SUM, 1)):
         m.mmu.flush(h)
         assert refill(h.s, 0x1000, mmu, acc)
     assert not refill(h.s, 0x1000, abi.MMU_S, 2)
-    m.mmu.fill(h, abi.MMU_S, 0x1000, pa, True)
-    assert guard.asked == 4
-    # A new guard: nothing known
-    m.set_access_guard(guard)
-    assert not refill(h.s, 0x1000, abi.MMU_S, 0) and h.s.gperm[5] == 0
+    m.mmu.fill(h, abi.MMU_S, 0x1000, RAM + 0x5000, True)
+    assert guard.asked == 1
+    # A watched page keeps its TLB_NOTDIRTY bit through a guard change.
+    m.mmu.watch_page((RAM + 0x5000) >> 12, m.harts)
+    assert h.s.gperm[5] == rw_s | abi.GPERM_CODE
+    guard.rights = 0b001 << OS_RIGHTS_S_SHIFT
+    m.mmu.guard_changed(h)
+    assert guard.asked == 2 and h.s.gperm[5] == 0b001 << 3 * abi.MMU_S | 0b001 << 3 * abi.MMU_S_SUM | abi.GPERM_CODE
+    m.mmu.unwatch_page((RAM + 0x5000) >> 12)
+    assert h.s.gperm[5] & (abi.GPERM_CODE | abi.GPERM_WFAST) == abi.GPERM_WFAST
+    m.mmu.flush(h)
+    assert not refill(h.s, 0x1000, abi.MMU_S, 1)
 
 
 def test_watching_a_page_revokes_fast_writes_in_every_tlb():
@@ -244,7 +250,7 @@ def test_watching_a_page_revokes_fast_writes_in_every_tlb():
         assert e.write == abi.TLB_INVALID and e.read == va  # Reads stay fast
     assert h.s.tlb[abi.MMU_S][9].write == 0x9000
     bits = h.s.gperm[(ppage - RAM) >> 12]
-    assert bits & abi.GPERM_KNOWN and bits & abi.GPERM_CODE and not bits & abi.GPERM_WFAST
+    assert bits & abi.GPERM_CODE and not bits & abi.GPERM_WFAST
 
 
 def test_sfence_vma_of_an_address_drops_entries_cut_from_its_superpage():
@@ -364,17 +370,7 @@ def test_a_probe_walk_has_no_side_effects():
         m.mmu.walk(h, 0xC000_1234, "r", C.PRV_S, False)
     assert t.value.cause == C.LOAD_PAGE_FAULT
 
-    class DenyAll:
-        def check(self, hart, paddr, size, access, priv):
-            return False
-
-        def page_uniform(self, hart, priv, paddr):
-            return False
-
-        def os_rights(self, hart, lo, hi):
-            return []
-
-    m.set_access_guard(DenyAll())
+    m.set_access_guard(Grants(0))
     assert m.mmu.walk(h, 0xC000_1234, "r", C.PRV_S, False, probe=True) == RAM + 0x1234
     with pytest.raises(Trap) as t:
         m.mmu.walk(h, 0xC000_1234, "r", C.PRV_S, True)

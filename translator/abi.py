@@ -19,15 +19,13 @@ CTLB_SIZE = 1 << CTLB_BITS
 CTLB_ENTRY = 32
 # What the access guard allows the OS world on each RAM page, read by the native TLB refill
 # (translator/softmmu.py): per hart, a uint16_t per page of RAM (index: page number within RAM),
-# set by the runtime (runtime/core/mmu.py) and zeroed whenever the guard's decisions may change.
+# filled by the runtime (runtime/core/mmu.py) from the guard whenever its decisions may change.
 # Bit 3 * mmu + access (0 read, 1 write, 2 execute) for MMU_U, MMU_S and MMU_S_SUM: every such
 # access to the page is allowed in the OS world; GPERM_WFAST: the page may get fast write entries
 # (it holds no translated code and no watched word).
 GPERM_WFAST = 1 << 9
 # The page holds translated code or a watched word: the refill may give it a TLB_NOTDIRTY entry.
 GPERM_CODE = 1 << 10
-# The guard was asked about the page (the bits above are what it said).
-GPERM_KNOWN = 1 << 11
 # CSRs generated code reads and writes in place, without a callout (the runtime's plain S-level
 # CSRs and whatever the monitor maps, Machine.map_csr): per hart, values in slots with a write
 # mask, and per privilege (0 U, 1 S, 3 the firmware world) and CSR number a byte: 0 (take the

@@ -9,6 +9,7 @@ through a code TLB of its own (tag, addend), so code and data pages do not evict
 from __future__ import annotations
 
 import ctypes
+from array import array
 from typing import Protocol
 
 from runtime.core.hart import Hart, Trap
@@ -43,7 +44,9 @@ class AccessGuard(Protocol):
     """Physical-memory protection above the page tables (the PMP and what the monitor adds): the
     softmmu asks `check` on every access that leaves the inline TLB fast path (loads, stores,
     fetches, page-table walks), and installs a fast-path entry for a page only if `page_uniform`
-    says one decision covers all of it, so guarded pages keep every access on the slow path."""
+    says one decision covers all of it, so guarded pages keep every access on the slow path. The
+    native TLB refill acts on what `os_rights` reported for all of RAM when the guard was
+    installed or last changed (Mmu.guard_changed)."""
 
     def check(self, hart: Hart, paddr: int, size: int, access: str, priv: int) -> bool:
         """May `priv` perform `access` ("r", "w", "x") on [paddr, paddr + size)? `hart.priv` tells
@@ -88,8 +91,9 @@ class Mmu:
         self.pmp_check = None
         self.pmp_page = None
         self.os_rights = None  # The guard's os_rights; None: no guard, the OS may do anything
-        # Per hart id, its gperm table (abi.GPERM_*, one uint16_t per RAM page: add_hart).
-        self._gperm: dict[int, object] = {}
+        # Per hart id, its gperm table (abi.GPERM_*, one uint16_t per RAM page: add_hart) and a
+        # view of it.
+        self._gperm: dict[int, tuple[object, memoryview]] = {}
         self.trace = None  # runtime.frontends.trace.Tracer for -d mmu
         # Translations of device pages by hart id: {(MMU index, virtual page, access): (physical
         # page, pages in its leaf - 1)} (translate), dropped with the hart's TLBs.
@@ -103,10 +107,11 @@ class Mmu:
 
     def add_hart(self, hart: Hart) -> None:
         """Gives `hart` its gperm table (abi.GPERM_*: what the native refill may do on each RAM
-        page), empty: the refill declines until the runtime learns what the guard allows."""
+        page), filled from the guard."""
         t = ffi.new("uint16_t[]", max(1, self.mem.ram_size >> abi.PAGE_BITS))
-        self._gperm[hart.id] = t
+        self._gperm[hart.id] = (t, memoryview(ffi.buffer(t)).cast("H"))
         hart.s.gperm = t
+        self._learn(hart)
 
     # Translation
     def translate(self, hart: Hart, vaddr: int, access: str, mmu: int, size: int = 1) -> int:
@@ -175,8 +180,6 @@ class Mmu:
             if pte is None or (self.pmp_check is not None and not probe
                                and not self.pmp_check(hart, pte_addr, 8, "r", C.PRV_S)):
                 raise Trap(ACCESS_FAULT[access], vaddr)
-            if not probe:
-                self._note_allowed(hart, pte_addr)
             if not pte & PTE_V or (not pte & PTE_R and pte & PTE_W) or pte >> 54:
                 raise Trap(PAGE_FAULT[access], vaddr)
             if pte & (PTE_R | PTE_X):
@@ -234,7 +237,6 @@ class Mmu:
         self._note_leaf(hart, e)
         if write:
             e.write = vpage if ppage >> abi.PAGE_BITS not in self.write_watch else vpage | abi.TLB_NOTDIRTY
-        self._note_allowed(hart, paddr)
 
     def fill_code(self, hart: Hart, mmu: int, vaddr: int, paddr: int) -> None:
         """Installs a code TLB entry for a RAM page after a successful fetch (the interpreter's
@@ -247,7 +249,6 @@ class Mmu:
         e.tag = vpage
         e.addend = ((paddr & PAGE_MASK) - self.mem.ram_base - vpage) & MASK64
         self._note_leaf(hart, e)
-        self._note_allowed(hart, paddr)
 
     def _note_leaf(self, hart: Hart, e) -> None:
         """Records in a TLB entry the leaf of the last translation (superpages: see flush_page)."""
@@ -255,24 +256,23 @@ class Mmu:
         if self.leaf_size > abi.PAGE_SIZE:
             hart.s.nsuper += 1
 
-    def _note_allowed(self, hart: Hart, paddr: int) -> None:
-        """Tells the native refill what the guard allows the OS world on the RAM page of paddr
-        (gperm, abi.GPERM_*), if it does not know yet: every access kind through every MMU index
-        at once, from one `os_rights` query, and whether the page may get fast write entries (or
-        TLB_NOTDIRTY ones: it holds code or watched words)."""
-        if hart.priv == C.PRV_M:
-            return  # The refill serves the OS world only
-        i = (paddr - self.mem.ram_base) >> abi.PAGE_BITS
-        t = self._gperm[hart.id]
-        if not 0 <= i < len(t) or t[i] & abi.GPERM_KNOWN:
-            return
-        if self.os_rights is None:
-            r = OS_RIGHTS_ALL
-        else:
-            page = paddr & PAGE_MASK
-            runs = self.os_rights(hart, page, page + abi.PAGE_SIZE)
-            r = runs[0][2] if len(runs) == 1 and runs[0][:2] == (page, page + abi.PAGE_SIZE) else 0
-        t[i] = self._gperm_bits(r) | self._watch_bits(paddr >> abi.PAGE_BITS)
+    def _learn(self, hart: Hart) -> None:
+        """Fills `hart`'s gperm table (abi.GPERM_*) from one `os_rights` query over all of RAM:
+        every access kind through every MMU index on every page, and whether a page may get fast
+        write entries (or TLB_NOTDIRTY ones: it holds code or watched words)."""
+        _t, mv = self._gperm[hart.id]
+        base, n = self.mem.ram_base, len(mv)
+        end = base + (n << abi.PAGE_BITS)
+        runs = [(base, end, OS_RIGHTS_ALL)] if self.os_rights is None else self.os_rights(hart, base, end)
+        mv[:] = array("H", [abi.GPERM_WFAST]) * n
+        for a, b, r in runs:
+            i, j = (a - base) >> abi.PAGE_BITS, (b - base) >> abi.PAGE_BITS
+            if r and 0 <= i < j <= n:
+                mv[i:j] = array("H", [self._gperm_bits(r) | abi.GPERM_WFAST]) * (j - i)
+        for ppn in self.write_watch:
+            i = ppn - (base >> abi.PAGE_BITS)
+            if 0 <= i < n:
+                mv[i] = mv[i] & ~abi.GPERM_WFAST | abi.GPERM_CODE
 
     @staticmethod
     def _gperm_bits(rights: int) -> int:
@@ -280,7 +280,7 @@ class Mmu:
         u = rights & ((1 << OS_RIGHTS_S_SHIFT) - 1)
         s = rights >> OS_RIGHTS_S_SHIFT
         # The PMP decides by privilege (3.7.1), the MMU index adds only the page tables' SUM.
-        return (abi.GPERM_KNOWN | u << 3 * abi.MMU_U | s << 3 * abi.MMU_S | s << 3 * abi.MMU_S_SUM)
+        return u << 3 * abi.MMU_U | s << 3 * abi.MMU_S | s << 3 * abi.MMU_S_SUM
 
     def _watch_bits(self, ppn: int) -> int:
         """GPERM_CODE for a page with code or watched words, else GPERM_WFAST."""
@@ -303,9 +303,9 @@ class Mmu:
         """Brings GPERM_WFAST and GPERM_CODE of page ppn in every hart's gperm table up to date."""
         i = ((ppn << abi.PAGE_BITS) - self.mem.ram_base) >> abi.PAGE_BITS
         bits = self._watch_bits(ppn)
-        for t in self._gperm.values():
-            if 0 <= i < len(t) and t[i] & abi.GPERM_KNOWN:
-                t[i] = t[i] & ~(abi.GPERM_WFAST | abi.GPERM_CODE) | bits
+        for _t, mv in self._gperm.values():
+            if 0 <= i < len(mv):
+                mv[i] = mv[i] & ~(abi.GPERM_WFAST | abi.GPERM_CODE) | bits
 
     def mark_code(self, lo: int, hi: int) -> None:
         """Physical bytes [lo, hi) hold translated code or a watched word (within RAM, on watched
@@ -356,10 +356,9 @@ class Mmu:
 
     def guard_changed(self, hart: Hart) -> None:
         """The access guard's decisions changed for `hart` (a new guard, a PMP write): flush its
-        TLBs and what the native refill learned."""
+        TLBs and learn anew what the native refill may do."""
         self.flush(hart)
-        t = self._gperm[hart.id]
-        ctypes.memset(int(ffi.cast("uintptr_t", t)), 0, ffi.sizeof(t))
+        self._learn(hart)
 
     def flush_page(self, hart: Hart, vaddr: int, mmus: tuple[int, ...]) -> None:
         """sfence.vma with an address (privileged spec 4.2.1: "orders only reads and writes to
