@@ -102,10 +102,10 @@ def test_cross_page_jump_cache_blocks_are_counted_by_page():
         vpc: int
         flags: int
         fn: int
-        pages: tuple[int, ...]
+        second: int | None  # The frame of a block crossing pages
 
     def block(vpc: int, pages: int) -> Blk:
-        return Blk(vpc, 1, 0x1000 + vpc, (0,) * pages)
+        return Blk(vpc, 1, 0x1000 + vpc, RAM if pages > 1 else None)
 
     a, b, c = block(0x1FF8, 2), block(0x1FFC, 2), block(0x5FFC, 2)
     for blk in (a, b, c, block(0x3000, 1)):
@@ -261,7 +261,7 @@ cross_a:
   .fill 1023, 4, 0x00000013
   .2byte 0x0001                 # c.nop
   .2byte 0x0513                 # addi a0, zero, ... (its low half)
-  .fill 1024, 4, 0              # (The frame after cross_a's is neither of those mapped after it)
+  .fill 1024, 4, 0              # (Without GAP, the frame after cross_a's is cross_b1)
 cross_b1:
   .2byte 0x0050                 # ... 5
   .4byte 0x00008067             # ret
@@ -273,13 +273,17 @@ cross_b2:
   .text
 90:
 """
+# A frame between cross_a's and cross_b1's: the crossing block's second page never maps to the
+# frame after its first's. Without it, it maps to that frame, then to another, then to it again:
+# each time the block must run the bytes of the frame mapped then (Block.second).
+GAP = "  .fill 1024, 4, 0              # (Without GAP, the frame after cross_a's is cross_b1)\n"
 # sfence.vma with an address the program runs: data 1 + 2K, code 1 + 2K, cross page 2K, device 2,
 # TVM 1 (the two that trap are not performed).
 ADDRESSED = 4 * K + 2 + 2 * K + 2 + 1
 TIERS = {"interp": (1 << 30, None), "cold": (0, None), "optimized": (0, 0)}
 
 
-def _run_remaps(asm, tier: str, native: bool) -> Machine:
+def _run_remaps(asm, tier: str, native: bool, gap: bool = True) -> Machine:
     from tests.test_smode import program
     from tests.test_tcache import run_machine
 
@@ -291,19 +295,21 @@ def _run_remaps(asm, tier: str, native: bool) -> Machine:
         if hot is not None:
             m.tcache.set_hot_threshold(hot)
 
-    text, _ = program(REMAPS)
+    text, _ = program(REMAPS if gap else REMAPS.replace(GAP, ""))
     return run_machine(asm(text), max_insns=20_000_000, setup=setup)
 
 
+@pytest.mark.parametrize("gap", [True, False], ids=["gap", "no-gap"])
 @pytest.mark.parametrize("tier", TIERS)
-def test_remapped_pages_are_seen_after_sfence_vma_of_an_address(asm, tier):
+def test_remapped_pages_are_seen_after_sfence_vma_of_an_address(asm, tier, gap):
     """The program passes with the native sfence.vma and without it (Machine.native_sfence); the
     statistics count every sfence.vma either way, and the native one did all it may: every one
-    but those of the page a block in the jump cache crosses into, and of the device page."""
+    but those of the page a block in the jump cache crosses into, and of the device page. With
+    or without a frame between the crossing block's first frame and its second page's (GAP)."""
     from runtime.frontends.stats import collect
 
-    on = _run_remaps(asm, tier, True)
-    off = _run_remaps(asm, tier, False)
+    on = _run_remaps(asm, tier, True, gap)
+    off = _run_remaps(asm, tier, False, gap)
     native = on.native_invalidations()["sfence.vma"]
     assert off.native_invalidations()["sfence.vma"] == 0
     # Each sfence.vma of the crossed page follows a call through the crossing block, which is then
@@ -385,3 +391,4 @@ def test_the_native_entry_declines_what_python_must_do():
     h.s.cross_pages[bucket + 1] = 1  # Another page's count does not matter
     assert fence()
     assert not failures and m.callout_error is None
+

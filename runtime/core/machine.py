@@ -480,6 +480,16 @@ class Machine:
             return p if self.mem.is_ram(p, 2) else None
         return to_phys
 
+    def _second_frame(self, hart: Hart, pc: int) -> int | None:
+        """The frame (RAM) the page after pc's maps to for `hart`'s fetches, which a block at pc
+        crossing into it reads from (any frame: not necessarily the one after pc's); None if that
+        fetch faults."""
+        try:
+            p2 = self.mmu.fetch_translate(hart, (pc + 2) & MASK64)
+        except Trap:
+            return None
+        return p2 & ~(abi.PAGE_SIZE - 1) if self.mem.is_ram(p2, 2) else None
+
     def _translate_at(self, hart: Hart, step: bool = False, warm: bool = False):
         """Finds or translates the block at hart.pc; returns it, or None if fetching it trapped.
         `step`: the one-instruction single-step block, kept out of the jump cache. `warm`: a head
@@ -501,20 +511,18 @@ class Machine:
         blk = self.tcache.lookup(pc, ppc, flags)
         if blk is None and self.tcache.prepared and not step and self.tcache.restore(pc, ppc, flags):
             blk = self.tcache.lookup(pc, ppc, flags)
-        if blk is not None and len(blk.pages) > 1:
-            # Cross-page block: valid only if the second page still maps to the same frame.
-            try:
-                p2 = self.mmu.fetch_translate(hart, (pc | (abi.PAGE_SIZE - 1)) + 1)
-            except Trap:
-                p2 = None
-            if p2 is None or p2 >> abi.PAGE_BITS != blk.pages[-1]:
-                self.tcache._drop(blk)
-                blk = None
+        if blk is not None and blk.second is not None and blk.second != self._second_frame(hart, pc):
+            # Cross-page block: valid only while its second page maps to the frame it was read from.
+            self.tcache._drop(blk)
+            blk = None
         if blk is None:
+            second = None
+            if pc & (abi.PAGE_SIZE - 1) == abi.PAGE_SIZE - 2 and self.mem.read(ppc, 2) & 3 == 3:
+                second = self._second_frame(hart, pc)  # A 32-bit instruction crossing into it
             fetch16 = self._fetcher(hart)
             try:
                 blk = self.tcache.translate(hart, pc, ppc, flags, fetch16, self._code_phys(hart),
-                                            batch=1 if warm else None)
+                                            batch=1 if warm else None, second=second)
                 if warm:
                     self.tcache.warm_heads += 1
                     self.tcache.warm_blocks += 1

@@ -117,7 +117,7 @@ class Block:
     fn: int
     n_insns: int
     end_ppc: int  # Physical end (exclusive) of the guest bytes it was translated from
-    pages: tuple[int, ...]
+    pages: tuple[int, ...]  # Physical pages of those bytes (sorted)
     slots: list[tuple[int, tuple[int, int, int]]] = field(default_factory=list)  # (slot addr, target key)
     execs: int = 0
     valid: bool = True
@@ -125,9 +125,13 @@ class Block:
     insn_pcs: list[int] = field(default_factory=list)
     counter: int = 0  # Address of its execution counter (@<name>_n)
     module: _Module | None = None  # The linked module its code is in
-    # A region's physical byte ranges [lo, hi), one per member (a block's own is [ppc, end_ppc))
+    # A region's physical byte ranges [lo, hi), one per member (a block's own is [ppc, end_ppc));
+    # a block crossing pages: the end of its first page, then the start of `second`
     ranges: tuple[tuple[int, int], ...] = ()
     interpreted: int = 0  # Its executions in the interpreter before it went in (a warm head's)
+    # A block whose first instruction crosses into the next virtual page: the physical address
+    # of the frame that page mapped to when it was translated (any frame, not the first's next)
+    second: int | None = None
 
     def covers(self, lo: int, hi: int) -> bool:
         """Whether guest bytes it was translated from lie in the physical range [lo, hi)."""
@@ -135,6 +139,8 @@ class Block:
 
     def covers_vpc(self, vpc: int) -> bool:
         """Whether the instruction bytes it was translated from include virtual address vpc."""
+        if self.second is not None:  # Contiguous virtually, not physically
+            return self.vpc <= vpc < self.vpc + sum(b - a for a, b in self.ranges)
         return any(self.vpc <= vpc + self.ppc - a < self.vpc + (b - a) for a, b in
                    self.ranges or ((self.ppc, self.end_ppc),))
 
@@ -229,6 +235,7 @@ class _Job:
     compilation: Compilation
     olds: dict[tuple[int, int, int], Block] = field(default_factory=dict)
     warm: bool = False  # New blocks the interpreter found warm (see TranslationCache.warm)
+    second: int | None = None  # The first block's second frame, if it crosses pages (Block.second)
 
 
 class TranslationCache:
@@ -379,17 +386,18 @@ class TranslationCache:
 
     def translate(self, hart: Hart, vpc: int, ppc: int, flags: int, fetch16, to_phys,
                   tier: int | None = None, also: list[tuple[int, int]] | None = None,
-                  batch: int | None = None) -> Block:
+                  batch: int | None = None, second: int | None = None) -> Block:
         """Translates the block at vpc and, in the same module, code likely to run soon: its static
         successors and the return sites of its calls (breadth first, up to `batch` blocks).
-        Under FLAG_STEP: only the one-instruction block at vpc, optimized, breakpoints ignored."""
+        Under FLAG_STEP: only the one-instruction block at vpc, optimized, breakpoints ignored.
+        `second`: the frame the page after vpc's maps to (RAM), if the block may cross into it."""
         t0 = time.perf_counter()
         self.reap()
         saved = self.batch
         if batch is not None:
             self.batch = batch
         try:
-            job = self._prepare(vpc, ppc, flags, fetch16, to_phys, tier, also, background=False)
+            job = self._prepare(vpc, ppc, flags, fetch16, to_phys, tier, also, background=False, second=second)
         finally:
             self.batch = saved
         first = self._install(job)
@@ -399,14 +407,17 @@ class TranslationCache:
 
     def _prepare(self, vpc: int, ppc: int, flags: int, fetch16, to_phys, tier: int | None,
                  also: list[tuple[int, int]] | None, background: bool, only_listed: bool = False,
-                 heat: dict[int, int] | None = None) -> _Job:
+                 heat: dict[int, int] | None = None, second: int | None = None) -> _Job:
         """Scans and builds the module's blocks and starts compiling it; with `heat` (a promotion's
-        tier-0 execution counts by pc), forms regions of them (`_form_regions`)."""
+        tier-0 execution counts by pc), forms regions of them (`_form_regions`). Only the first
+        block may cross pages, and only with `second` (its second frame) known: it is read from
+        ppc's and that frame (the others are left out: they are translated when first reached)."""
         step = bool(flags & abi.FLAG_STEP)
         if step:
             tier = 1
         block_tier = self.tier if tier is None else tier
         codes: list[tuple[BlockCode, int]] = []
+        crossing = None  # The first block's second frame, if it crosses
         work = [(vpc, ppc), *(also or ())]
         seen = {vpc, *(pc for pc, _ in also or ())}
         replace = {(pc, phys) for pc, phys in work}
@@ -415,14 +426,25 @@ class TranslationCache:
             if (pc, phys) not in replace and (pc, phys, flags) in self.blocks:
                 continue
             debug = not step and pc in self.breakpoints
+            head = not codes and (pc, phys) == (vpc, ppc)
+            if head and second is not None:
+                fetch = self._phys_fetch(pc, phys, second)
+            else:
+                fetch = self._phys_fetch(pc, phys) if only_listed else fetch16
             try:
-                insns = scan(pc, flags, self._phys_fetch(pc, phys) if only_listed else fetch16,
-                             1 if step or debug else MAX_BLOCK_INSNS,
+                insns = scan(pc, flags, fetch, 1 if step or debug else MAX_BLOCK_INSNS,
                              () if step else self.breakpoints)
             except Exception:
                 if pc == vpc:
                     raise
                 continue
+            last_pc, _, last_raw = insns[-1]
+            if (last_pc + (3 if last_raw & 3 == 3 else 1)) >> abi.PAGE_BITS != pc >> abi.PAGE_BITS:
+                if head and second is None:
+                    raise FetchFault(pc + 2)  # (Not reached: its callers pass `second`)
+                if not head:
+                    continue  # Read through the mapping, its second frame unknown
+                crossing = second
             name = self._block_name(pc, phys, flags, block_tier)
             code = build(pc, flags, insns, name, loops=self.loops and not step,
                          tier=block_tier, hot=self.hot_threshold, debug=debug)
@@ -458,6 +480,8 @@ class TranslationCache:
         volatile = cache is not None and any(
             self.code_writes.get(p, 0) >= VOLATILE_WRITES
             for c, phys in codes for p in (phys >> abi.PAGE_BITS, (phys + c.end_pc - c.pc - 1) >> abi.PAGE_BITS))
+        if crossing is not None and cache is not None:
+            volatile = volatile or self.code_writes.get(crossing >> abi.PAGE_BITS, 0) >= VOLATILE_WRITES
         if volatile:
             cache.volatile = True
         try:
@@ -466,7 +490,7 @@ class TranslationCache:
         finally:
             if volatile:
                 cache.volatile = False
-        return _Job(codes, flags, block_tier, compilation)
+        return _Job(codes, flags, block_tier, compilation, second=crossing)
 
     def _form_regions(self, codes: list[tuple[BlockCode, int]], flags: int,
                       heat: dict[int, int]) -> list[tuple[BlockCode, int]]:
@@ -535,14 +559,17 @@ class TranslationCache:
                 continue
             # A region (all on its first member's page): the bytes of every member
             ranges = tuple((phys + (mpc - code.pc), phys + (insns_end(mi) - code.pc)) for mpc, mi in code.members)
+            second = job.second if code is job.codes[0][0] else None
             blk = self._enter((code.pc, phys, flags), mod, addrs, code.name, [p for p, _, _ in code.insns],
-                              phys + (code.end_pc - code.pc), job.tier, code.chain_slots, ranges)
+                              phys + (code.end_pc - code.pc), job.tier, code.chain_slots, ranges, second)
             self.translated_blocks += 1
             self.by_tier[job.tier] += 1
             self.translated_insns += code.n_insns
             parts = tuple((mpc, _guest_bytes(mi)) for mpc, mi in code.members or [(code.pc, code.insns)])
             self._record(mod, code.name, (code.pc, phys, flags), job.tier, parts, addrs, code.region)
-            if mod.key is not None and self.warm_start and not flags & abi.FLAG_STEP:
+            # A warm set keeps a block's bytes as contiguous from ppc (_Saved.raw): one crossing
+            # pages is not kept, it is translated anew in each run.
+            if mod.key is not None and self.warm_start and not flags & abi.FLAG_STEP and second is None:
                 self.saved[(code.pc, phys, flags)] = _Saved(job.tier, parts[0][1], code.name, tuple(code.chain_slots),
                                                             (mod.key, mod.exports), parts if code.members else ())
             if first is None:
@@ -555,20 +582,26 @@ class TranslationCache:
         return first
 
     def _enter(self, key: tuple[int, int, int], mod: _Module, addrs: dict[str, int], name: str,
-               insn_pcs: list[int], end_ppc: int, tier: int, slots, ranges: tuple[tuple[int, int], ...] = ()) -> Block:
+               insn_pcs: list[int], end_ppc: int, tier: int, slots, ranges: tuple[tuple[int, int], ...] = (),
+               second: int | None = None) -> Block:
         """Enters a block of a linked module (a translation, or one from a warm set): lookup, chain
-        slots (symbol, target pc), the pages its bytes are on; returns it."""
+        slots (symbol, target pc), the pages its bytes are on; returns it. `end_ppc` is as if its
+        bytes were contiguous from ppc; those of a block crossing pages continue at `second`."""
         vpc, ppc, flags = key
-        pages = tuple(sorted({ppc >> abi.PAGE_BITS, (ppc + insn_pcs[-1] - vpc) >> abi.PAGE_BITS,
-                              (end_ppc - 1) >> abi.PAGE_BITS}))
+        if second is not None:
+            split = (ppc | (abi.PAGE_SIZE - 1)) + 1
+            ranges = ((ppc, split), (second, second + (end_ppc - split)))
+            end_ppc = ranges[1][1]
+        spans = ranges or ((ppc, end_ppc),)
+        pages = tuple(sorted({p for lo, hi in spans for p in (lo >> abi.PAGE_BITS, (hi - 1) >> abi.PAGE_BITS)}))
         blk = Block(vpc, ppc, flags, addrs[name], len(insn_pcs), end_ppc, pages, insn_pcs=insn_pcs, tier=tier,
-                    counter=addrs.get(f"{name}_n", 0), module=mod, ranges=ranges)
+                    counter=addrs.get(f"{name}_n", 0), module=mod, ranges=ranges, second=second)
         mod.blocks.append(blk)
         mod.live += 1
         self._insert(blk, [(addrs[s], (t, ppc + (t - vpc), flags)) for s, t in slots])
         if self.on_pages is not None:
-            for lo, hi in ranges or ((ppc, end_ppc),):
-                self.on_pages(pages, lo, hi)
+            for lo, hi in spans:
+                self.on_pages(tuple(sorted({lo >> abi.PAGE_BITS, (hi - 1) >> abi.PAGE_BITS})), lo, hi)
         return blk
 
     def _new_module(self, obj_bytes: int, code_bytes: int, key: str | None, exports, lib=None) -> _Module:
@@ -648,13 +681,13 @@ class TranslationCache:
         # Patch this block's exits to existing targets, or wait for them.
         for addr, tkey in slots:
             target = self.blocks.get(tkey)
-            if target is not None and len(target.pages) == 1 and self.chaining:
+            if target is not None and target.second is None and self.chaining:
                 _u64.from_address(addr).value = target.fn
                 self.patched.setdefault(target, []).append(addr)
             else:
                 self.waiting.setdefault(tkey, []).append(addr)
         # Patch slots that were waiting for this block.
-        if len(blk.pages) == 1 and self.chaining:
+        if blk.second is None and self.chaining:
             for addr in self.waiting.pop(key, ()):
                 _u64.from_address(addr).value = blk.fn
                 self.patched.setdefault(blk, []).append(addr)
@@ -708,7 +741,7 @@ class TranslationCache:
             for blk in mod.blocks:
                 for h in self.jc_harts.values():
                     self.jc_remove(h, blk)
-                    if len(blk.pages) > 1:
+                    if blk.second is not None:
                         second = (blk.vpc | (abi.PAGE_SIZE - 1)) + 1
                         s = self.jc_cross.get((h.ptr, second))
                         if s is not None:
@@ -814,7 +847,7 @@ class TranslationCache:
         warm = []
         floor = max(1, self.hot_threshold // 4)
         for b in list(self.blocks.values()):
-            if (b is not old and b.tier == 0 and b.flags == old.flags and b.counter
+            if (b is not old and b.tier == 0 and b.flags == old.flags and b.counter and b.second is None
                     and (b.vpc, b.ppc, b.flags) not in self.promoting
                     and ctypes.c_uint32.from_address(b.counter).value >= floor):
                 warm.append(b)
@@ -824,11 +857,13 @@ class TranslationCache:
         heat = {b.vpc: ctypes.c_uint32.from_address(b.counter).value if b.counter else 0 for b in olds.values()}
         t0 = time.perf_counter()
         # Only the old blocks (the batch stops before any successor), so the job replaces
-        # exactly what it read.
+        # exactly what it read. One crossing pages is read from the frames it was (its lookup
+        # checks its second frame is still the one mapped); the others cross none.
         batch, self.batch = self.batch, len(olds)
         try:
             job = self._prepare(old.vpc, old.ppc, old.flags, fetch16, None, 1,
-                                [(b.vpc, b.ppc) for b in warm], background=self.background, heat=heat)
+                                [(b.vpc, b.ppc) for b in warm], background=self.background, heat=heat,
+                                second=old.second)
         finally:
             self.batch = batch
         self.promotions += len(olds)
@@ -878,7 +913,7 @@ class TranslationCache:
 
     def _btab_set(self, blk: Block) -> None:
         """Enters a single-page block in the interpreter's native block table."""
-        if self.btab and len(blk.pages) == 1 and not blk.flags & abi.FLAG_STEP:
+        if self.btab and blk.second is None and not blk.flags & abi.FLAG_STEP:
             e = (_u64 * 4).from_address(self.btab + 32 * heads_index(blk.vpc, blk.flags))
             e[0], e[1], e[2], e[3] = blk.vpc, blk.flags, (blk.ppc - self.ram_base) & _MASK64, blk.fn
 
@@ -889,13 +924,16 @@ class TranslationCache:
                 e[0] = _MASK64  # No pc matches (pcs are even)
             self._set_head(blk.vpc, blk.flags, 0)
 
-    def _phys_fetch(self, vpc: int, ppc: int):
+    def _phys_fetch(self, vpc: int, ppc: int, second: int | None = None):
         """A fetcher for the page of vpc read through its physical page (the mapping may have
-        changed since the head was found warm); blocks end at the page's end."""
+        changed since the head was found warm); blocks end at the page's end. With `second`, the
+        next page is read from that frame (a block crossing into it)."""
         def fetch16(vaddr: int) -> int:
-            if vaddr >> abi.PAGE_BITS != vpc >> abi.PAGE_BITS:
-                raise FetchFault(vaddr)
-            return int.from_bytes(self.read_phys(ppc + (vaddr - vpc), 2), "little")
+            if vaddr >> abi.PAGE_BITS == vpc >> abi.PAGE_BITS:
+                return int.from_bytes(self.read_phys(ppc + (vaddr - vpc), 2), "little")
+            if second is not None and vaddr >> abi.PAGE_BITS == (vpc >> abi.PAGE_BITS) + 1:
+                return int.from_bytes(self.read_phys(second + (vaddr & (abi.PAGE_SIZE - 1)), 2), "little")
+            raise FetchFault(vaddr)
         return fetch16
 
     def flush_warm(self) -> None:
@@ -955,7 +993,8 @@ class TranslationCache:
         self.install_ready(harts, wait=True)
         hot: dict[int, list[Block]] = {}
         for b in self.blocks.values():
-            if (b.tier == 0 and b.counter and (b.vpc, b.ppc, b.flags) not in self.promoting
+            # Not one crossing pages: the warm set does not keep it (_install)
+            if (b.tier == 0 and b.counter and b.second is None and (b.vpc, b.ppc, b.flags) not in self.promoting
                     and b.interpreted + ctypes.c_uint32.from_address(b.counter).value >= self.hot_threshold > 0):
                 hot.setdefault(b.flags, []).append(b)
         for bs in hot.values():
@@ -1116,6 +1155,8 @@ class TranslationCache:
                 if parts and (parts[0] != (vpc, sv.raw) or any(not r or pc & 1 or abs(pc - vpc) >= abi.PAGE_SIZE
                                                                 for pc, r in parts)):
                     raise ValueError("not a region")
+                if (vpc & (abi.PAGE_SIZE - 1)) + len(sv.raw) > abi.PAGE_SIZE:
+                    continue  # Crossing pages (an older run's): its second frame is unknown
                 key = (vpc, ppc, flags)
                 if key not in prepared:
                     wm.members.append(key)
@@ -1284,7 +1325,7 @@ class TranslationCache:
         e.vpc = blk.vpc
         e.flags = blk.flags
         e.fn = abi.ffi.cast("void *", blk.fn)
-        if len(blk.pages) > 1:
+        if blk.second is not None:
             # Its slot belongs to its first page: remember it under the second page too.
             second = (blk.vpc | (abi.PAGE_SIZE - 1)) + 1
             s = self.jc_cross.get((hart.ptr, second))
