@@ -392,3 +392,118 @@ def test_the_native_entry_declines_what_python_must_do():
     assert fence()
     assert not failures and m.callout_error is None
 
+
+# A block crossing pages whose second page maps to a frame B other than the one after its first
+# (A + 1): it runs B's bytes, a store into B (through another mapping) drops it, and once the
+# page maps to A + 1 it runs A + 1's bytes (Block.second). Its crossing instruction is
+# addi a0, zero, imm with imm in its upper half: 5 from A + 1, 7 (then 9) from B.
+CROSS = rf"""
+  VM_ON
+  li s2, TEST_VA + 0x30ffe
+  li a2, TEST_VA + 0x31000
+  li a3, TEST_VA + 0x32000
+  la t2, cross_a
+  PTE pt_l0, 48, t2, PTE_V | PTE_X | PTE_A
+  la t2, cross_b
+  PTE pt_l0, 49, t2, PTE_V | PTE_X | PTE_A
+  PTE pt_l0, 50, t2, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D
+  sfence.vma
+  li s3, {K}
+1: jalr s2
+  CHECK a0, 7
+  addi s3, s3, -1
+  bnez s3, 1b
+  # Code written through the data mapping of B: the block reading it goes.
+  li t0, 0x0090
+  sh t0, 0(a3)
+  fence.i
+  li s3, {K}
+2: jalr s2
+  CHECK a0, 9
+  addi s3, s3, -1
+  bnez s3, 2b
+  li t0, 0x0070
+  sh t0, 0(a3)
+  fence.i
+  # The second page remapped to A + 1, back to B, and so on.
+  li s3, {K}
+3: la t2, cross_a1
+  PTE pt_l0, 49, t2, PTE_V | PTE_X | PTE_A
+  sfence.vma a2
+  jalr s2
+  CHECK a0, 5
+  jalr s2
+  CHECK a0, 5
+  la t2, cross_b
+  PTE pt_l0, 49, t2, PTE_V | PTE_X | PTE_A
+  sfence.vma a2
+  jalr s2
+  CHECK a0, 7
+  jalr s2
+  CHECK a0, 7
+  addi s3, s3, -1
+  bnez s3, 3b
+  j 90f
+
+  .data
+  .align 12
+cross_a:
+  .fill 1023, 4, 0x00000013
+  .2byte 0x0001                 # c.nop
+  .2byte 0x0513                 # addi a0, zero, ... (its low half)
+cross_a1:                       # The frame after cross_a's
+  .2byte 0x0050                 # ... 5
+  .4byte 0x00008067             # ret
+  .align 12
+cross_b:
+  .2byte 0x0070                 # ... 7
+  .4byte 0x00008067
+  .align 12
+  .text
+90:
+"""
+CROSS_TIERS = {"cold": (0, None), "optimized": (0, 0), "promoted": (0, 8), "interp": (1 << 30, None)}
+
+
+@pytest.mark.parametrize("tier", CROSS_TIERS)
+def test_a_block_crossing_pages_reads_the_frame_its_second_page_maps_to(asm, tier):
+    """The program passes translated (at tier 0, 1, promoted from 0 to 1) and interpreted. The
+    crossing block left in the cache records its frames, covers their bytes and no others, and a
+    breakpoint on its second page's first byte drops it."""
+    from tests.test_smode import program
+    from tests.test_tcache import run_machine
+
+    warm, hot = CROSS_TIERS[tier]
+
+    def setup(m: Machine) -> None:
+        m.warm_threshold = warm
+        if hot is not None:
+            m.tcache.set_hot_threshold(hot)
+
+    text, _ = program(CROSS)
+    m = run_machine(asm(text), max_insns=20_000_000, setup=setup)
+    tc = m.tcache
+    vpc = 0xC003_0FFE
+    crossing = [b for b in tc.blocks.values() if b.vpc == vpc]
+    if tier == "interp":
+        assert not crossing
+        return
+    assert tc.invalidations["code-write"] >= 1
+    h = m.harts[0]
+    a = m.mmu.walk(h, vpc, "x", C.PRV_S, False, probe=True) & ~0xFFF
+    b = m.mmu.walk(h, vpc + 2, "x", C.PRV_S, False, probe=True) & ~0xFFF
+    assert b != a + 0x1000
+    (blk,) = crossing
+    assert (blk.ppc, blk.second) == (a + 0xFFE, b)
+    assert blk.pages == tuple(sorted((a >> 12, b >> 12)))
+    assert blk.tier == (0 if tier in ("cold", "promoted") else 1)
+    # Promoted while it ran K times (read from its recorded frames)
+    promoted = [r for r in tc.history if r.vpc == vpc and r.tier == 1]
+    assert bool(promoted) == (tier != "cold")
+    if tier == "promoted":
+        assert {r.code for r in promoted} == {bytes.fromhex("13057000"), bytes.fromhex("13059000")}
+    assert blk.covers(b, b + 1) and blk.covers(b + 1, b + 2) and not blk.covers(b + 2, b + 0x1000)
+    assert blk.covers(a + 0xFFF, a + 0x1000) and not blk.covers(a + 0x1000, a + 0x2000)
+    assert [v for v in range(vpc - 2, vpc + 6) if blk.covers_vpc(v)] == [vpc + i for i in range(4)]
+    assert tc.set_breakpoint(vpc + 2, True, b, m.harts) >= 1
+    assert not blk.valid and blk not in tc.by_page.get(b >> 12, ())
