@@ -429,3 +429,55 @@ def test_a_cached_object_that_does_not_link_is_rejected(program, tmp_path, threa
     assert r.returncode == 0, r.stderr.decode()
     assert second["pcache"]["rejected"] == len(doc["modules"]) and second["warm_start"]["restored"] == 0
     assert second["warm_start"]["failed"] == second["warm_start"]["loaded"] > 0 and compiled(second) >= 1
+
+
+# A call 2000 times to a function whose 32-bit `addi a0, a0, 3` crosses a page boundary: a block
+# of its own crossing pages (translator/block.py `scan`).
+CROSSING = r"""
+  la t0, trap
+  csrw mtvec, t0
+  li a0, 0
+  li s1, 2000
+1: call cross
+  addi s1, s1, -1
+  bnez s1, 1b
+  li t1, 6000
+  bne a0, t1, bad
+  PASS
+bad: FAIL 2
+trap: FAIL 7
+  .align 12
+  .fill 1023, 4, 0x00000013
+  .2byte 0x0001
+cross:
+  .4byte 0x00350513             # addi a0, a0, 3 (across the page boundary)
+  ret
+"""
+
+
+def test_a_block_crossing_pages_is_not_in_the_warm_set(asm, tmp_path):
+    """A warm set keeps a block's bytes as contiguous from its physical pc, which those of a block
+    crossing pages need not be (tcache.Block.second): it is left out and translated in each run.
+    One in an older run's warm set is skipped, the rest of the set used."""
+    elf = tmp_path / "cross.elf"
+    shutil.copy(asm(CROSSING), elf)
+    with open(elf, "rb") as f:
+        pc = ELFFile(f).get_section_by_name(".symtab").get_symbol_by_name("cross")[0]["st_value"]
+    assert pc & 0xFFF == 0xFFE
+    tc = tmp_path / "tc"
+    r, _ = run(elf, tmp_path, "a.json", "--warm-threshold", "0", tcache=tc)
+    assert r.returncode == 0, r.stderr.decode()
+    path = warm_set(tc)
+    head = len(pcache.RUN_MAGIC) + 32
+    doc = json.loads(zlib.decompress(path.read_bytes()[head:]))
+    assert doc["blocks"] and pc not in [b[0] for b in doc["blocks"]]
+    # An entry at the crossing pc with its bytes but another block's code: run, it would fail.
+    other = doc["blocks"][0]
+    doc["blocks"].append([pc, pc, *other[2:4], "13053500", *other[5:]])
+    payload = zlib.compress(json.dumps(doc).encode())
+    path.write_bytes(pcache.RUN_MAGIC + hashlib.sha256(payload).digest() + payload)
+    r, second = run(elf, tmp_path, "b.json", "--warm-threshold", "0", "--max-insns", "1000000", tcache=tc)
+    assert r.returncode == 0, r.stderr.decode()
+    assert second["pcache"]["runs_rejected"] == 0 and second["warm_start"]["restored"] > 0
+    assert second["warm_start"]["loaded"] == len(doc["blocks"]) - 1
+    assert second["jit"]["blocks"] >= 1  # The crossing block, translated anew
