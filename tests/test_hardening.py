@@ -97,6 +97,21 @@ UART_LOOP = r"""
 """
 
 
+def test_subcommands_are_listed_found_and_suggested():
+    """Subcommands of other modules are imported when named (start-up time), yet listed by --help,
+    and suggested for a mistyped name, as any other."""
+    from click.testing import CliRunner
+
+    from runtime.frontends.cli import main
+
+    listed = CliRunner().invoke(main, ["--help"]).output
+    for name in ("audit", "cache", "dtb", "gate", "images", "jit-run"):
+        assert f"\n  {name} " in listed
+    assert CliRunner().invoke(main, ["gate", "--help"]).output.startswith("Usage: main gate [OPTIONS] [REVRANGE]")
+    r = mirage("cach")
+    assert r.returncode == 2 and b"No such command 'cach'. Did you mean 'cache'?" in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize("size", ["0", "1K", "1.5M", "3", "4097K", "-5", "lots", "inf", "nan"])
 def test_bad_memory_sizes(asm, tmp_path, size):
     assert_bad_input(mirage("jit-run", "-m", size, str(asm(TINY))), "memory size")

@@ -11,13 +11,54 @@ from pathlib import Path
 
 import click
 
-from runtime.boot.loader import LoadError, read_capped
 from runtime.frontends.cli_args import fail, parse_size, ram_size
 
 MAX_HARTS = 8  # -smp
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _gate() -> click.Command:
+    from runtime.tools.gate import gate
+
+    return gate
+
+
+def _cache() -> click.Command:
+    from runtime.frontends.cli_cache import cache
+
+    return cache
+
+
+def _dtb() -> click.Command:
+    from runtime.frontends.cli_dtb import dtb
+
+    return dtb
+
+
+def _images() -> click.Command:
+    from runtime.frontends.cli_images import images
+
+    return images
+
+
+class _Commands(click.Group):
+    """`mirage`'s subcommands; those defined in other modules are imported only when named (or
+    listed by --help), so that a jit-run does not pay for them at start-up."""
+
+    LAZY = {"cache": _cache, "dtb": _dtb, "gate": _gate, "images": _images}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.LAZY})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in self.commands:
+            # An unknown name loads them all: click suggests close matches among self.commands.
+            for lazy in [name] if name in self.LAZY else self.LAZY:
+                if lazy not in self.commands:
+                    self.add_command(self.LAZY[lazy](), lazy)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mirage")
 def main() -> None:
     """Mirage: a virtual firmware monitor for RISC-V on an LLVM JIT."""
@@ -77,6 +118,7 @@ def jit_run(program: str, signature: str | None, signature_granularity: str, max
     firmware under the monitor."""
     from platforms import qemu_virt
     from runtime.boot import board, protocol
+    from runtime.boot.loader import LoadError, read_capped
     from vfm import policy
     from vfm.monitor import MONITOR_RAM, Monitor
 
@@ -384,17 +426,3 @@ def entry() -> None:
                 pass
         os._exit(e.code or 0)
 
-
-def _register_subcommands() -> None:
-    from runtime.frontends.cli_cache import cache
-    from runtime.frontends.cli_dtb import dtb
-    from runtime.frontends.cli_images import images
-    from runtime.tools import gate
-
-    main.add_command(gate.gate)
-    main.add_command(cache)
-    main.add_command(dtb)
-    main.add_command(images)
-
-
-_register_subcommands()
