@@ -6,7 +6,9 @@ struct with cffi. Nothing here knows about the monitor: privileged work leaves t
 
 from __future__ import annotations
 
-import cffi
+from pathlib import Path
+
+from translator import cffi_cache
 
 # Softmmu TLB geometry (per hart, per MMU index), as QEMU's CPUTLBEntry: read and write tags, addend.
 TLB_BITS = 10
@@ -133,8 +135,9 @@ typedef struct {{
 }} hart_t;
 """
 
-ffi = cffi.FFI()
-ffi.cdef(CDEF)
+# Built from a module kept next to this file (translator/cffi_cache.py): parsing CDEF at every start
+# would take ~20 ms.
+ffi = cffi_cache.load("abi", CDEF, Path(__file__).parent / "__pycache__")
 
 
 def offset(field: str) -> int:
