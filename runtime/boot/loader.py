@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-
+from runtime.boot import elf as elffile
 from runtime.core.memory import PhysicalMemory
 
 
@@ -59,19 +57,19 @@ def load_elf(mem: PhysicalMemory, path: Path, layout: Layout | None = None) -> I
         raise LoadError(f"{path}: {e.strerror}") from None
     with f:
         try:
-            elf = ELFFile(f)
-            if elf.get_machine_arch() != "RISC-V" or elf.elfclass != 64:
-                raise LoadError(f"{path}: not a 64-bit RISC-V ELF (machine {elf.get_machine_arch()}, "
+            elf = elffile.ElfFile(f)
+            if elf.machine != elffile.EM_RISCV or elf.elfclass != 64:
+                raise LoadError(f"{path}: not a 64-bit RISC-V ELF (machine {elf.machine_name}, "
                                 f"class {elf.elfclass})")
-            img = Image(Path(path), elf.header.e_entry)
-            for seg in elf.iter_segments():
-                if seg.header.p_type != "PT_LOAD" or seg.header.p_memsz == 0:
+            img = Image(Path(path), elf.entry)
+            for seg in elf.segments():
+                if seg.type != elffile.PT_LOAD or seg.memsz == 0:
                     continue
-                data = seg.data()
-                if len(data) < seg.header.p_filesz:
-                    raise LoadError(f"{path}: truncated file (segment at {seg.header.p_paddr:#x})")
-                paddr = seg.header.p_paddr
-                memsz = seg.header.p_memsz
+                data = elf.data(seg)
+                if len(data) < seg.filesz:
+                    raise LoadError(f"{path}: truncated file (segment at {seg.paddr:#x})")
+                paddr = seg.paddr
+                memsz = seg.memsz
                 if layout is not None:
                     layout.place(f"{path}'s segment", paddr, memsz)
                 elif not mem.is_ram(paddr, memsz):
@@ -84,13 +82,13 @@ def load_elf(mem: PhysicalMemory, path: Path, layout: Layout | None = None) -> I
                 img.segments.append((paddr, memsz))
             if not img.segments:
                 raise LoadError(f"{path}: no loadable segments")
-            symtab = elf.get_section_by_name(".symtab")
+            symtab = elf.section_by_name(".symtab")
             if symtab is not None:
-                for sym in symtab.iter_symbols():
-                    if sym.name and sym["st_info"]["type"] in ("STT_NOTYPE", "STT_OBJECT", "STT_FUNC"):
-                        img.symbols.setdefault(sym.name, sym["st_value"])
+                for name, kind, value in elf.symbols(symtab):
+                    if name and kind in (elffile.STT_NOTYPE, elffile.STT_OBJECT, elffile.STT_FUNC):
+                        img.symbols.setdefault(name, value)
             return img
-        except (ELFError, ValueError, AssertionError, KeyError, IndexError, OSError) as e:
+        except (ValueError, OverflowError, IndexError, OSError) as e:
             raise LoadError(f"{path}: malformed or truncated ELF ({e})") from None
 
 
