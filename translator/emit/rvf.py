@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import ctypes
 import struct
-import traceback
 import weakref
 from dataclasses import dataclass, field
 
@@ -247,6 +246,8 @@ def _soft(op: int, dst64: int, a: int, b: int, c: int, rm: int, out: int) -> Non
     try:
         r, fl = softfloat.compute(op, bool(dst64), a, b, c, rm)
     except Exception:  # noqa: BLE001 (never unwind into generated code; report and go on)
+        import traceback
+
         traceback.print_exc()
         r, fl = (0x7FF8000000000000 if dst64 else 0x7FC00000), softfloat.NV
     res = (ctypes.c_uint64 * 2).from_address(out)

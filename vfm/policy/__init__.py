@@ -28,14 +28,16 @@ guard of its own, and every path is the one it was.
 
 from __future__ import annotations
 
-from vfm.policy.audit import Audit
 from vfm.policy.base import Policy, PolicyError, PolicyGuard, Switch
-from vfm.policy.protect_payload import ProtectPayload
 
 __all__ = ["Policy", "PolicyError", "PolicyGuard", "Switch", "make", "names"]
 
 
 def _registry() -> dict[str, type[Policy]]:
+    # Imported here: a run without --policy does not pay for them at start-up.
+    from vfm.policy.audit import Audit
+    from vfm.policy.protect_payload import ProtectPayload
+
     return {p.name: p for p in (ProtectPayload, Audit)}
 
 
@@ -46,6 +48,8 @@ def names() -> list[str]:
 def make(selected: list[str], audit_log: str | None = None) -> list[Policy]:
     """The policies named on the command line, in order (duplicates once); PolicyError on an
     unknown name or an option without the policy it belongs to."""
+    if not selected and audit_log is None:
+        return []
     known = _registry()
     seen: list[str] = []
     for name in selected:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
 from pathlib import Path
 
 from runtime.boot.images import Boot, ImageError, images_root
@@ -28,6 +27,8 @@ def demo() -> Path:
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
+    import subprocess  # Here: only a build needs it (start-up time)
+
     r = subprocess.run([CC, *flags, "-T", str(ld), "-o", str(tmp), str(src)], capture_output=True, text=True)
     if r.returncode != 0:
         raise ImageError(f"building the demo failed: {r.stderr.strip()}")

@@ -18,7 +18,6 @@ import re
 import shlex
 import shutil
 import stat
-import subprocess
 import sys
 import threading
 import time
@@ -223,6 +222,8 @@ def rootfs(busybox: bytes, links: Iterable[str], init: bytes) -> list[CpioEntry]
 # Inputs and where their results go
 
 def _run_quiet(cmd: list[str]) -> str | None:
+    import subprocess  # Here and in Reporter.run: a start that builds nothing does not import it
+
     try:
         r = subprocess.run(cmd, capture_output=True, text=True)
     except OSError:
@@ -367,6 +368,8 @@ class Reporter:
             stdin_text: str | None = None) -> None:
         """Runs `cmd` in `cwd`, its output appended to `log`; a failure raises BuildError with the
         command and the last lines of its output. `stdin_text`: lines fed to its stdin."""
+        import subprocess
+
         full_env = {**os.environ, **BUILD_ENV, **(env or {})}
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         t0 = time.monotonic()
