@@ -27,7 +27,7 @@ from translator.block import MAX_BLOCK_INSNS, FetchFault
 from translator.dispatch import CALLOUTS, MEM_HELPERS, dispatcher_ir
 from translator.interp import HEADS_SIZE, WARM_THRESHOLD, rvc_table
 from translator.isa import decode
-from translator.jit import Engine
+from translator.jit import ANCHOR_IR, Engine
 from translator.softmmu import NATIVE_ENTRIES
 
 MASK64 = (1 << 64) - 1
@@ -105,6 +105,11 @@ def _runtime_object(engine: Engine) -> bytes:
                           lambda: engine.emit_object(dispatcher_ir()))
 
 
+def _anchor_object(engine: Engine) -> bytes:
+    """The object code of the engine's imports library (translator/jit.py ANCHOR_IR)."""
+    return _runtime_build("mirage imports anchor", f"opt={engine.opt}", lambda: engine.emit_object(ANCHOR_IR))
+
+
 class Machine:
     """A machine; what the monitor may use of it is runtime/core/machine_api.py `MachineInterface`."""
 
@@ -154,6 +159,7 @@ class Machine:
         exports = ["mirage_dispatch", "mirage_enter", "mirage_interp", "mirage_cycles", "mirage_time", *CALLOUTS,
                    *(f"{name}_c" for name in CALLOUTS), *MEM_HELPERS, *NATIVE_ENTRIES]
         rt = self.engine.link(_runtime_object(self.engine), exports, permanent=True)
+        self.engine.anchor_object = _anchor_object(self.engine)
         self.runtime_symbols = rt  # Name -> address of the runtime code's entries
         # The interpreter's tables (translator/interp.py), shared by the harts.
         self._heads = ffi.new("int32_t[]", HEADS_SIZE)
