@@ -172,6 +172,59 @@ def test_current_inputs_read_platforms():
     assert inp.init.startswith(b"#!/bin/sh\n")
 
 
+def test_installed_versions_are_asked_again_only_when_dpkg_or_the_tools_change(tmp_path, monkeypatch):
+    """Package versions and the cross tools' version lines are kept between starts while dpkg's
+    database and the tools' files stay as they were; a change to either asks again."""
+    monkeypatch.setenv("MIRAGE_IMAGES_DIR", str(tmp_path / "images"))
+    status, updates = tmp_path / "status", tmp_path / "updates"
+    status.write_text("Package: opensbi\n")
+    updates.mkdir()
+    monkeypatch.setattr(linux, "DPKG_DB", (status, updates))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+
+    def tool(name: str, version: str) -> None:
+        # A new file, as an upgrade installs it (a new inode and modification time).
+        new = bin_dir / f".{name}.new"
+        new.write_text(f"#!/bin/sh\necho '{name} {version}'\n")
+        new.chmod(0o755)
+        new.replace(bin_dir / name)
+
+    for name in linux.PROBE_TOOLS:
+        tool(name, "12.2.0")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    asked = []
+    version = {"opensbi": "1.1-2"}
+    real_run = linux._run_quiet
+
+    def run(cmd):
+        asked.append(cmd[0])
+        if cmd[0] == "dpkg-query":
+            return f"install ok installed\t{version[cmd[-1]]}"
+        return real_run(cmd)
+
+    monkeypatch.setattr(linux, "_run_quiet", run)
+    gcc = linux.PROBE_TOOLS[0]
+    first = (linux.package_version("opensbi"), linux.toolchain_version())
+    assert first[0] == "1.1-2" and first[1].startswith(f"{gcc} 12.2.0; ")
+    assert sorted(asked) == sorted(["dpkg-query", *linux.PROBE_TOOLS])
+    asked.clear()
+    assert (linux.package_version("opensbi"), linux.toolchain_version()) == first
+    assert asked == []  # Nothing ran
+    # An upgrade of the package: dpkg's status file is replaced.
+    version["opensbi"] = "1.2-1"
+    status.write_text("Package: opensbi\nVersion: 1.2-1\n")
+    assert linux.package_version("opensbi") == "1.2-1" and asked == ["dpkg-query"]
+    # A pending dpkg journal entry counts too.
+    version["opensbi"] = "1.3-1"
+    (updates / "0001").write_text("x")
+    assert linux.package_version("opensbi") == "1.3-1"
+    # A new compiler.
+    asked.clear()
+    tool(gcc, "13.1.0")
+    assert linux.toolchain_version().startswith(f"{gcc} 13.1.0; ") and gcc in asked
+
+
 # Initrd placement and the DTB
 
 def test_initrd_placement():
