@@ -254,17 +254,14 @@ _TABLE += [
 ]
 
 
+_MASK_BITS = str.maketrans("01-", "110")
+
+
 def _compile(pattern: str) -> tuple[int, int]:
+    """(mask, match) of a pattern of 0, 1 and - (any) bits."""
     bits = pattern.replace(" ", "")
-    assert len(bits) in (16, 32), pattern
-    mask = match = 0
-    for ch in bits:
-        mask <<= 1
-        match <<= 1
-        if ch != "-":
-            mask |= 1
-            match |= ch == "1"
-    return mask, match
+    assert len(bits) in (16, 32) and set(bits) <= set("01-"), pattern
+    return int(bits.translate(_MASK_BITS), 2), int(bits.replace("-", "0"), 2)
 
 
 ENCODINGS: list[Encoding] = [Encoding(n, *_compile(p), f, e) for n, p, f, e in _TABLE]
