@@ -77,14 +77,13 @@ MODULE_COST = 48 << 10
 RELEASED_COST = 10 << 10
 
 
-def _pcs(pc: int, raw: bytes) -> list[int]:
-    """The pc of each instruction of guest bytes `raw` at pc."""
-    pcs = []
-    at = 0
+def _insn_count(raw: bytes) -> int:
+    """How many instructions guest bytes `raw` hold (16- and 32-bit)."""
+    n = at = 0
     while at < len(raw):
-        pcs.append(pc + at)
+        n += 1
         at += 4 if raw[at] & 3 == 3 else 2
-    return pcs
+    return n
 
 
 def _guest_bytes(insns: list[tuple[int, object, int]]) -> bytes:
@@ -122,7 +121,6 @@ class Block:
     execs: int = 0
     valid: bool = True
     tier: int = 1
-    insn_pcs: list[int] = field(default_factory=list)
     counter: int = 0  # Address of its execution counter (@<name>_n)
     module: _Module | None = None  # The linked module its code is in
     # A region's physical byte ranges [lo, hi), one per member (a block's own is [ppc, end_ppc));
@@ -560,13 +558,15 @@ class TranslationCache:
             # A region (all on its first member's page): the bytes of every member
             ranges = tuple((phys + (mpc - code.pc), phys + (insns_end(mi) - code.pc)) for mpc, mi in code.members)
             second = job.second if code is job.codes[0][0] else None
-            blk = self._enter((code.pc, phys, flags), mod, addrs, code.name, [p for p, _, _ in code.insns],
+            blk = self._enter((code.pc, phys, flags), mod, addrs, code.name, code.n_insns,
                               phys + (code.end_pc - code.pc), job.tier, code.chain_slots, ranges, second)
             self.translated_blocks += 1
             self.by_tier[job.tier] += 1
             self.translated_insns += code.n_insns
-            parts = tuple((mpc, _guest_bytes(mi)) for mpc, mi in code.members or [(code.pc, code.insns)])
-            self._record(mod, code.name, (code.pc, phys, flags), job.tier, parts, addrs, code.region)
+            members = code.members or [(code.pc, code.insns)]
+            parts = tuple((mpc, _guest_bytes(mi)) for mpc, mi in members)
+            self._record(mod, code.name, (code.pc, phys, flags), job.tier, parts, [len(mi) for _, mi in members],
+                         addrs, code.region)
             # A warm set keeps a block's bytes as contiguous from ppc (_Saved.raw): one crossing
             # pages is not kept, it is translated anew in each run.
             if mod.key is not None and self.warm_start and not flags & abi.FLAG_STEP and second is None:
@@ -582,7 +582,7 @@ class TranslationCache:
         return first
 
     def _enter(self, key: tuple[int, int, int], mod: _Module, addrs: dict[str, int], name: str,
-               insn_pcs: list[int], end_ppc: int, tier: int, slots, ranges: tuple[tuple[int, int], ...] = (),
+               n_insns: int, end_ppc: int, tier: int, slots, ranges: tuple[tuple[int, int], ...] = (),
                second: int | None = None) -> Block:
         """Enters a block of a linked module (a translation, or one from a warm set): lookup, chain
         slots (symbol, target pc), the pages its bytes are on; returns it. `end_ppc` is as if its
@@ -594,7 +594,7 @@ class TranslationCache:
             end_ppc = ranges[1][1]
         spans = ranges or ((ppc, end_ppc),)
         pages = tuple(sorted({p for lo, hi in spans for p in (lo >> abi.PAGE_BITS, (hi - 1) >> abi.PAGE_BITS)}))
-        blk = Block(vpc, ppc, flags, addrs[name], len(insn_pcs), end_ppc, pages, insn_pcs=insn_pcs, tier=tier,
+        blk = Block(vpc, ppc, flags, addrs[name], n_insns, end_ppc, pages, tier=tier,
                     counter=addrs.get(f"{name}_n", 0), module=mod, ranges=ranges, second=second)
         mod.blocks.append(blk)
         mod.live += 1
@@ -643,19 +643,16 @@ class TranslationCache:
         return addrs, obj, st.code_bytes - before[2]
 
     def _record(self, mod: _Module, name: str, key: tuple[int, int, int], tier: int,
-                parts: tuple[tuple[int, bytes], ...], addrs: dict[str, int], region: int) -> None:
+                parts: tuple[tuple[int, bytes], ...], counts: list[int], addrs: dict[str, int], region: int) -> None:
         """Adds a translation of `mod` to `history`: a block, or a region as one record per member
-        (parts: each one's pc and guest bytes)."""
+        (parts: each one's pc and guest bytes; counts: its instructions)."""
         vpc, phys, flags = key
-        n_insns = 0
-        for k, (mpc, raw) in enumerate(parts):
-            n = len(_pcs(mpc, raw))
-            n_insns += n
+        for k, ((mpc, raw), n) in enumerate(zip(parts, counts, strict=True)):
             mod.records.append(len(self.history))
             self.history.append(BlockRecord(mpc, phys + (mpc - vpc), flags, tier, n, addrs.get(f"{name}_n", 0) if k == 0 else 0,
                                             addrs.get(f"{name}_l{k or ''}", 0), raw,
                                             self.hot_threshold if tier == 0 else 0, region))
-        self._count(flags, tier, n_insns)
+        self._count(flags, tier, sum(counts))
 
     def _count(self, flags: int, tier: int, n_insns: int) -> None:
         ts = self.tier_stats.setdefault(tier, TierStats())
@@ -1303,15 +1300,15 @@ class TranslationCache:
         vpc, ppc, flags = key
         parts = sv.parts(vpc)
         ranges = tuple((ppc + (mpc - vpc), ppc + (mpc - vpc) + len(raw)) for mpc, raw in sv.members)
-        self._enter(key, mod, addrs, sv.name, [pc for mpc, raw in parts for pc in _pcs(mpc, raw)],
-                    ppc + len(sv.raw), sv.tier, sv.slots, ranges)
+        counts = [_insn_count(raw) for _, raw in parts]
+        self._enter(key, mod, addrs, sv.name, sum(counts), ppc + len(sv.raw), sv.tier, sv.slots, ranges)
         self.restored += 1
         self.by_tier[sv.tier] += 1
         region = 0
         if sv.members:
             self.regions += 1
             region = self.regions
-        self._record(mod, sv.name, key, sv.tier, parts, addrs, region)
+        self._record(mod, sv.name, key, sv.tier, parts, counts, addrs, region)
         if self.warm_start:
             self.saved[key] = sv
 
